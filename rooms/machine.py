@@ -1,0 +1,485 @@
+"""The reducer: apply(room, actor, command, ctx) -> (room', event).
+
+Checks run in a fixed order, cheapest and least revealing first: role, stage,
+frozen board, then the arguments. Any refusal raises a RoomError before a
+new room exists, so a refused command changes nothing. Parts and links of
+the other partner that the actor may not see answer `not_found`, the same
+as ids that never existed, so a refusal never confirms a private item.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, TypeVar
+
+import msgspec
+
+from . import actions as a
+from .errors import BadRequest, Forbidden, Frozen, LimitExceeded, NotFound, StageLocked
+from .model import (
+    PARTNERS,
+    SELF_QUALITIES,
+    Agreement,
+    BoardState,
+    CheckIn,
+    Limits,
+    Link,
+    Need,
+    Note,
+    Part,
+    Partner,
+    PartnerInfo,
+    Role,
+    Room,
+    Settings,
+    Signal,
+    StageChange,
+    StageInfo,
+    other_partner,
+)
+from .stages import DEFAULT_STAGES, FIRST_STAGE, LAST_STAGE, OPERATIONS
+from .views import Event, make_event
+
+T = TypeVar("T")
+replace = msgspec.structs.replace
+DEFAULT_LIMITS = Limits()
+
+
+class Context(NamedTuple):
+    """What the pure core cannot know by itself: the time and fresh ids."""
+
+    now: float
+    new_id: Callable[[], str]
+
+
+def new_room(
+    *,
+    room_id: str,
+    epoch: str,
+    partners: Mapping[Partner, PartnerInfo],
+    therapist_sees_drafts: bool,
+    now: float,
+    stages: tuple[StageInfo, ...] = DEFAULT_STAGES,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Room:
+    if len(stages) != LAST_STAGE:
+        raise BadRequest("There must be five stages.", field="stages")
+    checked = {
+        partner: PartnerInfo(
+            clean_text(info.name, limits.display_name_length, "name", single_line=True),
+            info.color,
+        )
+        for partner, info in partners.items()
+    }
+    if set(checked) != set(PARTNERS):
+        raise BadRequest(field="partners")
+    return Room(
+        id=room_id,
+        epoch=epoch,
+        seq=0,
+        created_at=now,
+        settings=Settings(therapist_sees_drafts, stages, limits),
+        board=BoardState(stage=FIRST_STAGE, history=(StageChange(FIRST_STAGE, 0, now),)),
+        partners=dict(sorted(checked.items())),
+    )
+
+
+def apply(room: Room, actor: Role, command: a.Command, ctx: Context) -> tuple[Room, Event]:
+    rule = OPERATIONS[command.op]
+    if actor not in rule.roles:
+        raise Forbidden()
+    if room.stage < rule.stage:
+        raise StageLocked()
+    if rule.freezable and room.board.frozen:
+        raise Frozen()
+    changed = _HANDLERS[type(command)](room, actor, command, ctx)
+    changed = replace(changed, seq=room.seq + 1)
+    return changed, make_event(room, changed, actor, command.op, ctx.now)
+
+
+# ---------------------------------------------------------------- helpers
+
+def clean_text(text: str, limit: int, field: str, *, single_line: bool = False,
+               allow_empty: bool = False) -> str:
+    text = text.strip()
+    if not text and not allow_empty:
+        raise BadRequest("This cannot be empty.", field=field)
+    if len(text) > limit:
+        raise LimitExceeded("This text is too long.", field=field)
+    allowed = "" if single_line else "\n\t"
+    if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in text):
+        raise BadRequest("This text contains control characters.", field=field)
+    return text
+
+
+def _with(mapping: Mapping[str, T], key: str, value: T) -> dict[str, T]:
+    out = dict(mapping)
+    out[key] = value
+    return out
+
+
+def _without(mapping: Mapping[str, T], *keys: str) -> dict[str, T]:
+    return {k: v for k, v in mapping.items() if k not in keys}
+
+
+def _own_part(room: Room, actor: Role, part_id: str) -> Part:
+    part = room.parts.get(part_id)
+    if part is None or part.owner != actor:
+        raise NotFound(field="id")
+    return part
+
+
+def _visible_part(room: Room, actor: Role, part_id: str, field: str) -> Part:
+    part = room.parts.get(part_id)
+    if part is None or not (part.shared or part.owner == actor):
+        raise NotFound(field=field)
+    return part
+
+
+def _partner(actor: Role) -> Partner:
+    assert actor in PARTNERS
+    return actor
+
+
+def _limits(room: Room) -> Limits:
+    return room.settings.limits
+
+
+def _set_board(room: Room, **changes: object) -> Room:
+    return replace(room, board=replace(room.board, **changes))
+
+
+def _drop_spotlight_of(room: Room, part_ids: set[str]) -> Room:
+    if room.board.spotlight in part_ids:
+        return _set_board(room, spotlight=None)
+    return room
+
+
+# ---------------------------------------------------------------- therapist
+
+def _stage_set(room: Room, actor: Role, cmd: a.StageSet, ctx: Context) -> Room:
+    if not FIRST_STAGE <= cmd.stage <= LAST_STAGE:
+        raise BadRequest("There is no such stage.", field="stage")
+    if cmd.stage == room.stage:
+        return room
+    if cmd.stage < room.stage and not cmd.confirm:
+        raise BadRequest("Moving back a stage needs confirming.", field="confirm")
+    history = (*room.board.history, StageChange(cmd.stage, room.seq + 1, ctx.now))
+    return replace(_set_board(room, stage=cmd.stage, history=history), ready={})
+
+
+def _agreement_add(room: Room, actor: Role, cmd: a.AgreementAdd, ctx: Context) -> Room:
+    if len(room.agreements) >= _limits(room).agreements:
+        raise LimitExceeded("No more agreements can be added.", field="agreements")
+    text = clean_text(cmd.text, _limits(room).text_length, "text")
+    agreement = Agreement(ctx.new_id(), text)
+    return replace(room, agreements=_with(room.agreements, agreement.id, agreement))
+
+
+def _agreement(room: Room, agreement_id: str) -> Agreement:
+    agreement = room.agreements.get(agreement_id)
+    if agreement is None:
+        raise NotFound(field="id")
+    return agreement
+
+
+def _agreement_edit(room: Room, actor: Role, cmd: a.AgreementEdit, ctx: Context) -> Room:
+    old = _agreement(room, cmd.id)
+    text = clean_text(cmd.text, _limits(room).text_length, "text")
+    if text == old.text:
+        return room
+    # Acknowledgements were given to the old wording.
+    return replace(room, agreements=_with(room.agreements, old.id, Agreement(old.id, text)))
+
+
+def _agreement_remove(room: Room, actor: Role, cmd: a.AgreementRemove, ctx: Context) -> Room:
+    _agreement(room, cmd.id)
+    return replace(room, agreements=_without(room.agreements, cmd.id))
+
+
+def _agreement_ack(room: Room, actor: Role, cmd: a.AgreementAck, ctx: Context) -> Room:
+    old = _agreement(room, cmd.id)
+    partner = _partner(actor)
+    if partner in old.acks:
+        return room
+    acks = tuple(sorted((*old.acks, partner)))
+    return replace(room, agreements=_with(room.agreements, old.id, replace(old, acks=acks)))
+
+
+def _spotlight_set(room: Room, actor: Role, cmd: a.SpotlightSet, ctx: Context) -> Room:
+    if cmd.part is not None:
+        part = room.parts.get(cmd.part)
+        # Only a shared part can be in the spotlight; a draft answers like no part at all.
+        if part is None or not part.shared:
+            raise NotFound(field="part")
+    return _set_board(room, spotlight=cmd.part)
+
+
+def _freeze_set(room: Room, actor: Role, cmd: a.FreezeSet, ctx: Context) -> Room:
+    return _set_board(room, frozen=cmd.frozen)
+
+
+def _pause_raise(room: Room, actor: Role, cmd: a.PauseRaise, ctx: Context) -> Room:
+    if room.board.pause is not None:
+        return room
+    return _set_board(room, pause=Signal(_partner(actor), ctx.now))
+
+
+def _pause_clear(room: Room, actor: Role, cmd: a.PauseClear, ctx: Context) -> Room:
+    return _set_board(room, pause=None)
+
+
+def _overwhelm_raise(room: Room, actor: Role, cmd: a.OverwhelmRaise, ctx: Context) -> Room:
+    if actor in room.overwhelm:
+        return room
+    signal = Signal(_partner(actor), ctx.now)
+    return replace(room, overwhelm=_with(room.overwhelm, actor, signal))
+
+
+def _overwhelm_clear(room: Room, actor: Role, cmd: a.OverwhelmClear, ctx: Context) -> Room:
+    return replace(room, overwhelm=_without(room.overwhelm, cmd.partner))
+
+
+def _ready_set(room: Room, actor: Role, cmd: a.ReadySet, ctx: Context) -> Room:
+    if cmd.ready:
+        return replace(room, ready=_with(room.ready, actor, True))
+    return replace(room, ready=_without(room.ready, actor))
+
+
+def _note_add(room: Room, actor: Role, cmd: a.NoteAdd, ctx: Context) -> Room:
+    if len(room.notes) >= _limits(room).notes:
+        raise LimitExceeded("No more notes can be added.", field="notes")
+    note = Note(ctx.new_id(), clean_text(cmd.text, _limits(room).text_length, "text"), ctx.now)
+    return replace(room, notes=_with(room.notes, note.id, note))
+
+
+def _note_edit(room: Room, actor: Role, cmd: a.NoteEdit, ctx: Context) -> Room:
+    old = room.notes.get(cmd.id)
+    if old is None:
+        raise NotFound(field="id")
+    note = replace(old, text=clean_text(cmd.text, _limits(room).text_length, "text"))
+    return replace(room, notes=_with(room.notes, old.id, note))
+
+
+def _note_remove(room: Room, actor: Role, cmd: a.NoteRemove, ctx: Context) -> Room:
+    if cmd.id not in room.notes:
+        raise NotFound(field="id")
+    return replace(room, notes=_without(room.notes, cmd.id))
+
+
+def _partner_update(room: Room, actor: Role, cmd: a.PartnerUpdate, ctx: Context) -> Room:
+    old = room.partners[cmd.partner]
+    name = old.name
+    if cmd.name is not None:
+        name = clean_text(cmd.name, _limits(room).display_name_length, "name", single_line=True)
+    info = PartnerInfo(name, cmd.color if cmd.color is not None else old.color)
+    return replace(room, partners=_with(room.partners, cmd.partner, info))
+
+
+# ---------------------------------------------------------------- parts
+
+def _part_add(room: Room, actor: Role, cmd: a.PartAdd, ctx: Context) -> Room:
+    owner = _partner(actor)
+    if sum(1 for p in room.parts.values() if p.owner == owner) >= _limits(room).parts_per_partner:
+        raise LimitExceeded("No more parts can be added.", field="parts")
+    name = clean_text(cmd.name, _limits(room).name_length, "name", single_line=True)
+    part = Part(ctx.new_id(), owner, name, cmd.kind, cmd.x, cmd.y)
+    return replace(room, parts=_with(room.parts, part.id, part))
+
+
+def _put_part(room: Room, part: Part) -> Room:
+    return replace(room, parts=_with(room.parts, part.id, part))
+
+
+def _part_edit(room: Room, actor: Role, cmd: a.PartEdit, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.id)
+    if cmd.name is not None:
+        name = clean_text(cmd.name, _limits(room).name_length, "name", single_line=True)
+        part = replace(part, name=name)
+    if cmd.kind is not None:
+        part = replace(part, kind=cmd.kind)
+    return _put_part(room, part)
+
+
+def _part_move(room: Room, actor: Role, cmd: a.PartMove, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.id)
+    return _put_part(room, replace(part, x=cmd.x, y=cmd.y))
+
+
+def _part_remove(room: Room, actor: Role, cmd: a.PartRemove, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.id)
+    links = {k: v for k, v in room.links.items() if part.id not in (v.source, v.target)}
+    room = replace(
+        room,
+        parts=_without(room.parts, part.id),
+        links=links,
+        needs=_without(room.needs, part.id),
+    )
+    return _drop_spotlight_of(room, {part.id})
+
+
+def _part_reveal(room: Room, actor: Role, cmd: a.PartReveal, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.id)
+    return room if part.shared else _put_part(room, replace(part, shared=True))
+
+
+def _part_reveal_all(room: Room, actor: Role, cmd: a.PartRevealAll, ctx: Context) -> Room:
+    parts = {
+        k: replace(v, shared=True) if v.owner == actor and not v.shared else v
+        for k, v in room.parts.items()
+    }
+    return replace(room, parts=parts)
+
+
+def _part_withdraw(room: Room, actor: Role, cmd: a.PartWithdraw, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.id)
+    if not part.shared:
+        return room
+    return _drop_spotlight_of(_put_part(room, replace(part, shared=False)), {part.id})
+
+
+def _part_blend(room: Room, actor: Role, cmd: a.PartBlend, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.id)
+    return _put_part(room, replace(part, blend=cmd.level))
+
+
+def _link_add(room: Room, actor: Role, cmd: a.LinkAdd, ctx: Context) -> Room:
+    owner = _partner(actor)
+    source = room.parts.get(cmd.source)
+    if source is None or source.owner != owner:
+        raise NotFound(field="source")
+    target = _visible_part(room, actor, cmd.target, "target")
+    if cmd.kind == "protects" and target.owner != owner:
+        raise BadRequest("A part protects another of your own parts.", field="target")
+    if cmd.kind == "reacts_to" and target.owner == owner:
+        raise BadRequest("A part reacts to one of your partner's parts.", field="target")
+    if source.id == target.id:
+        raise BadRequest("A part cannot link to itself.", field="target")
+    own_links = [v for v in room.links.values() if v.owner == owner]
+    if any((v.kind, v.source, v.target) == (cmd.kind, source.id, target.id) for v in own_links):
+        raise BadRequest("This link already exists.", field="target")
+    if len(own_links) >= _limits(room).links_per_partner:
+        raise LimitExceeded("No more links can be added.", field="links")
+    link = Link(ctx.new_id(), owner, cmd.kind, source.id, target.id)
+    return replace(room, links=_with(room.links, link.id, link))
+
+
+def _link_remove(room: Room, actor: Role, cmd: a.LinkRemove, ctx: Context) -> Room:
+    link = room.links.get(cmd.id)
+    if link is None or link.owner != actor:
+        raise NotFound(field="id")
+    return replace(room, links=_without(room.links, link.id))
+
+
+# ---------------------------------------------------------------- Self check-in
+
+def _checkin_set(room: Room, actor: Role, cmd: a.CheckinSet, ctx: Context) -> Room:
+    if set(cmd.scores) != set(SELF_QUALITIES):
+        raise BadRequest("Give a score for each of the 8 C's.", field="scores")
+    note = clean_text(cmd.note, _limits(room).text_length, "note", allow_empty=True)
+    owner = _partner(actor)
+    old = room.checkins.get(owner)
+    scores = {quality: cmd.scores[quality] for quality in SELF_QUALITIES}
+    checkin = CheckIn(owner, scores, note, shared=old.shared if old else False)
+    return replace(room, checkins=_with(room.checkins, owner, checkin))
+
+
+def _set_checkin_shared(room: Room, actor: Role, shared: bool) -> Room:
+    old = room.checkins.get(actor)
+    if old is None:
+        raise NotFound("There is no check-in yet.", field="checkin")
+    if old.shared == shared:
+        return room
+    return replace(room, checkins=_with(room.checkins, actor, replace(old, shared=shared)))
+
+
+def _checkin_reveal(room: Room, actor: Role, cmd: a.CheckinReveal, ctx: Context) -> Room:
+    return _set_checkin_shared(room, actor, True)
+
+
+def _checkin_withdraw(room: Room, actor: Role, cmd: a.CheckinWithdraw, ctx: Context) -> Room:
+    return _set_checkin_shared(room, actor, False)
+
+
+# ---------------------------------------------------------------- needs and requests
+
+def _need_set(room: Room, actor: Role, cmd: a.NeedSet, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.part)
+    if not part.shared:
+        raise BadRequest("Share this part before writing what it needs.", field="part")
+    text = clean_text(cmd.text, _limits(room).text_length, "text")
+    old = room.needs.get(part.id)
+    need = replace(old, text=text) if old else Need(part.id, part.owner, text)
+    return replace(room, needs=_with(room.needs, part.id, need))
+
+
+def _own_need(room: Room, actor: Role, part_id: str) -> Need:
+    need = room.needs.get(part_id)
+    if need is None or need.owner != actor:
+        raise NotFound(field="part")
+    return need
+
+
+def _need_remove(room: Room, actor: Role, cmd: a.NeedRemove, ctx: Context) -> Room:
+    _own_need(room, actor, cmd.part)
+    return replace(room, needs=_without(room.needs, cmd.part))
+
+
+def _request_make(room: Room, actor: Role, cmd: a.RequestMake, ctx: Context) -> Room:
+    need = _own_need(room, actor, cmd.part)
+    if not room.parts[need.part].shared:
+        raise BadRequest("Share this part before making a request.", field="part")
+    text = clean_text(cmd.text, _limits(room).text_length, "text")
+    # A changed request is a new question: the earlier answer no longer applies.
+    need = replace(need, request=text, answer=None, answer_note="")
+    return replace(room, needs=_with(room.needs, need.part, need))
+
+
+def _request_answer(room: Room, actor: Role, cmd: a.RequestAnswer, ctx: Context) -> Room:
+    need = room.needs.get(cmd.part)
+    if need is None or need.owner != other_partner(_partner(actor)):
+        raise NotFound(field="part")
+    if not room.parts[need.part].shared or need.request is None:
+        raise NotFound("There is no request to answer.", field="part")
+    note = clean_text(cmd.note, _limits(room).text_length, "note", allow_empty=True)
+    need = replace(need, answer=cmd.answer, answer_note=note)
+    return replace(room, needs=_with(room.needs, need.part, need))
+
+
+_HANDLERS: dict[type[a.Command], Callable[..., Room]] = {
+    a.StageSet: _stage_set,
+    a.AgreementAdd: _agreement_add,
+    a.AgreementEdit: _agreement_edit,
+    a.AgreementRemove: _agreement_remove,
+    a.AgreementAck: _agreement_ack,
+    a.SpotlightSet: _spotlight_set,
+    a.FreezeSet: _freeze_set,
+    a.PauseRaise: _pause_raise,
+    a.PauseClear: _pause_clear,
+    a.OverwhelmRaise: _overwhelm_raise,
+    a.OverwhelmClear: _overwhelm_clear,
+    a.ReadySet: _ready_set,
+    a.NoteAdd: _note_add,
+    a.NoteEdit: _note_edit,
+    a.NoteRemove: _note_remove,
+    a.PartnerUpdate: _partner_update,
+    a.PartAdd: _part_add,
+    a.PartEdit: _part_edit,
+    a.PartMove: _part_move,
+    a.PartRemove: _part_remove,
+    a.PartReveal: _part_reveal,
+    a.PartRevealAll: _part_reveal_all,
+    a.PartWithdraw: _part_withdraw,
+    a.PartBlend: _part_blend,
+    a.LinkAdd: _link_add,
+    a.LinkRemove: _link_remove,
+    a.CheckinSet: _checkin_set,
+    a.CheckinReveal: _checkin_reveal,
+    a.CheckinWithdraw: _checkin_withdraw,
+    a.NeedSet: _need_set,
+    a.NeedRemove: _need_remove,
+    a.RequestMake: _request_make,
+    a.RequestAnswer: _request_answer,
+}
+assert set(_HANDLERS) == set(a.COMMANDS.values())

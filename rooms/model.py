@@ -1,0 +1,153 @@
+"""Room state: frozen msgspec structs, replaced whole by the reducer, never mutated.
+
+Collections are plain dicts keyed by id; the reducer copies a dict before
+changing it, so an old Room stays valid (tests compare before and after).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import msgspec
+
+Role = Literal["therapist", "a", "b"]
+Partner = Literal["a", "b"]
+PartKind = Literal["manager", "firefighter", "exile", "unsure"]
+LinkKind = Literal["protects", "reacts_to"]
+Answer = Literal["yes", "not_yet", "lets_talk"]
+
+ROLES: tuple[Role, ...] = get_args(Role)
+PARTNERS: tuple[Partner, ...] = get_args(Partner)
+PART_KINDS: tuple[PartKind, ...] = get_args(PartKind)
+SELF_QUALITIES = (
+    "calm", "curiosity", "compassion", "confidence",
+    "courage", "clarity", "creativity", "connectedness",
+)
+
+
+def other_partner(partner: Partner) -> Partner:
+    return "b" if partner == "a" else "a"
+
+
+class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Limits(Struct, frozen=True):
+    parts_per_partner: int = 60
+    name_length: int = 80
+    text_length: int = 2000
+    agreements: int = 30
+    links_per_partner: int = 120
+    notes: int = 200
+    display_name_length: int = 40
+
+
+class StageInfo(Struct, frozen=True):
+    name: str
+    guidance: str
+
+
+class Settings(Struct, frozen=True):
+    therapist_sees_drafts: bool
+    stages: tuple[StageInfo, ...]
+    limits: Limits = Limits()
+
+
+class PartnerInfo(Struct, frozen=True):
+    name: str
+    color: str
+
+
+class Agreement(Struct, frozen=True):
+    id: str
+    text: str
+    acks: tuple[Partner, ...] = ()
+
+
+class Part(Struct, frozen=True):
+    id: str
+    owner: Partner
+    name: str
+    kind: PartKind
+    x: float
+    y: float
+    shared: bool = False
+    blend: int | None = None
+
+
+class Link(Struct, frozen=True):
+    id: str
+    owner: Partner
+    kind: LinkKind
+    source: str
+    target: str
+
+
+class CheckIn(Struct, frozen=True):
+    owner: Partner
+    scores: dict[str, int]
+    note: str = ""
+    shared: bool = False
+
+
+class Need(Struct, frozen=True):
+    """What a shared part needs; keyed by the part's id (one need per part)."""
+
+    part: str
+    owner: Partner
+    text: str
+    request: str | None = None
+    answer: Answer | None = None
+    answer_note: str = ""
+
+
+class Note(Struct, frozen=True):
+    id: str
+    text: str
+    at: float
+
+
+class Signal(Struct, frozen=True):
+    """A raised pause or a quiet overwhelm signal."""
+
+    by: Partner
+    at: float
+
+
+class StageChange(Struct, frozen=True):
+    stage: int
+    seq: int
+    at: float
+
+
+class BoardState(Struct, frozen=True):
+    """The room-wide facts everyone sees, carried as one entity."""
+
+    stage: int
+    frozen: bool = False
+    spotlight: str | None = None
+    pause: Signal | None = None
+    history: tuple[StageChange, ...] = ()
+
+
+class Room(Struct, frozen=True):
+    id: str
+    epoch: str
+    seq: int
+    created_at: float
+    settings: Settings
+    board: BoardState
+    partners: dict[str, PartnerInfo]
+    agreements: dict[str, Agreement] = {}
+    parts: dict[str, Part] = {}
+    links: dict[str, Link] = {}
+    checkins: dict[str, CheckIn] = {}
+    needs: dict[str, Need] = {}
+    notes: dict[str, Note] = {}
+    overwhelm: dict[str, Signal] = {}
+    ready: dict[str, bool] = {}
+
+    @property
+    def stage(self) -> int:
+        return self.board.stage

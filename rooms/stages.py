@@ -1,0 +1,106 @@
+"""The five IFIO stages as data.
+
+Theory of operation: each operation belongs to exactly one row of OPERATIONS,
+which says who may send it, the first stage that unlocks it and whether a
+frozen board refuses it. A capability stays unlocked in every later stage;
+moving back a stage locks again what that stage does not allow. The reducer
+consults this table before it looks at any argument, so a locked or
+forbidden command is refused without reading further.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .model import Role, StageInfo
+
+THERAPIST: frozenset[Role] = frozenset({"therapist"})
+PARTNERS: frozenset[Role] = frozenset({"a", "b"})
+
+
+class Rule(NamedTuple):
+    roles: frozenset[Role]
+    stage: int
+    freezable: bool = False
+
+
+OPERATIONS: dict[str, Rule] = {
+    # therapist, at any stage
+    "stage.set": Rule(THERAPIST, 1),
+    "agreement.add": Rule(THERAPIST, 1),
+    "agreement.edit": Rule(THERAPIST, 1),
+    "agreement.remove": Rule(THERAPIST, 1),
+    "spotlight.set": Rule(THERAPIST, 1),
+    "freeze.set": Rule(THERAPIST, 1),
+    "pause.clear": Rule(THERAPIST, 1),
+    "overwhelm.clear": Rule(THERAPIST, 1),
+    "note.add": Rule(THERAPIST, 1),
+    "note.edit": Rule(THERAPIST, 1),
+    "note.remove": Rule(THERAPIST, 1),
+    "partner.update": Rule(THERAPIST, 1),
+    # partners, stage 1: safety first, never frozen
+    "agreement.ack": Rule(PARTNERS, 1),
+    "pause.raise": Rule(PARTNERS, 1),
+    "overwhelm.raise": Rule(PARTNERS, 1),
+    "ready.set": Rule(PARTNERS, 1),
+    # stage 2: Identifying Parts
+    "part.add": Rule(PARTNERS, 2, freezable=True),
+    "part.edit": Rule(PARTNERS, 2, freezable=True),
+    "part.move": Rule(PARTNERS, 2, freezable=True),
+    "part.remove": Rule(PARTNERS, 2, freezable=True),
+    "part.reveal": Rule(PARTNERS, 2, freezable=True),
+    "part.reveal_all": Rule(PARTNERS, 2, freezable=True),
+    "part.withdraw": Rule(PARTNERS, 2, freezable=True),
+    # stage 3: Unblending
+    "part.blend": Rule(PARTNERS, 3, freezable=True),
+    "link.add": Rule(PARTNERS, 3, freezable=True),
+    "link.remove": Rule(PARTNERS, 3, freezable=True),
+    # stage 4: Accessing the Self
+    "checkin.set": Rule(PARTNERS, 4, freezable=True),
+    "checkin.reveal": Rule(PARTNERS, 4, freezable=True),
+    "checkin.withdraw": Rule(PARTNERS, 4, freezable=True),
+    # stage 5: Working with Parts in the Relationship
+    "need.set": Rule(PARTNERS, 5, freezable=True),
+    "need.remove": Rule(PARTNERS, 5, freezable=True),
+    "request.make": Rule(PARTNERS, 5, freezable=True),
+    "request.answer": Rule(PARTNERS, 5, freezable=True),
+}
+
+FIRST_STAGE = 1
+LAST_STAGE = 5
+
+# Dragging is ephemeral (never committed) but follows part.move's rule.
+DRAG_RULE = OPERATIONS["part.move"]
+
+DEFAULT_STAGES: tuple[StageInfo, ...] = (
+    StageInfo(
+        "Creating a Safe Space",
+        "Agree together how you will take care of each other today. Either of you "
+        "can take a pause at any time. Nothing is judged here.",
+    ),
+    StageInfo(
+        "Identifying Parts",
+        "Name the parts of you that show up in your relationship: the protectors "
+        "and the young parts they guard. Write them privately first, and share what "
+        "you are ready to share.",
+    ),
+    StageInfo(
+        "Unblending",
+        "Notice how much each part has taken over right now, and help it step back a "
+        "little. Draw how your parts protect each other and react to your partner's.",
+    ),
+    StageInfo(
+        "Accessing the Self",
+        "With your parts stepped back, check in with your Self: calm, curiosity, "
+        "compassion, confidence, courage, clarity, creativity, connectedness.",
+    ),
+    StageInfo(
+        "Working with Parts in the Relationship",
+        "Ask what your parts need. Turn a need into a request of your partner, and "
+        "answer each other's requests. What you agree is what you take home.",
+    ),
+)
+
+
+def unlocked(operation: str, stage: int) -> bool:
+    return OPERATIONS[operation].stage <= stage
