@@ -224,7 +224,7 @@ def parse_args(op: str, args: Mapping[str, Any]) -> Command:
         command = msgspec.convert(args, schema)
     except msgspec.ValidationError as error:
         # msgspec's message may quote the value sent; only the field name leaves here.
-        raise BadRequest(field=field_of(error) or "args") from None
+        raise BadRequest(field=field_of(error, schema.__struct_fields__) or "args") from None
     for name in command.__struct_fields__:
         value = getattr(command, name)
         if isinstance(value, float) and not math.isfinite(value):

@@ -123,10 +123,10 @@ def _without(mapping: Mapping[str, T], *keys: str) -> dict[str, T]:
     return {k: v for k, v in mapping.items() if k not in keys}
 
 
-def _own_part(room: Room, actor: Role, part_id: str) -> Part:
+def _own_part(room: Room, actor: Role, part_id: str, field: str = "id") -> Part:
     part = room.parts.get(part_id)
     if part is None or part.owner != actor:
-        raise NotFound(field="id")
+        raise NotFound(field=field)
     return part
 
 
@@ -405,7 +405,7 @@ def _checkin_withdraw(room: Room, actor: Role, cmd: a.CheckinWithdraw, ctx: Cont
 # ---------------------------------------------------------------- needs and requests
 
 def _need_set(room: Room, actor: Role, cmd: a.NeedSet, ctx: Context) -> Room:
-    part = _own_part(room, actor, cmd.part)
+    part = _own_part(room, actor, cmd.part, "part")
     if not part.shared:
         raise BadRequest("Share this part before writing what it needs.", field="part")
     text = clean_text(cmd.text, _limits(room).text_length, "text")

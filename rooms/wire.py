@@ -8,6 +8,7 @@ but a typed value or a BadFrame / BadRequest error.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -77,17 +78,28 @@ def decode_client(data: bytes | str, max_bytes: int = MAX_FRAME_BYTES) -> Client
     return frame
 
 
-def field_of(error: msgspec.ValidationError) -> str | None:
-    """The top-level field a msgspec validation error is about, never its value."""
+def field_of(error: msgspec.ValidationError, fields: Collection[str]) -> str | None:
+    """The top-level field a msgspec validation error is about, never its value.
+
+    msgspec's message quotes an unknown key as it was sent, and a key can itself
+    look like a path, so only one of the schema's own field names (`fields`) is
+    ever returned."""
     message = str(error)
-    for marker in ("at `$.", "missing required field `"):
+    for marker in ("at `$.", "in `$.", "missing required field `"):
         if marker in message:
-            return message.split(marker, 1)[1].split("`", 1)[0].split(".", 1)[0].split("[", 1)[0]
+            name = message.rsplit(marker, 1)[1].split("`", 1)[0].split(".", 1)[0]
+            name = name.split("[", 1)[0]
+            return name if name in fields else None
     return None
 
 
+_FRAME_FIELDS: Final = frozenset({"t"}).union(
+    *(cls.__struct_fields__ for cls in (Hello, Cmd, Drag))
+)
+
+
 def _validation_error(error: msgspec.ValidationError) -> BadFrame | BadRequest:
-    field = field_of(error)
+    field = field_of(error, _FRAME_FIELDS)
     if field is None or field == "t":
         return BadFrame("Unknown frame type.")
     return BadRequest(field=field)
