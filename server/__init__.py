@@ -1,0 +1,1 @@
+"""Partsboard's server: Starlette on uvicorn, room state in Redis."""

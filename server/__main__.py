@@ -1,0 +1,53 @@
+"""`python -m server`: run Partsboard (with a throwaway local Redis when REDIS_URL is unset)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+
+import uvicorn
+
+from .app import create_app
+from .local_redis import LocalRedis
+from .settings import Settings, SettingsError
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log = logging.getLogger("partsboard")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        log.error("configuration error: %s", error)
+        return 2
+    local: LocalRedis | None = None
+    if settings.redis_url is None:
+        local = LocalRedis().start()
+        log.info("REDIS_URL is not set: started a throwaway local Redis (%s, persistence off) "
+                 "on port %d; it stops with this server", local.binary.name, local.port)
+        settings = dataclasses.replace(settings, redis_url=local.url)
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    log.info("therapist start page: %s/", base)
+    if settings.dev_mode:
+        log.warning("no PARTSBOARD_THERAPIST_KEY set: development mode, no practice key needed")
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            ws_max_size=settings.max_frame_bytes,
+            ws_ping_interval=settings.ping_interval,
+            ws_ping_timeout=settings.ping_timeout,
+            access_log=False,
+            log_level="info",
+            proxy_headers=True,
+        )
+    finally:
+        if local is not None:
+            local.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

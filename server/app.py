@@ -1,0 +1,132 @@
+"""The Starlette application: routes, security headers, and the Redis/hub lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from .api import Api
+from .commands import Executor
+from .hub import Hub
+from .pages import page_routes
+from .session import Connection
+from .settings import Settings
+from .store import Store
+
+log = logging.getLogger("partsboard")
+
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     b"connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; "
+     b"frame-ancestors 'none'; form-action 'self'"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def redis_client(settings: Settings, url: str, *, pool_size: int) -> aioredis.Redis:
+    # A waiting pool: under load, callers queue for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=pool_size, timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout, health_check_interval=30,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def create_app(settings: Settings) -> Starlette:
+    if settings.redis_url is None:
+        raise ValueError("create_app needs settings.redis_url")
+    client = redis_client(settings, settings.redis_url, pool_size=settings.redis_pool_size)
+    # Pub/sub holds its own connection for as long as it listens.
+    pubsub_client = redis_client(settings, settings.redis_url, pool_size=4)
+    store = Store(client, idle_ttl=settings.idle_ttl, max_lifetime=settings.max_lifetime,
+                  log_length=settings.log_length)
+    hub = Hub(store, pubsub_client, sweep_interval=settings.sweep_interval,
+              presence_ttl=settings.presence_ttl)
+    executor = Executor(store, hub)
+    api = Api(settings, store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.refresh_run_id()
+        persistence = await store.persistence_settings()
+        if persistence is None:
+            log.warning("could not read Redis persistence settings (CONFIG is disabled); "
+                        "make sure Redis does not write session content to disk")
+        elif persistence["save"] or persistence["appendonly"] == "yes":
+            log.warning("Redis persists data to disk (save=%r appendonly=%s): session content "
+                        "would reach a disk; turn persistence off for Partsboard",
+                        persistence["save"], persistence["appendonly"])
+        if settings.dev_mode:
+            log.warning("DEVELOPMENT MODE: no PARTSBOARD_THERAPIST_KEY is set, so anyone who "
+                        "can reach this server can create rooms")
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await client.aclose()
+            await pubsub_client.aclose()
+
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        await Connection(websocket, settings, store, hub, executor).run()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await asyncio.wait_for(client.ping(), timeout=1.0)
+        except (RedisError, OSError, TimeoutError):
+            return JSONResponse({"ok": False, "redis": "unreachable"}, status_code=503)
+        return JSONResponse({"ok": True, "redis": "ok"})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    routes: list[Any] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+        WebSocketRoute("/ws", websocket_endpoint),
+        *api.routes(),
+        *page_routes(),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.hub = hub
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,23 @@
+"""Prometheus metrics. Labels are op names and error codes only: never content."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge("partsboard_connections", "Open websocket connections in this process")
+COMMANDS = Counter("partsboard_commands_total", "Commands handled", ["op", "result"])
+COMMIT_SECONDS = Histogram(
+    "partsboard_commit_seconds", "Time from a command's arrival to its commit in Redis",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+COMMIT_CONFLICTS = Counter("partsboard_commit_conflicts_total", "Optimistic commit retries")
+EVENTS_OUT = Counter("partsboard_events_sent_total", "Event frames queued to connections")
+DRAGS = Counter("partsboard_drags_total", "Live drag updates", ["result"])
+BAD_FRAMES = Counter("partsboard_bad_frames_total", "Frames refused", ["code"])
+CLOSES = Counter("partsboard_closes_total", "Connections closed by the server", ["code"])
+SLOW_CONSUMERS = Counter("partsboard_slow_consumers_total", "Connections cut for not reading")
+GAPS_FILLED = Counter("partsboard_gaps_filled_total", "Sequence gaps filled from the event log")
+RESYNCS = Counter("partsboard_resyncs_total", "Feeds whose members had to resync")
+RESUBSCRIBES = Counter("partsboard_resubscribes_total", "Pub/sub reconnections")
+ROOMS_CREATED = Counter("partsboard_rooms_created_total", "Rooms created")
+ROOMS_ENDED = Counter("partsboard_rooms_ended_total", "Rooms ended by a therapist")

@@ -1,0 +1,326 @@
+"""One websocket connection's life: handshake, then a reader and a writer.
+
+    CONNECTING --hello ok--> OPEN --(disconnect | shut)--> CLOSED
+
+The reader decodes and runs the client's frames in order; the writer drains a
+bounded queue of encoded frames. Nothing else ever waits on this connection:
+fan-out only pushes to the queue, and a connection whose queue is full is cut
+(it resumes when it comes back) instead of holding up its room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import secrets
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from rooms import wire
+from rooms.actions import parse_args
+from rooms.errors import BadFrame, LimitExceeded, RoomEnded, RoomError, RoomLost
+from rooms.model import Role
+from rooms.views import event_for, snapshot_for
+
+from . import metrics
+from .commands import Executor
+from .hub import CLOSE_ENDED, CLOSE_INVALID_LINK, CLOSE_LOST, CLOSE_RESYNC, Hub
+from .settings import Settings
+from .store import Store, decode_event
+
+log = logging.getLogger("partsboard.session")
+
+CLOSE_POLICY = 1008
+CLOSE_TOO_MANY = 4429
+
+
+class State(enum.Enum):
+    CONNECTING = 0
+    OPEN = 1
+    CLOSED = 2
+
+
+class TokenBucket:
+    """Burst up to `burst`, refilled at `rate` per second."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, settings: Settings, store: Store, hub: Hub,
+                 executor: Executor) -> None:
+        self.ws = websocket
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.executor = executor
+        self.state = State.CONNECTING
+        self.role: Role = "therapist"
+        self.room_id = ""
+        self.secret_hash = ""
+        self.presence_id = ""
+        self.last_seq = -1
+        self.queue: asyncio.Queue[tuple[int | None, bytes]] = asyncio.Queue(settings.send_queue)
+        self.commands = TokenBucket(settings.command_rate, settings.command_burst)
+        self.drags = TokenBucket(settings.drag_rate, settings.drag_burst)
+        self.strikes = 0
+        self.close_code: int | None = None
+        self.close_frame: bytes | None = None
+        self.done = asyncio.Event()
+
+    # ------------------------------------------------------------ Member protocol
+
+    def push(self, seq: int | None, frame: bytes) -> None:
+        if self.close_code is not None:
+            return
+        try:
+            self.queue.put_nowait((seq, frame))
+        except asyncio.QueueFull:
+            metrics.SLOW_CONSUMERS.inc()
+            self.shut(CLOSE_RESYNC)
+
+    def shut(self, code: int, frame: bytes | None = None) -> None:
+        if self.close_code is None:
+            self.close_code = code
+            self.close_frame = frame
+        self.done.set()
+
+    # ------------------------------------------------------------ life
+
+    async def run(self) -> None:
+        if not await self._accept():
+            return
+        try:
+            welcome = await self._handshake()
+        except RoomError as error:
+            await self._refuse(error)
+            return
+        except (RedisError, OSError, TimeoutError) as error:
+            log.warning("handshake failed (%s)", type(error).__name__)
+            await self._refuse(RoomError())
+            return
+        except WebSocketDisconnect:
+            return
+        if welcome is None:
+            return
+        self.state = State.OPEN
+        try:
+            await self.ws.send_bytes(wire.encode(welcome))
+            reader = asyncio.create_task(self._read())
+            writer = asyncio.create_task(self._write())
+            await self.done.wait()
+            for task in (reader, writer):
+                task.cancel()
+            for task in (reader, writer):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.close_code is not None:
+                await self._close(self.close_code, self.close_frame)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            self.state = State.CLOSED
+            if await self.hub.leave(self.room_id, self):
+                self.executor.forget(self.room_id)
+
+    async def _accept(self) -> bool:
+        origin = self.ws.headers.get("origin")
+        if origin is not None and not self._origin_allowed(origin):
+            metrics.CLOSES.labels("origin").inc()
+            await self.ws.close(code=CLOSE_POLICY)
+            return False
+        if wire.SUBPROTOCOL not in self.ws.scope.get("subprotocols", []):
+            metrics.CLOSES.labels("subprotocol").inc()
+            await self.ws.close(code=CLOSE_POLICY)
+            return False
+        await self.ws.accept(subprotocol=wire.SUBPROTOCOL)
+        return True
+
+    def _origin_allowed(self, origin: str) -> bool:
+        origin = origin.rstrip("/")
+        if self.settings.allowed_origins:
+            return origin in self.settings.allowed_origins
+        host = self.ws.headers.get("host", "")
+        return origin.split("://", 1)[-1] == host
+
+    async def _handshake(self) -> dict[str, Any] | None:
+        message = await asyncio.wait_for(self.ws.receive(), self.settings.hello_timeout)
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect()
+        frame = wire.decode_client(message.get("bytes") or message.get("text") or b"",
+                                   self.settings.max_frame_bytes)
+        if not isinstance(frame, wire.Hello):
+            raise BadFrame("The first frame must be hello.")
+        auth = await self.store.authenticate(frame.room, frame.secret)
+        resume = frame.resume
+        if auth is None:
+            if resume is not None and not self.store.epoch_is_from_this_run(resume.epoch):
+                raise RoomLost()
+            raise RoomEnded()
+        if resume is not None and resume.epoch != auth.epoch:
+            raise RoomLost()
+        self.role, self.room_id, self.secret_hash = auth.role, frame.room, auth.secret_hash
+        counts = await self.store.presence_counts(self.room_id)
+        if counts.get(self.role, 0) >= self.settings.connections_per_role:
+            raise LimitExceeded("Too many connections for this role.")
+        self.presence_id = f"{self.hub.process_id}|{secrets.token_hex(6)}|{self.role}"
+        _, loaded = await self.hub.join(self.room_id, auth.epoch, self)
+        room = loaded or await self.store.load(self.room_id)
+        if room is None:
+            raise RoomEnded()
+        view: dict[str, Any] | None = None
+        replay: list[dict[str, Any]] | None = None
+        if resume is not None and resume.seq > room.seq:
+            raise RoomLost()  # the client saw more than the store holds: it was rolled back
+        if resume is not None:
+            blobs = await self.store.events_since(self.room_id, resume.seq)
+            if blobs is not None:
+                replay = []
+                for blob in blobs:
+                    body = event_for(decode_event(blob), self.role)
+                    body["t"] = "ev"
+                    replay.append(body)
+                self.last_seq = replay[-1]["seq"] if replay else resume.seq
+        if replay is None:
+            view = snapshot_for(room, self.role)
+            self.last_seq = room.seq
+        presence = self.hub.role_connections(self.room_id)
+        return wire.welcome(self.role, self.room_id, auth.epoch, view, replay, self.last_seq,
+                            presence)
+
+    async def _refuse(self, error: RoomError) -> None:
+        metrics.BAD_FRAMES.labels(error.code).inc()
+        code = {
+            "room_ended": CLOSE_INVALID_LINK,
+            "room_lost": CLOSE_LOST,
+            "limit": CLOSE_TOO_MANY,
+        }.get(error.code, CLOSE_POLICY)
+        await self._close(code, wire.encode(wire.error(error.code, error.message,
+                                                        field=error.field)))
+        if self.room_id and self.presence_id:
+            await self.hub.leave(self.room_id, self)
+
+    async def _close(self, code: int, frame: bytes | None) -> None:
+        metrics.CLOSES.labels(str(code)).inc()
+        with contextlib.suppress(Exception):
+            if frame is not None:
+                await asyncio.wait_for(self.ws.send_bytes(frame), 1.0)
+            await asyncio.wait_for(self.ws.close(code=code), 1.0)
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                seq, frame = await self.queue.get()
+                if seq is not None:
+                    if seq <= self.last_seq:
+                        continue
+                    self.last_seq = seq
+                await self.ws.send_bytes(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.done.set()
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                await self._on_frame(message.get("bytes") or message.get("text") or b"")
+                if self.close_code is not None:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        self.done.set()
+
+    def _strike(self) -> None:
+        self.strikes += 1
+        if self.strikes > self.settings.bad_frames_allowed:
+            self.shut(CLOSE_POLICY, wire.encode(wire.error(
+                "bad_frame", "Too many invalid or excess messages; disconnected.")))
+
+    async def _on_frame(self, data: bytes | str) -> None:
+        try:
+            frame = wire.decode_client(data, self.settings.max_frame_bytes)
+        except RoomError as error:
+            metrics.BAD_FRAMES.labels(error.code).inc()
+            self.push(None, wire.encode(wire.error(error.code, error.message, field=error.field)))
+            self._strike()
+            return
+        if isinstance(frame, wire.Cmd):
+            await self._on_command(frame)
+        elif isinstance(frame, wire.Drag):
+            await self._on_drag(frame)
+        else:
+            metrics.BAD_FRAMES.labels("bad_frame").inc()
+            self.push(None, wire.encode(wire.error("bad_frame", "Already said hello.")))
+            self._strike()
+
+    async def _on_command(self, frame: wire.Cmd) -> None:
+        if not self.commands.take():
+            metrics.COMMANDS.labels("-", "rate_limited").inc()
+            self.push(None, wire.encode(wire.error(
+                "rate_limited", "Too many messages; slow down.", command_id=frame.id)))
+            self._strike()
+            return
+        started = time.perf_counter()
+        op_label = "-"
+        try:
+            command = parse_args(frame.op, frame.args)
+            op_label = command.op
+            seq = await self.executor.execute(self.room_id, self.role, frame.id, command)
+        except RoomError as error:
+            metrics.COMMANDS.labels(op_label, error.code).inc()
+            self.push(None, wire.encode(wire.error(error.code, error.message,
+                                                   command_id=frame.id, field=error.field)))
+            if error.code in ("room_ended", "room_lost"):
+                code = CLOSE_ENDED if error.code == "room_ended" else CLOSE_LOST
+                self.shut(code)
+            return
+        except (RedisError, OSError, TimeoutError) as error:
+            log.warning("command failed: op=%s error=%s", op_label, type(error).__name__)
+            metrics.COMMANDS.labels(op_label, "internal").inc()
+            self.push(None, wire.encode(wire.error(
+                "internal", "Something went wrong on our side.", command_id=frame.id)))
+            return
+        except Exception:
+            log.exception("command failed: op=%s", op_label)
+            metrics.COMMANDS.labels(op_label, "internal").inc()
+            self.push(None, wire.encode(wire.error(
+                "internal", "Something went wrong on our side.", command_id=frame.id)))
+            return
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.COMMANDS.labels(op_label, "ok").inc()
+        self.push(None, wire.encode(wire.ack(frame.id, seq)))
+
+    async def _on_drag(self, frame: wire.Drag) -> None:
+        if not self.drags.take():
+            metrics.DRAGS.labels("rate_limited").inc()
+            return
+        try:
+            routed = await self.hub.drag(self.room_id, self.role, frame.part, frame.x, frame.y)
+        except (RedisError, OSError):
+            metrics.DRAGS.labels("error").inc()
+            return
+        metrics.DRAGS.labels("ok" if routed else "refused").inc()

@@ -1,0 +1,344 @@
+"""Redis: every key of a room under one hash tag, one Lua script per commit.
+
+Keys of room R (all share the tag {R}, so a room lives on one cluster shard):
+    pb:{R}:meta      hash: epoch, seq, deadline (ms), h:<role> secret hashes
+    pb:{R}:state     msgpack Room
+    pb:{R}:log       stream of committed events, entry id "<seq>-1", capped
+    pb:{R}:cmds      hash "<role>:<command id>" -> seq (dedupe of resent commands)
+    pb:{R}:presence  zset "<process>|<connection>|<role>" -> expiry (ms)
+Channel pb:{R}:ch carries one-byte-tagged messages (see Message tags below).
+
+Every write refreshes every key's TTL to min(idle time-out, hard deadline - now),
+so no key ever exists without one and a room never outlives its deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+import redis.asyncio as aioredis
+
+from rooms.model import ROLES, Role, Room
+from rooms.views import Event
+
+TAG_EVENT = b"E"
+TAG_DRAG = b"D"
+TAG_ENDED = b"X"
+TAG_PRESENCE = b"P"
+TAG_RELINK = b"R"
+
+_room_encoder = msgspec.msgpack.Encoder()
+_room_decoder = msgspec.msgpack.Decoder(Room)
+_event_decoder = msgspec.msgpack.Decoder(Event)
+
+_TTL_LUA = """
+local function ttl_of(meta, idle)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local deadline = tonumber(redis.call('HGET', meta, 'deadline'))
+  return math.min(idle, deadline - now), now
+end
+local function refresh(ttl)
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+"""
+
+# KEYS: meta state log cmds presence
+# ARGV: epoch expected_seq state event cmd_field idle_ms log_max channel message
+COMMIT_LUA = _TTL_LUA + """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return {'gone'} end
+if epoch ~= ARGV[1] then return {'lost'} end
+if ARGV[5] ~= '' then
+  local prior = redis.call('HGET', KEYS[4], ARGV[5])
+  if prior then return {'dup', tonumber(prior)} end
+end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+if seq ~= tonumber(ARGV[2]) then return {'conflict', seq} end
+local ttl = ttl_of(KEYS[1], tonumber(ARGV[6]))
+if ttl <= 0 then
+  redis.call('DEL', unpack(KEYS))
+  return {'gone'}
+end
+local new_seq = seq + 1
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'seq', new_seq)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], new_seq .. '-1', 'e', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], ARGV[5], new_seq) end
+refresh(ttl)
+redis.call('PUBLISH', ARGV[8], ARGV[9])
+return {'ok', new_seq}
+"""
+
+# KEYS: meta state log cmds presence; ARGV: idle_ms
+TOUCH_LUA = _TTL_LUA + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local ttl = ttl_of(KEYS[1], tonumber(ARGV[1]))
+if ttl <= 0 then
+  redis.call('DEL', unpack(KEYS))
+  return 0
+end
+refresh(ttl)
+return 1
+"""
+
+# KEYS: meta state log cmds presence; ARGV: channel message
+END_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('DEL', unpack(KEYS))
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: meta state log cmds presence; ARGV: role new_hash idle_ms channel message
+RELINK_LUA = _TTL_LUA + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'h:' .. ARGV[1], ARGV[2])
+local ttl = ttl_of(KEYS[1], tonumber(ARGV[3]))
+if ttl > 0 then refresh(ttl) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_room_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def new_entity_id() -> str:
+    return secrets.token_urlsafe(9)
+
+
+@dataclass(frozen=True)
+class Keys:
+    room: str
+
+    @property
+    def meta(self) -> str:
+        return f"pb:{{{self.room}}}:meta"
+
+    @property
+    def state(self) -> str:
+        return f"pb:{{{self.room}}}:state"
+
+    @property
+    def log(self) -> str:
+        return f"pb:{{{self.room}}}:log"
+
+    @property
+    def cmds(self) -> str:
+        return f"pb:{{{self.room}}}:cmds"
+
+    @property
+    def presence(self) -> str:
+        return f"pb:{{{self.room}}}:presence"
+
+    @property
+    def channel(self) -> str:
+        return f"pb:{{{self.room}}}:ch"
+
+    def all(self) -> list[str]:
+        return [self.meta, self.state, self.log, self.cmds, self.presence]
+
+
+def room_of_channel(channel: bytes | str) -> str:
+    name = channel.decode() if isinstance(channel, bytes) else channel
+    return name[name.index("{") + 1 : name.index("}")]
+
+
+class CommitResult(msgspec.Struct, frozen=True):
+    outcome: Literal["ok", "dup", "conflict", "gone", "lost"]
+    seq: int = 0
+
+
+@dataclass
+class Auth:
+    role: Role
+    epoch: str
+    secret_hash: str
+
+
+class Store:
+    def __init__(self, client: aioredis.Redis, *, idle_ttl: float, max_lifetime: float,
+                 log_length: int) -> None:
+        self.redis = client
+        self.idle_ms = int(idle_ttl * 1000)
+        self.lifetime_ms = int(max_lifetime * 1000)
+        self.log_length = log_length
+        self._commit = client.register_script(COMMIT_LUA)
+        self._touch = client.register_script(TOUCH_LUA)
+        self._end = client.register_script(END_LUA)
+        self._relink = client.register_script(RELINK_LUA)
+        self.run_id = ""
+
+    async def refresh_run_id(self) -> str:
+        info = await self.redis.info("server")
+        self.run_id = str(info.get("run_id", ""))
+        return self.run_id
+
+    def new_epoch(self) -> str:
+        # The epoch names the Redis run that holds the room, so a client resuming after
+        # Redis lost everything can be told "lost" rather than "ended" (see session.py).
+        return f"{self.run_id[:12]}.{secrets.token_urlsafe(6)}"
+
+    def epoch_is_from_this_run(self, epoch: str) -> bool:
+        return epoch.split(".", 1)[0] == self.run_id[:12]
+
+    async def create(self, room: Room, secret_hashes: dict[Role, str]) -> None:
+        keys = Keys(room.id)
+        now_ms = await self._now_ms()
+        ttl = min(self.idle_ms, self.lifetime_ms)
+        meta: dict[Any, Any] = {
+            "epoch": room.epoch,
+            "seq": room.seq,
+            "deadline": now_ms + self.lifetime_ms,
+        }
+        meta.update({f"h:{role}": digest for role, digest in secret_hashes.items()})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.meta, mapping=meta)
+            pipe.pexpire(keys.meta, ttl)
+            pipe.set(keys.state, _room_encoder.encode(room), px=ttl)
+            await pipe.execute()
+
+    async def _now_ms(self) -> int:
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def authenticate(self, room_id: str, secret: str) -> Auth | None:
+        fields = ["epoch", *(f"h:{role}" for role in ROLES)]
+        values: list[Any] = await self.redis.hmget(Keys(room_id).meta, fields)
+        if values[0] is None:
+            return None
+        digest = secret_hash(secret)
+        for role, stored in zip(ROLES, values[1:], strict=True):
+            if stored is not None and hmac.compare_digest(stored.decode(), digest):
+                return Auth(role, values[0].decode(), digest)
+        return None
+
+    async def role_hash(self, room_id: str, role: Role) -> str | None:
+        value: Any = await self.redis.hget(Keys(room_id).meta, f"h:{role}")
+        return value.decode() if value is not None else None
+
+    async def room_exists(self, room_id: str) -> bool:
+        if not room_id or len(room_id) > 64:
+            return False
+        return bool(await self.redis.exists(Keys(room_id).meta))
+
+    async def load(self, room_id: str) -> Room | None:
+        blob: Any = await self.redis.get(Keys(room_id).state)
+        return _room_decoder.decode(blob) if blob is not None else None
+
+    async def meta_seq_epoch(self, room_ids: list[str]) -> list[tuple[int, str] | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.hmget(Keys(room_id).meta, ["seq", "epoch"])
+            rows = await pipe.execute()
+        out: list[tuple[int, str] | None] = []
+        for seq, epoch in rows:
+            out.append(None if seq is None or epoch is None else (int(seq), epoch.decode()))
+        return out
+
+    async def commit(self, before: Room, after: Room, event_blob: bytes,
+                     command_field: str) -> CommitResult:
+        keys = Keys(before.id)
+        reply = await self._commit(
+            keys=keys.all(),
+            args=[
+                before.epoch, before.seq, _room_encoder.encode(after), event_blob,
+                command_field, self.idle_ms, self.log_length, keys.channel,
+                TAG_EVENT + event_blob,
+            ],
+        )
+        outcome: Any = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+        return CommitResult(outcome, int(reply[1]) if len(reply) > 1 else 0)
+
+    async def prior_seq(self, room_id: str, command_field: str) -> int | None:
+        value = await self.redis.hget(Keys(room_id).cmds, command_field)
+        return int(value) if value is not None else None
+
+    async def events_since(self, room_id: str, seq: int) -> list[bytes] | None:
+        """Every event after `seq`, or None when the log no longer reaches back that far."""
+        keys = Keys(room_id)
+        entries: Any = await self.redis.xrange(keys.log, min=f"{seq + 1}-1", max="+")
+        blobs = [fields[b"e"] for _, fields in entries]
+        if entries:
+            first = int(entries[0][0].split(b"-")[0])
+            if first != seq + 1:
+                return None
+        return blobs
+
+    async def current_seq(self, room_id: str) -> int | None:
+        value = await self.redis.hget(Keys(room_id).meta, "seq")
+        return int(value) if value is not None else None
+
+    async def touch(self, room_id: str) -> bool:
+        return bool(await self._touch(keys=Keys(room_id).all(), args=[self.idle_ms]))
+
+    async def end(self, room_id: str) -> bool:
+        keys = Keys(room_id)
+        return bool(await self._end(keys=keys.all(), args=[keys.channel, TAG_ENDED]))
+
+    async def relink(self, room_id: str, role: Role, new_hash: str) -> bool:
+        keys = Keys(room_id)
+        message = TAG_RELINK + f"{role}:{new_hash}".encode()
+        return bool(await self._relink(
+            keys=keys.all(), args=[role, new_hash, self.idle_ms, keys.channel, message]))
+
+    async def publish(self, room_id: str, message: bytes) -> None:
+        await self.redis.publish(Keys(room_id).channel, message)
+
+    # presence: a zset per room, members refreshed by their process's heartbeat
+
+    async def presence_put(self, room_id: str, members: list[str], ttl_s: float) -> None:
+        keys = Keys(room_id)
+        now_ms = await self._now_ms()
+        expiry = now_ms + int(ttl_s * 1000)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(keys.presence, "-inf", now_ms)
+            if members:
+                pipe.zadd(keys.presence, {member: expiry for member in members})
+            pipe.pexpire(keys.presence, int(ttl_s * 3000))
+            await pipe.execute()
+
+    async def presence_remove(self, room_id: str, member: str) -> None:
+        await self.redis.zrem(Keys(room_id).presence, member)
+
+    async def presence_counts(self, room_id: str) -> dict[str, int]:
+        now_ms = await self._now_ms()
+        members: Any = await self.redis.zrangebyscore(Keys(room_id).presence, now_ms, "+inf")
+        counts: dict[str, int] = dict.fromkeys(ROLES, 0)
+        for member in members:
+            role = member.decode().rsplit("|", 1)[-1]
+            if role in counts:
+                counts[role] += 1
+        return counts
+
+    async def persistence_settings(self) -> dict[str, str] | None:
+        """Redis's disk persistence settings, or None when CONFIG is not allowed."""
+        try:
+            save = await self.redis.config_get("save")
+            aof = await self.redis.config_get("appendonly")
+        except aioredis.ResponseError:
+            return None
+        return {"save": str(save.get("save", "")), "appendonly": str(aof.get("appendonly", ""))}
+
+
+def decode_event(blob: bytes) -> Event:
+    return _event_decoder.decode(blob)
+
+
+def encode_event(event: Event) -> bytes:
+    return _room_encoder.encode(event)
