@@ -1,0 +1,31 @@
+"""Reconnect delays: exponential growth with full jitter, as a pure generator.
+
+Full jitter (each delay uniform in [0, ceiling], the ceiling doubling up to a
+cap) spreads a crowd of clients that lost the same server, so they do not all
+knock again at the same instant.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+INITIAL = 0.05
+FACTOR = 2.0
+CAP = 3.0
+
+
+def backoff(
+    initial: float = INITIAL,
+    factor: float = FACTOR,
+    cap: float = CAP,
+    *,
+    rand: Callable[[], float] = random.random,
+) -> Iterator[float]:
+    """Yield delays in seconds forever: rand() * min(cap, initial * factor**n)."""
+    if initial <= 0 or factor < 1 or cap < initial:
+        raise ValueError("backoff needs 0 < initial <= cap and factor >= 1")
+    ceiling = initial
+    while True:
+        yield rand() * ceiling
+        ceiling = min(cap, ceiling * factor)

@@ -1,0 +1,206 @@
+"""The demo couple (shared/DOMAIN.md) played through all five stages by three clients.
+
+Alex and Sam, together eight years, stuck in a pursue-withdraw cycle; their
+therapist leads. One plain line is printed per step, so a new user can watch
+a session move (and open the therapist's link in a browser to see it live).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .http import DEMO_PARTNERS, create_room, end_session, export
+from .session import Client
+
+AGREEMENTS = (
+    "Either of us can take a pause at any time.",
+    "We speak for our parts, not from them.",
+    "No blaming: we stay curious about each other's parts.",
+)
+
+# (name, kind, x, y) per partner; the exile is shared last, when its owner is ready.
+ALEX_PARTS = (
+    ("The Planner", "manager", 0.15, 0.2),
+    ("The Alarm", "firefighter", 0.3, 0.45),
+    ("The one who gets left", "exile", 0.2, 0.75),
+)
+SAM_PARTS = (
+    ("The Quiet One", "firefighter", 0.7, 0.45),
+    ("The Good Kid", "manager", 0.85, 0.2),
+    ("The one who is never enough", "exile", 0.8, 0.75),
+)
+
+
+class Demo:
+    def __init__(self, therapist: Client, alex: Client, sam: Client, pace: float,
+                 say: Callable[[str], None]) -> None:
+        self.t, self.alex, self.sam = therapist, alex, sam
+        self.pace = pace
+        self.say = say
+        self.stage = 1
+
+    async def step(self, line: str) -> None:
+        self.say(f"[stage {self.stage}] {line}")
+        if self.pace > 0:
+            await asyncio.sleep(self.pace)
+
+    async def both_ready(self) -> None:
+        await self.alex.set_ready()
+        await self.sam.set_ready()
+        await self.t.wait_for(lambda v: v["colls"]["ready"].keys() >= {"a", "b"})
+        await self.step("Alex and Sam are both ready for the next step")
+
+    async def move_to(self, stage: int) -> None:
+        await self.t.set_stage(stage)
+        self.stage = stage
+        view = await self.t.wait_seq(self.t.seq)
+        name = view["colls"]["room"]["settings"]["stages"][stage - 1]["name"]
+        await self.step(f"the therapist moves the room to stage {stage}: {name}")
+
+    async def run(self) -> None:
+        t, alex, sam = self.t, self.alex, self.sam
+
+        # 1. Creating a Safe Space
+        await self.step("therapist, Alex and Sam are connected")
+        agreements = []
+        for text in AGREEMENTS:
+            agreements.append(await t.add_agreement(text))
+            await self.step(f"the therapist writes an agreement: {text}")
+        for agreement in agreements:
+            await alex.ack_agreement(agreement)
+            await sam.ack_agreement(agreement)
+        await t.wait_for(lambda v: all(
+            v["colls"]["agreements"][a]["acks"] == ["a", "b"] for a in agreements))
+        await self.step("Alex and Sam acknowledge every agreement")
+        await self.both_ready()
+
+        # 2. Identifying Parts
+        await self.move_to(2)
+        parts: dict[str, str] = {}
+        for who, client, plan in (("Alex", alex, ALEX_PARTS), ("Sam", sam, SAM_PARTS)):
+            for name, kind, x, y in plan:
+                parts[name] = await client.add_part(name, kind, x, y)
+                await self.step(f"{who} adds a part, not yet shared: {name} ({kind})")
+        await alex.reveal(parts["The Planner"])
+        await alex.reveal(parts["The Alarm"])
+        await self.step("Alex shares The Planner and The Alarm")
+        await alex.drag(parts["The Alarm"], 0.4, 0.45)
+        await alex.move(parts["The Alarm"], 0.42, 0.45)
+        await self.step("Alex moves The Alarm closer to the middle")
+        await sam.reveal_all()
+        await self.step("Sam shares all of Sam's parts")
+        await alex.reveal(parts["The one who gets left"])
+        await self.step("Alex, when ready, shares The one who gets left")
+        await sam.wait_for(lambda v: set(parts.values()) <= v["colls"]["parts"].keys())
+        await self.both_ready()
+
+        # 3. Unblending
+        await self.move_to(3)
+        for client, name, level in (
+            (alex, "The Alarm", 8), (alex, "The Planner", 6), (alex, "The one who gets left", 4),
+            (sam, "The Quiet One", 7), (sam, "The Good Kid", 5),
+            (sam, "The one who is never enough", 3),
+        ):
+            await client.blend(parts[name], level)
+            who = "Alex" if client is alex else "Sam"
+            await self.step(f"{who}: {name} is blended at {level} of 10")
+        for client, source, target in (
+            (alex, "The Planner", "The one who gets left"),
+            (alex, "The Alarm", "The one who gets left"),
+            (sam, "The Quiet One", "The one who is never enough"),
+            (sam, "The Good Kid", "The one who is never enough"),
+        ):
+            await client.add_link("protects", parts[source], parts[target])
+            await self.step(f"{source} protects {target}")
+        await t.spotlight(parts["The Alarm"])
+        await self.step("the therapist spotlights The Alarm")
+        await alex.add_link("reacts_to", parts["The Alarm"], parts["The Quiet One"])
+        await self.step("the cycle: The Alarm reacts to The Quiet One")
+        await sam.add_link("reacts_to", parts["The Quiet One"], parts["The Alarm"])
+        await self.step("the cycle: The Quiet One reacts to The Alarm")
+        await sam.raise_pause()
+        await t.wait_for(lambda v: v["colls"]["room"]["board"]["pause"] is not None)
+        await self.step("Sam asks for a pause; everyone sees it")
+        await t.clear_pause()
+        await self.step("after a breath, the therapist clears the pause")
+        await alex.blend(parts["The Alarm"], 3)
+        await sam.blend(parts["The Quiet One"], 4)
+        await self.step("The Alarm and The Quiet One step back a little (3 and 4 of 10)")
+        await t.spotlight(None)
+        await t.add_note("The cycle is visible to both; the pause was used well.")
+        await self.step("the therapist writes a private note")
+        await self.both_ready()
+
+        # 4. Accessing the Self
+        await self.move_to(4)
+        await alex.set_checkin(
+            {"calm": 6, "curiosity": 7, "compassion": 6, "confidence": 5, "courage": 6,
+             "clarity": 6, "creativity": 5, "connectedness": 6},
+            "Calmer now that I can see The Alarm.",
+        )
+        await sam.set_checkin(
+            {"calm": 7, "curiosity": 6, "compassion": 7, "confidence": 5, "courage": 5,
+             "clarity": 6, "creativity": 6, "connectedness": 5},
+            "I can stay in the room.",
+        )
+        await self.step("Alex and Sam fill in their Self check-ins, not yet shared")
+        await alex.reveal_checkin()
+        await sam.reveal_checkin()
+        await self.step("Alex and Sam share their check-ins")
+        await self.both_ready()
+
+        # 5. Working with Parts in the Relationship
+        await self.move_to(5)
+        exile = parts["The one who gets left"]
+        await alex.set_need(exile, "To know Sam is coming back.")
+        await self.step("Alex: The one who gets left needs to know Sam is coming back")
+        await alex.make_request(exile, "When you need space, tell me when you'll be back.")
+        await self.step("Alex asks: when you need space, tell me when you'll be back")
+        await sam.wait_for(lambda v: (v["colls"]["needs"].get(exile) or {}).get("request"))
+        await sam.answer_request(exile, "yes", "I can do that.")
+        await self.step("Sam answers: yes")
+        await self.both_ready()
+
+        # Everyone ends on the same board.
+        final = t.seq
+        for client in (alex, sam):
+            await client.wait_seq(final)
+        need = (await alex.wait_seq(final))["colls"]["needs"][exile]
+        assert need["answer"] == "yes", "the request's answer did not reach Alex"
+        await self.step(f"all three boards agree at sequence number {final}")
+
+
+async def run_demo(base: str, key: str | None, *, pace: float = 0.3, export_json: bool = False,
+                   say: Callable[[str], None] = print) -> None:
+    room = await create_room(base, key=key, partners=DEMO_PARTNERS)
+    say("Room created. Join links (each carries its own secret):")
+    for role, label in (("therapist", "therapist"), ("a", "Alex"), ("b", "Sam")):
+        say(f"  {label:<9} {room.links[role]}")
+    clients: list[Client] = []
+    try:
+        for role in ("therapist", "a", "b"):
+            clients.append(await Client.connect(room.links[role]))
+        therapist, alex, sam = clients
+        await Demo(therapist, alex, sam, pace=pace, say=say).run()
+        if export_json:
+            body, filename, _ = await export(room.therapist, "json")
+            json.loads(body)  # a JSON document, or this raises
+            path = Path.cwd() / (Path(filename).name or "partsboard-export.json")
+            path.write_bytes(body)
+            say(f"The therapist's JSON export is saved as {path.name}")
+        await end_session(room.therapist)
+        for client in clients:
+            await client.wait_closed()
+        say("The therapist ended the session; nothing of it is kept on the server.")
+    finally:
+        for client in clients:
+            await client.close()
+
+
+def describe_error(error: BaseException) -> str:
+    code: Any = getattr(error, "code", None)
+    return f"{type(error).__name__}" + (f" ({code})" if code else "")
