@@ -9,6 +9,7 @@ as ids that never existed, so a refusal never confirms a private item.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from typing import NamedTuple, TypeVar
@@ -44,6 +45,7 @@ from .views import Event, make_event
 T = TypeVar("T")
 replace = msgspec.structs.replace
 DEFAULT_LIMITS = Limits()
+COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
 class Context(NamedTuple):
@@ -68,7 +70,7 @@ def new_room(
     checked = {
         partner: PartnerInfo(
             clean_text(info.name, limits.display_name_length, "name", single_line=True),
-            info.color,
+            checked_color(info.color),
         )
         for partner, info in partners.items()
     }
@@ -111,6 +113,12 @@ def clean_text(text: str, limit: int, field: str, *, single_line: bool = False,
     if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in text):
         raise BadRequest("This text contains control characters.", field=field)
     return text
+
+
+def checked_color(color: str) -> str:
+    if not COLOR.fullmatch(color):
+        raise BadRequest("A colour is written like #1a2b3c.", field="color")
+    return color.lower()
 
 
 def _with(mapping: Mapping[str, T], key: str, value: T) -> dict[str, T]:

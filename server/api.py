@@ -13,7 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rooms.errors import BadRequest, Forbidden, RoomEnded, RoomError, Unauthorized
+from rooms.errors import (
+    BadRequest,
+    Forbidden,
+    LimitExceeded,
+    RoomEnded,
+    RoomError,
+    Unauthorized,
+)
 from rooms.export import export_for, room_from_export
 from rooms.machine import new_room
 from rooms.model import PARTNERS, ROLES, Partner, PartnerInfo, Role
@@ -61,9 +68,14 @@ def _bearer(request: Request) -> str:
 
 
 async def _body(request: Request, schema: type[Any]) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise BadRequest("The request is too large.", field="body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise LimitExceeded("The request is too large.", field="body")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         return msgspec.json.decode(raw or b"{}", type=schema)
     except msgspec.ValidationError as error:
@@ -119,8 +131,7 @@ class Api:
         if key and not hmac.compare_digest(_bearer(request).encode(), key.encode()):
             raise Unauthorized("The practice key is not right.")
         body: CreateBody = await _body(request, CreateBody)
-        if self.store.run_id == "":
-            await self.store.refresh_run_id()
+        await self.store.refresh_run_id()  # the epoch must name the Redis run holding the room
         room_id, epoch, now = new_room_id(), self.store.new_epoch(), time.time()
         if body.continue_from is not None:
             room = room_from_export(body.continue_from, room_id=room_id, epoch=epoch, now=now,

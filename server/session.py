@@ -81,7 +81,10 @@ class Connection:
         self.queue: asyncio.Queue[tuple[int | None, bytes]] = asyncio.Queue(settings.send_queue)
         self.commands = TokenBucket(settings.command_rate, settings.command_burst)
         self.drags = TokenBucket(settings.drag_rate, settings.drag_burst)
-        self.strikes = 0
+        # Excess drags are dropped quietly; only a real flood (twice the rate) earns strikes.
+        self.drag_flood = TokenBucket(settings.drag_rate, settings.drag_burst)
+        # Patience for refused frames: a burst of mistakes is forgiven, a stream is not.
+        self.patience = TokenBucket(settings.strike_rate, settings.bad_frames_allowed)
         self.close_code: int | None = None
         self.close_frame: bytes | None = None
         self.done = asyncio.Event()
@@ -172,8 +175,10 @@ class Connection:
         auth = await self.store.authenticate(frame.room, frame.secret)
         resume = frame.resume
         if auth is None:
-            if resume is not None and not self.store.epoch_is_from_this_run(resume.epoch):
-                raise RoomLost()
+            if resume is not None:
+                await self.store.refresh_run_id()
+                if not self.store.epoch_is_from_this_run(resume.epoch):
+                    raise RoomLost()
             raise RoomEnded()
         if resume is not None and resume.epoch != auth.epoch:
             raise RoomLost()
@@ -255,8 +260,7 @@ class Connection:
         self.done.set()
 
     def _strike(self) -> None:
-        self.strikes += 1
-        if self.strikes > self.settings.bad_frames_allowed:
+        if not self.patience.take():
             self.shut(CLOSE_POLICY, wire.encode(wire.error(
                 "bad_frame", "Too many invalid or excess messages; disconnected.")))
 
@@ -317,6 +321,8 @@ class Connection:
     async def _on_drag(self, frame: wire.Drag) -> None:
         if not self.drags.take():
             metrics.DRAGS.labels("rate_limited").inc()
+            if not self.drag_flood.take():
+                self._strike()
             return
         try:
             routed = await self.hub.drag(self.room_id, self.role, frame.part, frame.x, frame.y)

@@ -82,6 +82,7 @@ class Settings:
     presence_ttl: float = 15.0
     sweep_interval: float = 2.0
     bad_frames_allowed: int = 10
+    strike_rate: float = 0.2
     limits: Limits = field(default_factory=Limits)
     stages: tuple[StageInfo, ...] = DEFAULT_STAGES
 
