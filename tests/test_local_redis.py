@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,58 @@ def test_fixed_port_in_use_is_a_clear_error() -> None:
             server.start()
         assert not server.running
         assert server.dir is None
+
+
+OWNER = textwrap.dedent(
+    """
+    import sys, time
+    from server.local_redis import LocalRedis
+
+    server = LocalRedis().start()
+    print(server.port, server.pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _gone(port: int, pid: int) -> bool:
+    """True once nothing answers on the port and the process is gone (or a zombie)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except OSError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state == "Z"
+
+
+def test_server_stops_when_its_owner_is_killed() -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    port = pid = 0
+    try:
+        assert owner.stdout is not None
+        port_text, pid_text = owner.stdout.readline().split()
+        port, pid = int(port_text), int(pid_text)
+        with redis.Redis(port=port) as client:
+            assert client.ping()
+        owner.send_signal(signal.SIGKILL)  # no finally, no atexit: only the kernel can help
+        owner.wait()
+        deadline = time.monotonic() + 10
+        while not _gone(port, pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(port, pid), "the throwaway Redis outlived its owner"
+    finally:
+        owner.kill()
+        owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+        if pid and not _gone(port, pid):
+            os.kill(pid, signal.SIGKILL)  # leave no orphan behind when this test fails
 
 
 # -- the session Redis fixture and its TTL check ----------------------------------------------
