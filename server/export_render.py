@@ -1,0 +1,236 @@
+"""Render an export document (rooms.export) as a download: JSON, Markdown or HTML.
+
+The document is already privacy-filtered for its viewer; this module only
+shapes it into words. File names carry the date and the role, never a name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from rooms.errors import BadRequest
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TITLE = "Partsboard session export"
+
+FORMATS: dict[str, tuple[str, str]] = {
+    # fmt: (template, content type)
+    "json": ("", "application/json; charset=utf-8"),
+    "md": ("export.md.j2", "text/markdown; charset=utf-8"),
+    "html": ("export.html.j2", "text/html; charset=utf-8"),
+}
+ROLE_WORDS = {"therapist": "therapist", "a": "partner-a", "b": "partner-b"}
+
+KIND_GROUPS = (
+    ("manager", "Managers", "protectors that work ahead of time"),
+    ("firefighter", "Firefighters", "protectors that step in when pain breaks through"),
+    ("exile", "Exiles", "parts that carry old hurt"),
+    ("unsure", "Not sure yet", "parts that are simply parts for now"),
+)
+KIND_WORDS = {"manager": "manager", "firefighter": "firefighter", "exile": "exile",
+              "unsure": "part"}
+ANSWER_WORDS = {"yes": "Yes", "not_yet": "Not yet", "lets_talk": "Let's talk"}
+QUALITIES = ("calm", "curiosity", "compassion", "confidence", "courage", "clarity",
+             "creativity", "connectedness")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+# Markdown punctuation that could start markup or raw HTML inside running text.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def render_export(doc: dict[str, Any], fmt: str) -> tuple[bytes, str, str]:
+    """(body, content type, file name) of one export document in one format."""
+    if fmt not in FORMATS:
+        raise BadRequest("Choose json, md or html.", field="format")
+    template, content_type = FORMATS[fmt]
+    filename = export_filename(doc, fmt)
+    if fmt == "json":
+        body = json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    else:
+        body = _environment().get_template(template).render(title=TITLE, **present(doc))
+        if fmt == "md":
+            body = re.sub(r"\n{3,}", "\n\n", body).strip() + "\n"
+    return body.encode("utf-8"), content_type, filename
+
+
+def export_filename(doc: dict[str, Any], fmt: str) -> str:
+    day = _when(doc.get("exported_at")).strftime("%Y-%m-%d")
+    role = ROLE_WORDS.get(str(doc.get("viewer")), "export")
+    return f"partsboard-export-{day}-{role}.{fmt}"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"),
+                                     disabled_extensions=("md", "md.j2"),
+                                     default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md_escape
+    return env
+
+
+def md_escape(text: object, indent: int = 0) -> str:
+    """Plain text made inert in Markdown: punctuation escaped, each line break kept
+    as a hard break inside the current block (continuation lines indented)."""
+    lines = str(text).splitlines() or [""]
+    out = []
+    for line in lines:
+        line = _MD_SPECIAL.sub(r"\\\1", line.strip())
+        if line[:1] in ("-", "+", "=") or re.match(r"^\d+[.)]", line):
+            line = "\\" + line
+        out.append(line)
+    return ("  \n" + " " * indent).join(out)
+
+
+def _when(at: object) -> datetime:
+    seconds = float(at) if isinstance(at, int | float) else 0.0
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.fromtimestamp(0, tz=UTC)
+
+
+def _moment(at: object) -> str:
+    moment = _when(at)
+    return f"{moment.day} {moment:%B %Y, %H:%M} UTC"
+
+
+def _names_and(names: list[str]) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def present(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document shaped for the templates: words, groups and sentences."""
+    viewer = str(doc["viewer"])
+    is_therapist = viewer == "therapist"
+    partners_doc: dict[str, dict[str, Any]] = doc["partners"]
+    names = {key: str(info["name"]) for key, info in partners_doc.items()}
+    parts = {str(part["id"]): part for part in doc["parts"]}
+    stage_names = [str(name) for name in doc["stage_names"]]
+
+    def stage_name(stage: int) -> str:
+        return stage_names[stage - 1] if 1 <= stage <= len(stage_names) else f"Stage {stage}"
+
+    def private(item_shared: bool) -> bool:
+        return not is_therapist and not item_shared
+
+    partners = []
+    for key in ("a", "b"):
+        if key not in partners_doc:
+            continue
+        color = str(partners_doc[key].get("color", ""))
+        own = [p for p in doc["parts"] if p["owner"] == key]
+        groups = []
+        for kind, label, hint in KIND_GROUPS:
+            members = [
+                {"name": p["name"], "blend": p.get("blend"), "private": private(p["shared"])}
+                for p in own if p["kind"] == kind
+            ]
+            if members:
+                groups.append({"label": label, "hint": hint, "parts": members})
+        checkin = next((c for c in doc["checkins"] if c["owner"] == key), None)
+        partners.append({
+            "key": key,
+            "name": names[key],
+            "color": color if _COLOR.match(color) else None,
+            "is_viewer": key == viewer,
+            "groups": groups,
+            "checkin": None if checkin is None else {
+                "scores": [(q, checkin["scores"].get(q)) for q in QUALITIES],
+                "note": checkin.get("note", ""),
+                "private": private(checkin["shared"]),
+            },
+        })
+
+    def part_label(part_id: str) -> str:
+        return str(parts[part_id]["name"])
+
+    protects: list[dict[str, Any]] = []
+    cycle: list[dict[str, Any]] = []
+    for link in doc["links"]:
+        source, target = parts.get(link["source"]), parts.get(link["target"])
+        if source is None or target is None:
+            continue
+        sentence = {
+            "source": source["name"],
+            "verb": "protects" if link["kind"] == "protects" else "reacts to",
+            "target": target["name"],
+            "source_owner": names.get(source["owner"], ""),
+            "target_owner": names.get(target["owner"], ""),
+            "private": private(bool(source["shared"]) and bool(target["shared"])),
+        }
+        (protects if link["kind"] == "protects" else cycle).append(sentence)
+
+    needs: list[dict[str, Any]] = []
+    take_home: list[dict[str, Any]] = []
+    for need in doc["needs"]:
+        part = parts.get(need["part"])
+        if part is None:
+            continue
+        owner = str(need["owner"])
+        other = "b" if owner == "a" else "a"
+        item = {
+            "part": part_label(need["part"]),
+            "owner": names.get(owner, ""),
+            "other": names.get(other, ""),
+            "text": need["text"],
+            "request": need.get("request"),
+            "answer": ANSWER_WORDS.get(str(need.get("answer")), None),
+            "answer_note": need.get("answer_note", ""),
+            "private": private(bool(part["shared"])),
+        }
+        needs.append(item)
+        if need.get("answer") == "yes" and need.get("request"):
+            take_home.append(item)
+
+    agreements = []
+    for agreement in doc["agreements"]:
+        acked = [names[p] for p in ("a", "b") if p in agreement.get("acks", ()) and p in names]
+        if not acked:
+            acks = "Not acknowledged yet."
+        elif len(acked) == len(names):
+            acks = f"Acknowledged by {_names_and(acked)}."
+        else:
+            acks = f"Acknowledged by {_names_and(acked)} so far."
+        agreements.append({"text": agreement["text"], "acks": acks})
+
+    history = [
+        {"stage": change["stage"], "name": stage_name(int(change["stage"])),
+         "at": _moment(change["at"])}
+        for change in doc["stage_history"]
+    ]
+    stage = int(doc["stage"])
+    return {
+        "is_therapist": is_therapist,
+        "viewer_name": names.get(viewer, ""),
+        "other_name": names.get("b" if viewer == "a" else "a", "") if not is_therapist else "",
+        "drafts_with_therapist": bool(doc["settings"]["therapist_sees_drafts"]),
+        "exported_at": _moment(doc["exported_at"]),
+        "stage": stage,
+        "stage_name": stage_name(stage),
+        "stage_count": len(stage_names),
+        "history": history,
+        "agreements": agreements,
+        "partners": partners,
+        "protects": protects,
+        "cycle": cycle,
+        "needs": needs,
+        "take_home": take_home,
+        "notes": [
+            {"text": note["text"], "at": _moment(note["at"])} for note in doc.get("notes", ())
+        ] if is_therapist else [],
+    }
