@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,7 +126,7 @@ OWNER = textwrap.dedent(
     from server.local_redis import LocalRedis
 
     server = LocalRedis().start()
-    print(server.port, server.pid, flush=True)
+    print(server.port, server.pid, server.dir, flush=True)
     time.sleep(600)
     """
 )
@@ -150,10 +151,11 @@ def test_server_stops_when_its_owner_is_killed() -> None:
         [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
     )
     port = pid = 0
+    workdir: Path | None = None
     try:
         assert owner.stdout is not None
-        port_text, pid_text = owner.stdout.readline().split()
-        port, pid = int(port_text), int(pid_text)
+        port_text, pid_text, dir_text = owner.stdout.readline().decode().split()
+        port, pid, workdir = int(port_text), int(pid_text), Path(dir_text)
         with redis.Redis(port=port) as client:
             assert client.ping()
         owner.send_signal(signal.SIGKILL)  # no finally, no atexit: only the kernel can help
@@ -169,6 +171,8 @@ def test_server_stops_when_its_owner_is_killed() -> None:
             owner.stdout.close()
         if pid and not _gone(port, pid):
             os.kill(pid, signal.SIGKILL)  # leave no orphan behind when this test fails
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)  # its owner had no chance to
 
 
 # -- the session Redis fixture and its TTL check ----------------------------------------------
