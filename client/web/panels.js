@@ -1,0 +1,537 @@
+// The side panels of the room page: the selected part, one's own parts,
+// agreements, links, the Self check-in, needs and requests, the therapist's
+// tools and export. Each render is keyed, so typing and focus survive updates.
+
+import { $, drafts, h, reconcile, replaceChildren, uid } from "./dom.js";
+import { kindIcon } from "./board.js";
+import { ANSWER_LABELS, KIND_LABELS, KINDS, SELF_QUALITIES } from "./rules.js";
+
+const byName = (p, q) => p.name.localeCompare(q.name) || (p.id < q.id ? -1 : 1);
+
+function field(label, control, help) {
+  const id = control.id || uid("f");
+  control.id = id;
+  const helpEl = help ? h("p", { class: "help", id: `${id}-help`, text: help }) : null;
+  if (helpEl) control.setAttribute("aria-describedby", helpEl.id);
+  return h("div", { class: "field" }, h("label", { for: id, text: label }), control, helpEl);
+}
+
+function kindSelect(value, key) {
+  return h("select", { dataset: { focus: key } },
+    KINDS.map((kind) => h("option", { value: kind, selected: kind === value, text: KIND_LABELS[kind] })));
+}
+
+function partLabel(app, part) {
+  if (!part) return "a part";
+  return part.owner === app.role ? part.name : `${part.name} (${app.partnerName(part.owner)})`;
+}
+
+// ---------------------------------------------------------------- the selected part
+
+export function renderPartPanel(app) {
+  const panel = $("part-panel");
+  const body = $("part-panel-body");
+  const part = app.ui.selected ? app.view.colls.parts[app.ui.selected] : null;
+  if (!part) {
+    if (app.ui.selected) app.ui.selected = null;
+    panel.hidden = true;
+    panel.dataset.sig = "";
+    return;
+  }
+  const mine = part.owner === app.role;
+  const parts = Object.values(app.view.colls.parts);
+  const sig = JSON.stringify([part, app.role, app.stage, app.board.frozen, app.board.spotlight,
+    mine ? parts.map((p) => [p.id, p.name, p.owner, p.shared]) : null, app.view.colls.partners]);
+  panel.hidden = false;
+  if (panel.dataset.sig === sig) return;
+  panel.dataset.sig = sig;
+  $("part-panel-title").textContent = part.name;
+  const items = [];
+  const owner = mine ? "Your part" : `${app.partnerName(part.owner)}'s part`;
+  items.push(h("p", { class: "part-summary" }, kindIcon(part.kind),
+    ` ${KIND_LABELS[part.kind]} · ${owner} · `,
+    part.shared ? "shared with everyone" : app.privacyText(part.owner)));
+  if (part.blend !== null && part.blend !== undefined) {
+    items.push(h("p", { text: `Blended ${part.blend} of 10.` }));
+  }
+
+  if (mine) {
+    if (app.can("part.edit")) {
+      const name = h("input", { type: "text", maxlength: 80, value: part.name, autocomplete: "off",
+        dataset: { key: `rename-${part.id}` } });
+      const kind = kindSelect(part.kind, `kind-${part.id}`);
+      const form = h("form", { class: "form inline-form" },
+        field("Name", name), field("Kind", kind),
+        h("button", { type: "submit", text: "Save changes", dataset: { focus: "part-save" } }));
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const args = { id: part.id };
+        if (name.value.trim() && name.value.trim() !== part.name) args.name = name.value.trim();
+        if (kind.value !== part.kind) args.kind = kind.value;
+        if (Object.keys(args).length === 1) return;
+        app.send("part.edit", args).then(() => drafts.delete(`rename-${part.id}`), () => {});
+      });
+      items.push(form);
+    }
+    const row = h("div", { class: "actions" });
+    if (!part.shared && app.can("part.reveal")) {
+      row.append(h("button", { type: "button", class: "primary", text: "Share this part",
+        dataset: { focus: "panel-share" }, onclick: () => app.send("part.reveal", { id: part.id }) }));
+    }
+    if (part.shared && app.can("part.withdraw")) {
+      row.append(h("button", { type: "button", text: "Take this part back",
+        dataset: { focus: "panel-share" }, onclick: () => app.send("part.withdraw", { id: part.id }) }));
+    }
+    if (app.can("part.remove")) {
+      row.append(h("button", { type: "button", class: "danger", text: "Remove this part",
+        dataset: { focus: "panel-remove" },
+        onclick: async () => {
+          const ok = await app.confirm({ title: "Remove this part?",
+            text: "The card and its connections will be taken off the board.", ok: "Remove it" });
+          if (ok) app.send("part.remove", { id: part.id });
+        } }));
+    }
+    if (row.childElementCount) items.push(row);
+
+    if (app.can("part.blend")) {
+      const value = part.blend ?? 5;
+      const output = h("output", { text: String(value) });
+      const slider = h("input", { type: "range", min: 0, max: 10, step: 1, value,
+        dataset: { focus: "blend" }, "aria-valuetext": `${value} of 10` });
+      slider.addEventListener("input", () => {
+        output.textContent = slider.value;
+        slider.setAttribute("aria-valuetext", `${slider.value} of 10`);
+      });
+      slider.addEventListener("change", () => app.send("part.blend", { id: part.id, level: Number(slider.value) }));
+      output.htmlFor = slider.id = uid("blend");
+      items.push(h("div", { class: "field blend-field" },
+        h("label", { for: slider.id, text: "How blended are you with this part right now?" }),
+        h("div", { class: "slider-row" }, h("span", { class: "help", text: "0 separate" }), slider,
+          h("span", { class: "help", text: "10 fully blended" }), output)));
+    }
+
+    if (app.can("link.add")) {
+      const own = parts.filter((p) => p.owner === part.owner && p.id !== part.id).sort(byName);
+      const theirs = parts.filter((p) => p.owner !== part.owner && p.shared).sort(byName);
+      items.push(linkForm(app, part, "protects", "This part protects…", own,
+        "Add another of your parts first."));
+      items.push(linkForm(app, part, "reacts_to", "This part reacts to…", theirs,
+        `${app.partnerName(app.other(part.owner))} has not shared a part yet.`));
+    }
+  } else if (app.role === "therapist" && part.shared) {
+    const spotlit = app.board.spotlight === part.id;
+    items.push(h("div", { class: "actions" }, h("button", { type: "button", dataset: { focus: "panel-spot" },
+      text: spotlit ? "Take it out of the spotlight" : "Put it in the spotlight",
+      onclick: () => app.send("spotlight.set", { part: spotlit ? null : part.id }) })));
+  }
+  items.push(h("div", { class: "actions" }, h("button", { type: "button", text: "Close",
+    dataset: { focus: "panel-close" }, onclick: () => app.selectPart(null) })));
+  replaceChildren(body, items);
+}
+
+function linkForm(app, part, kind, label, targets, emptyText) {
+  if (!targets.length) {
+    return h("div", { class: "field" }, h("p", { class: "label", text: label }),
+      h("p", { class: "help", text: emptyText }));
+  }
+  const select = h("select", { dataset: { focus: `link-${kind}` } },
+    targets.map((p) => h("option", { value: p.id, text: partLabel(app, p) })));
+  const form = h("form", { class: "form inline-form link-form" }, field(label, select),
+    h("button", { type: "submit", text: "Draw the arrow", dataset: { focus: `link-${kind}-go` } }));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    app.send("link.add", { kind, source: part.id, target: select.value });
+  });
+  return form;
+}
+
+// ---------------------------------------------------------------- one's own parts
+
+export function renderMyParts(app) {
+  const section = $("my-parts");
+  const partner = app.isPartner;
+  section.hidden = !partner || app.stage < 2;
+  if (section.hidden) return;
+  const mine = Object.values(app.view.colls.parts).filter((p) => p.owner === app.role).sort(byName);
+  $("my-parts-empty").hidden = mine.length > 0;
+  const canReveal = app.can("part.reveal");
+  reconcile($("my-parts-list"), mine, (p) => p.id,
+    (p) => JSON.stringify([p.name, p.kind, p.shared, canReveal, app.can("part.withdraw"), app.settings.therapist_sees_drafts]),
+    (p) => h("li", { class: "item" },
+      h("button", { type: "button", class: "link-button", dataset: { focus: `open-${p.id}` },
+        onclick: () => app.selectPart(p.id) }, kindIcon(p.kind), ` ${p.name}`),
+      h("span", { class: "help", text: ` ${KIND_LABELS[p.kind]} · ${p.shared ? "shared" : app.privacyText(p.owner)}` })));
+  const unshared = mine.filter((p) => !p.shared).length;
+  $("reveal-all").hidden = !(canReveal && unshared > 1);
+}
+
+// ---------------------------------------------------------------- agreements
+
+export function renderAgreements(app) {
+  const list = Object.values(app.view.colls.agreements).sort((p, q) => (p.id < q.id ? -1 : 1));
+  $("agreements-empty").hidden = list.length > 0;
+  $("agreement-add").hidden = !app.can("agreement.add");
+  const editing = app.ui.editingAgreement;
+  reconcile($("agreements-list"), list, (a) => a.id,
+    (a) => JSON.stringify([a, app.role, editing === a.id, app.view.colls.partners]),
+    (a) => {
+      const textId = uid("agreement");
+      const li = h("li", { class: "item agreement" }, h("p", { class: "agreement-text", id: textId, text: a.text }));
+      const acks = h("ul", { class: "acks", "aria-label": "Who has agreed" });
+      for (const partner of ["a", "b"]) {
+        const done = a.acks.includes(partner);
+        acks.append(h("li", { class: done ? "ack done" : "ack" },
+          h("span", { "aria-hidden": "true", text: done ? "✓ " : "… " }),
+          `${app.partnerName(partner)}: ${done ? "agreed" : "not yet"}`));
+      }
+      li.append(acks);
+      if (app.isPartner && !a.acks.includes(app.role) && app.can("agreement.ack")) {
+        li.append(h("button", { type: "button", class: "primary small", text: "I agree",
+          "aria-describedby": textId, dataset: { focus: `ack-${a.id}` },
+          onclick: () => app.send("agreement.ack", { id: a.id }) }));
+      }
+      if (app.role === "therapist") {
+        if (editing === a.id) {
+          const key = `agreement-edit-${a.id}`;
+          const area = h("textarea", { rows: 2, maxlength: 2000, dataset: { key } });
+          area.value = a.text;
+          const form = h("form", { class: "form inline-form" }, field("Change the wording", area),
+            h("div", { class: "actions" },
+              h("button", { type: "submit", class: "primary small", text: "Save" }),
+              h("button", { type: "button", class: "small", text: "Cancel",
+                onclick: () => { app.ui.editingAgreement = null; drafts.delete(key); app.scheduleRender(); } })),
+            h("p", { class: "help", text: "Changing the wording asks both partners to agree again." }));
+          form.addEventListener("submit", (event) => {
+            event.preventDefault();
+            app.send("agreement.edit", { id: a.id, text: area.value }).then(() => {
+              drafts.delete(key);
+              app.ui.editingAgreement = null;
+              app.scheduleRender();
+            }, () => {});
+          });
+          li.append(form);
+        } else {
+          li.append(h("div", { class: "actions" },
+            h("button", { type: "button", class: "small", text: "Edit", "aria-describedby": textId,
+              dataset: { focus: `edit-${a.id}` },
+              onclick: () => { app.ui.editingAgreement = a.id; app.scheduleRender(); } }),
+            h("button", { type: "button", class: "small danger", text: "Remove", "aria-describedby": textId,
+              dataset: { focus: `remove-${a.id}` },
+              onclick: async () => {
+                if (await app.confirm({ title: "Remove this agreement?", text: a.text, ok: "Remove it" })) {
+                  app.send("agreement.remove", { id: a.id });
+                }
+              } })));
+        }
+      }
+      return li;
+    });
+}
+
+// ---------------------------------------------------------------- links
+
+export function renderLinks(app) {
+  const links = Object.values(app.view.colls.links).sort((p, q) => (p.id < q.id ? -1 : 1));
+  const section = $("links-panel");
+  section.hidden = app.stage < 3 && links.length === 0;
+  if (section.hidden) return;
+  $("links-empty").hidden = links.length > 0;
+  const parts = app.view.colls.parts;
+  reconcile($("links-list"), links, (l) => l.id,
+    (l) => JSON.stringify([l, parts[l.source]?.name, parts[l.target]?.name, app.can("link.remove"), app.view.colls.partners]),
+    (l) => {
+      const words = `${partLabel(app, parts[l.source])} ${l.kind === "protects" ? "protects" : "reacts to"} ${partLabel(app, parts[l.target])}`;
+      const li = h("li", { class: `item link-item ${l.kind === "protects" ? "is-protects" : "is-reacts"}` },
+        h("span", { text: words }));
+      if (l.owner === app.role && app.can("link.remove")) {
+        li.append(h("button", { type: "button", class: "small", text: "Remove",
+          "aria-label": `Remove the arrow: ${words}`, dataset: { focus: `unlink-${l.id}` },
+          onclick: () => app.send("link.remove", { id: l.id }) }));
+      }
+      return li;
+    });
+}
+
+// ---------------------------------------------------------------- Self check-in
+
+let checkinBuilt = false;
+let checkinDirty = false;
+
+function buildCheckinForm(app) {
+  const box = $("checkin-sliders");
+  for (const quality of SELF_QUALITIES) {
+    const id = `checkin-${quality}`;
+    const output = h("output", { for: id, id: `${id}-value`, text: "5" });
+    const slider = h("input", { type: "range", id, name: quality, min: 0, max: 10, step: 1, value: 5,
+      "aria-valuetext": "5 of 10" });
+    slider.addEventListener("input", () => {
+      checkinDirty = true;
+      output.textContent = slider.value;
+      slider.setAttribute("aria-valuetext", `${slider.value} of 10`);
+    });
+    const label = quality[0].toUpperCase() + quality.slice(1);
+    box.append(h("div", { class: "slider-row checkin-row" }, h("label", { for: id, text: label }), slider, output));
+  }
+  $("checkin-note").addEventListener("input", () => { checkinDirty = true; });
+  $("checkin-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const scores = {};
+    for (const quality of SELF_QUALITIES) scores[quality] = Number($(`checkin-${quality}`).value);
+    app.send("checkin.set", { scores, note: $("checkin-note").value }).then(() => {
+      checkinDirty = false;
+      drafts.delete("checkin-note");
+    }, () => {});
+  });
+  $("checkin-share").addEventListener("click", () => app.send("checkin.reveal"));
+  $("checkin-withdraw").addEventListener("click", () => app.send("checkin.withdraw"));
+  checkinBuilt = true;
+}
+
+function scoresList(checkin) {
+  return h("dl", { class: "scores" }, SELF_QUALITIES.map((q) => [
+    h("dt", { text: q[0].toUpperCase() + q.slice(1) }),
+    h("dd", { text: `${checkin.scores[q]} of 10` }),
+  ]));
+}
+
+export function renderCheckins(app) {
+  const section = $("checkin-panel");
+  const checkins = app.view.colls.checkins;
+  section.hidden = app.stage < 4 && Object.keys(checkins).length === 0;
+  if (section.hidden) return;
+  const form = $("checkin-form");
+  const mine = app.isPartner ? checkins[app.role] : null;
+  form.hidden = !(app.isPartner && app.can("checkin.set"));
+  if (app.isPartner) {
+    if (!checkinBuilt) buildCheckinForm(app);
+    if (mine && !checkinDirty) {
+      for (const quality of SELF_QUALITIES) {
+        const slider = $(`checkin-${quality}`);
+        slider.value = String(mine.scores[quality]);
+        slider.setAttribute("aria-valuetext", `${slider.value} of 10`);
+        $(`checkin-${quality}-value`).textContent = slider.value;
+      }
+      if (!drafts.has("checkin-note")) $("checkin-note").value = mine.note;
+    }
+    $("checkin-privacy").textContent = mine && mine.shared
+      ? "Your check-in is shared with everyone."
+      : mine ? `Saved. ${app.privacyText(app.role)}` : app.privacyText(app.role);
+    $("checkin-share").hidden = !(mine && !mine.shared && app.can("checkin.reveal"));
+    $("checkin-withdraw").hidden = !(mine && mine.shared && app.can("checkin.withdraw"));
+  }
+  const others = [];
+  for (const partner of ["a", "b"]) {
+    if (partner === app.role) continue;
+    const checkin = checkins[partner];
+    const name = app.partnerName(partner);
+    if (checkin) {
+      others.push(h("div", { class: "checkin-view" },
+        h("h3", { text: `${name}'s check-in${checkin.shared ? "" : " (not yet shared)"}` }),
+        scoresList(checkin), checkin.note ? h("p", { class: "note", text: checkin.note }) : null));
+    } else if (app.view.counts[partner] && app.view.counts[partner].checkin) {
+      others.push(h("p", { class: "help", text: `${name} has a check-in not yet shared.` }));
+    } else {
+      others.push(h("p", { class: "help", text: `${name} has not checked in yet.` }));
+    }
+  }
+  const view = $("checkins-view");
+  const sig = JSON.stringify([checkins, app.view.counts, app.view.colls.partners, app.role]);
+  if (view.dataset.sig !== sig) {
+    view.dataset.sig = sig;
+    replaceChildren(view, others);
+  }
+}
+
+// ---------------------------------------------------------------- needs and requests
+
+export function renderNeeds(app) {
+  const section = $("needs-panel");
+  const needs = app.view.colls.needs;
+  section.hidden = app.stage < 5 && Object.keys(needs).length === 0;
+  if (section.hidden) return;
+  const parts = app.view.colls.parts;
+  $("needs-help").textContent = app.isPartner
+    ? "For each part you have shared, say what it needs. You can turn a need into a request of your partner."
+    : "What the partners' shared parts need, their requests and the answers.";
+  const rows = [];
+  const myShared = Object.values(parts).filter((p) => p.owner === app.role && p.shared).sort(byName);
+  for (const part of myShared) rows.push({ key: `mine-${part.id}`, part, need: needs[part.id] || null, mine: true });
+  for (const need of Object.values(needs)) {
+    const part = parts[need.part];
+    if (!part || part.owner === app.role) continue;
+    rows.push({ key: `other-${part.id}`, part, need, mine: false });
+  }
+  const editable = app.can("need.set");
+  reconcile($("needs-list"), rows, (r) => r.key,
+    (r) => JSON.stringify([r.part.name, r.need, editable, app.role, app.view.colls.partners]),
+    (r) => (r.mine ? ownNeedItem(app, r.part, r.need, editable) : otherNeedItem(app, r.part, r.need)));
+  const home = Object.values(needs).filter((n) => n.request && n.answer === "yes");
+  $("home-empty").hidden = home.length > 0;
+  reconcile($("home-list"), home, (n) => n.part, (n) => JSON.stringify([n, parts[n.part]?.name, app.view.colls.partners]),
+    (n) => h("li", { class: "item" }, h("span", {
+      text: `${app.partnerName(n.owner)} asked: "${n.request}". ${app.partnerName(otherOf(n.owner))} said yes.`,
+    }), n.answer_note ? h("span", { class: "help", text: ` ${n.answer_note}` }) : null));
+}
+
+const otherOf = (partner) => (partner === "a" ? "b" : "a");
+
+function ownNeedItem(app, part, need, editable) {
+  const li = h("li", { class: "item need" }, h("h3", { class: "need-part" }, kindIcon(part.kind), ` ${part.name}`));
+  const other = app.partnerName(otherOf(part.owner));
+  if (need) li.append(h("p", {}, h("strong", { text: "Needs: " }), need.text));
+  if (need && need.request) {
+    li.append(h("p", {}, h("strong", { text: `You asked ${other}: ` }), need.request));
+    li.append(answerLine(app, need));
+  }
+  if (!editable) return li;
+  const needKey = `need-${part.id}`;
+  const needArea = h("textarea", { rows: 2, maxlength: 2000, dataset: { key: needKey } });
+  needArea.value = need ? need.text : "";
+  const needForm = h("form", { class: "form inline-form" },
+    field(`What does ${part.name} need?`, needArea),
+    h("button", { type: "submit", class: "small", text: need ? "Update the need" : "Save the need",
+      dataset: { focus: `need-save-${part.id}` } }));
+  needForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    app.send("need.set", { part: part.id, text: needArea.value }).then(() => drafts.delete(needKey), () => {});
+  });
+  li.append(needForm);
+  if (need && app.can("request.make")) {
+    const requestKey = `request-${part.id}`;
+    const requestArea = h("textarea", { rows: 2, maxlength: 2000, dataset: { key: requestKey } });
+    requestArea.value = need.request || "";
+    const requestForm = h("form", { class: "form inline-form" },
+      field(`What would you like to ask ${other}?`, requestArea),
+      h("button", { type: "submit", class: "small primary", text: need.request ? `Ask ${other} again` : `Ask ${other}`,
+        dataset: { focus: `request-${part.id}` } }));
+    requestForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      app.send("request.make", { part: part.id, text: requestArea.value }).then(() => drafts.delete(requestKey), () => {});
+    });
+    li.append(requestForm);
+  }
+  return li;
+}
+
+function answerLine(app, need) {
+  const who = app.partnerName(otherOf(need.owner));
+  if (!need.answer) return h("p", { class: "help", text: `Waiting for ${who}'s answer.` });
+  return h("p", { class: `answer answer-${need.answer}` }, h("strong", { text: `${who} answered: ` }),
+    ANSWER_LABELS[need.answer], need.answer_note ? ` — ${need.answer_note}` : "");
+}
+
+function otherNeedItem(app, part, need) {
+  const owner = app.partnerName(part.owner);
+  const li = h("li", { class: "item need" },
+    h("h3", { class: "need-part" }, kindIcon(part.kind), ` ${part.name} (${owner})`),
+    h("p", {}, h("strong", { text: "Needs: " }), need.text));
+  if (!need.request) return li;
+  const asked = app.role === "therapist" ? `${owner} asks ${app.partnerName(otherOf(part.owner))}: ` : `${owner} asks you: `;
+  li.append(h("p", {}, h("strong", { text: asked }), need.request));
+  li.append(answerLine(app, need));
+  if (app.isPartner && app.can("request.answer")) {
+    const group = uid("answer");
+    const noteKey = `answer-note-${part.id}`;
+    const radios = Object.entries(ANSWER_LABELS).map(([value, label]) => {
+      const id = `${group}-${value}`;
+      return h("div", { class: "radio" },
+        h("input", { type: "radio", name: group, id, value, checked: need.answer === value,
+          dataset: { focus: `answer-${part.id}-${value}` } }),
+        h("label", { for: id, text: label }));
+    });
+    const note = h("textarea", { rows: 2, maxlength: 2000, dataset: { key: noteKey } });
+    note.value = need.answer_note || "";
+    const form = h("form", { class: "form inline-form" },
+      h("fieldset", {}, h("legend", { text: "Your answer" }), radios),
+      field("A note with your answer (optional)", note),
+      h("button", { type: "submit", class: "small primary", text: "Send my answer",
+        dataset: { focus: `answer-send-${part.id}` } }));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const chosen = form.querySelector(`input[name="${group}"]:checked`);
+      if (!chosen) {
+        app.toast("Choose an answer first.");
+        return;
+      }
+      app.send("request.answer", { part: part.id, answer: chosen.value, note: note.value })
+        .then(() => drafts.delete(noteKey), () => {});
+    });
+    li.append(form);
+  }
+  return li;
+}
+
+// ---------------------------------------------------------------- the therapist's tools
+
+export function renderTherapist(app) {
+  const section = $("therapist-panel");
+  section.hidden = app.role !== "therapist";
+  if (section.hidden) return;
+  const view = app.view;
+  const rows = [];
+  for (const partner of ["a", "b"]) {
+    const name = app.partnerName(partner);
+    if (view.colls.overwhelm[partner]) {
+      rows.push({ key: `overwhelm-${partner}`, alert: true, partner,
+        text: `${name} is getting overwhelmed.` });
+    }
+    rows.push({ key: `ready-${partner}`, text: view.colls.ready[partner]
+      ? `${name} is ready for the next step.` : `${name} has not said they are ready yet.` });
+    const unshared = view.counts[partner] ? view.counts[partner].parts : 0;
+    rows.push({ key: `count-${partner}`, text: unshared
+      ? `${name} has ${unshared} ${unshared === 1 ? "part" : "parts"} not yet shared.`
+      : `${name} has no parts waiting to be shared.` });
+  }
+  reconcile($("therapist-status"), rows, (r) => r.key, (r) => JSON.stringify(r), (r) => {
+    const li = h("li", { class: r.alert ? "item alert-item" : "item", text: r.text });
+    if (r.alert) {
+      li.append(h("button", { type: "button", class: "small", text: "I've seen it",
+        "aria-label": `I've seen that ${app.partnerName(r.partner)} is overwhelmed`,
+        dataset: { focus: `seen-${r.partner}` },
+        onclick: () => app.send("overwhelm.clear", { partner: r.partner }) }));
+    }
+    return li;
+  });
+  const freeze = $("freeze-toggle");
+  freeze.setAttribute("aria-pressed", app.board.frozen ? "true" : "false");
+  freeze.textContent = app.board.frozen ? "Let the couple change the board again" : "Pause changes to the board";
+  $("spotlight-clear").hidden = !app.board.spotlight;
+
+  const notes = Object.values(view.colls.notes || {}).sort((p, q) => p.at - q.at || (p.id < q.id ? -1 : 1));
+  const editing = app.ui.editingNote;
+  reconcile($("notes-list"), notes, (n) => n.id, (n) => JSON.stringify([n, editing === n.id]), (n) => {
+    const textId = uid("note");
+    const li = h("li", { class: "item note" }, h("p", { id: textId, text: n.text }));
+    if (editing === n.id) {
+      const key = `note-edit-${n.id}`;
+      const area = h("textarea", { rows: 3, maxlength: 2000, dataset: { key } });
+      area.value = n.text;
+      const form = h("form", { class: "form inline-form" }, field("Edit the note", area),
+        h("div", { class: "actions" }, h("button", { type: "submit", class: "small primary", text: "Save" }),
+          h("button", { type: "button", class: "small", text: "Cancel",
+            onclick: () => { app.ui.editingNote = null; drafts.delete(key); app.scheduleRender(); } })));
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        app.send("note.edit", { id: n.id, text: area.value }).then(() => {
+          drafts.delete(key);
+          app.ui.editingNote = null;
+          app.scheduleRender();
+        }, () => {});
+      });
+      li.append(form);
+    } else {
+      li.append(h("div", { class: "actions" },
+        h("button", { type: "button", class: "small", text: "Edit", "aria-describedby": textId,
+          dataset: { focus: `note-edit-${n.id}` },
+          onclick: () => { app.ui.editingNote = n.id; app.scheduleRender(); } }),
+        h("button", { type: "button", class: "small danger", text: "Delete", "aria-describedby": textId,
+          dataset: { focus: `note-del-${n.id}` },
+          onclick: async () => {
+            if (await app.confirm({ title: "Delete this note?", text: "It cannot be brought back.", ok: "Delete it" })) {
+              app.send("note.remove", { id: n.id });
+            }
+          } })));
+    }
+    return li;
+  });
+}

@@ -1,0 +1,659 @@
+// The room page, one layout for the therapist and both partners.
+
+import { RoomClient } from "./connection.js";
+import { $, clear, drafts, h, reconcile, replaceChildren } from "./dom.js";
+import { Board } from "./board.js";
+import {
+  renderAgreements, renderCheckins, renderLinks, renderMyParts, renderNeeds, renderPartPanel,
+  renderTherapist,
+} from "./panels.js";
+import { allowed } from "./rules.js";
+
+const ROOM = document.body.dataset.room;
+const SECRET_KEY = `partsboard:link:${ROOM}`;
+
+const STATUS_TEXT = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  saving: "Saving…",
+  reconnecting: "Reconnecting…",
+  busy: "Too many windows are open with this link. Close one; trying again…",
+  ended: "The session has ended",
+  lost: "The session was lost",
+  invalid: "This link is not valid",
+};
+
+const TERMINAL = {
+  ended: ["This session has ended",
+    "The board has been closed and deleted from the server. Nothing from it was kept, " +
+    "except what someone downloaded to their own device."],
+  lost: ["This session was lost",
+    "The server lost this session's board, so it cannot go on. Nothing from it was kept. " +
+    "Your therapist can start a new session."],
+  invalid: ["This link is not valid",
+    "This session does not exist or has ended. Nothing from it was kept. If you expected to " +
+    "join a session, ask your therapist for a new link."],
+  nosecret: ["This link is incomplete",
+    "The link you opened is missing its key (the part after #). Open the whole link you were " +
+    "given, or ask your therapist for a new one."],
+};
+
+function readSecret() {
+  let secret = null;
+  const hash = location.hash.slice(1);
+  if (hash) {
+    try {
+      secret = decodeURIComponent(hash);
+    } catch {
+      secret = hash;
+    }
+    try {
+      sessionStorage.setItem(SECRET_KEY, secret);
+    } catch {
+      /* storage may be off: the page still works until reloaded */
+    }
+    // Keep the secret out of the address bar (screens get shared); reload uses the stored one.
+    history.replaceState(null, "", location.pathname + location.search);
+  } else {
+    try {
+      secret = sessionStorage.getItem(SECRET_KEY);
+    } catch {
+      secret = null;
+    }
+  }
+  return secret;
+}
+
+class App {
+  constructor(client) {
+    this.client = client;
+    this.ui = { selected: null, preview: null, editingAgreement: null, editingNote: null };
+    this.renderQueued = false;
+    this.boardView = new Board(this);
+    this.wired = false;
+    this.toastTimer = null;
+    this.lastStatus = "connecting";
+  }
+
+  get view() { return this.client.view; }
+  get role() { return this.client.role; }
+  get isPartner() { return this.role === "a" || this.role === "b"; }
+  get board() { return this.view ? this.view.colls.room.board : null; }
+  get stage() { return this.board.stage; }
+  get settings() { return this.view.colls.room.settings; }
+  get stages() { return this.settings.stages; }
+
+  can(op) {
+    return Boolean(this.view) && allowed(op, this.role, this.stage, this.board.frozen);
+  }
+
+  partnerName(role) {
+    if (role === "therapist") return "The therapist";
+    const info = this.view && this.view.colls.partners[role];
+    return info ? info.name : role === "a" ? "The first partner" : "The second partner";
+  }
+
+  partnerColor(role) {
+    const info = this.view && this.view.colls.partners[role];
+    return info && /^#[0-9a-fA-F]{6}$/.test(info.color) ? info.color : null;
+  }
+
+  other(role) { return role === "a" ? "b" : "a"; }
+
+  // Who may see a not-yet-shared item of this partner's, in the viewer's words.
+  privacyText(owner) {
+    const sees = this.settings.therapist_sees_drafts;
+    if (owner === this.role) {
+      return sees ? "Only you and your therapist can see this" : "Only you can see this";
+    }
+    return `Not yet shared: only ${this.partnerName(owner)} and you can see this`;
+  }
+
+  send(op, args = {}) {
+    const promise = this.client.send(op, args);
+    promise.catch((error) => {
+      if (error && error.message !== undefined && !this.client.terminal) this.toast(errorText(error));
+    });
+    return promise;
+  }
+
+  selectPart(id) {
+    this.ui.selected = id;
+    this.render();
+    if (id) {
+      const title = $("part-panel-title");
+      title.focus({ preventScroll: false });
+    }
+  }
+
+  scheduleRender() {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    queueMicrotask(() => {
+      this.renderQueued = false;
+      this.render();
+    });
+  }
+
+  render() {
+    if (!this.view || this.client.terminal) return;
+    document.body.dataset.role = this.role;
+    document.body.dataset.stage = String(this.stage);
+    if (!this.wired) this.wire();
+    $("room").hidden = false;
+    this.renderPresence();
+    this.renderBanners();
+    this.renderStages();
+    this.renderPartnerActions();
+    this.renderBoardMeta();
+    this.boardView.render();
+    renderPartPanel(this);
+    renderMyParts(this);
+    renderAgreements(this);
+    renderLinks(this);
+    renderCheckins(this);
+    renderNeeds(this);
+    renderTherapist(this);
+    this.renderExport();
+  }
+
+  // ---------------------------------------------------------------- header
+
+  renderStatus(status) {
+    const el = $("conn-status");
+    let text = STATUS_TEXT[status] || status;
+    const pending = this.client.pending.size;
+    if (status === "reconnecting" && pending) {
+      text = `Reconnecting… ${pending === 1 ? "1 change" : `${pending} changes`} will be sent when the connection is back`;
+    }
+    el.textContent = text;
+    el.dataset.state = status;
+    const was = this.lastStatus;
+    this.lastStatus = status;
+    if (status === "reconnecting" && was !== "reconnecting") this.announce("Connection lost. Reconnecting…");
+    if ((status === "connected" || status === "saving") && was === "reconnecting") this.announce("Connected again.");
+  }
+
+  renderPresence() {
+    const presence = this.client.presence || {};
+    const people = ["therapist", "a", "b"].map((role) => ({
+      role, here: (presence[role] || 0) > 0,
+      name: role === "therapist" ? "Therapist" : this.partnerName(role),
+      me: role === this.role,
+    }));
+    reconcile($("presence"), people, (p) => p.role, (p) => JSON.stringify(p), (p) => {
+      const li = h("li", { class: p.here ? "person here" : "person away" },
+        h("span", { class: "dot", "aria-hidden": "true" }),
+        h("span", { class: "person-name", text: p.me ? `${p.name} (you)` : p.name }),
+        h("span", { class: "visually-hidden", text: p.here ? ": here" : ": not here" }));
+      const color = p.role !== "therapist" ? this.partnerColor(p.role) : null;
+      if (color) li.style.setProperty("--owner", color);
+      return li;
+    });
+  }
+
+  renderBanners() {
+    const board = this.board;
+    const pause = board.pause;
+    const banner = $("pause-banner");
+    banner.hidden = !pause;
+    if (pause) {
+      const who = pause.by === this.role ? "You" : this.partnerName(pause.by);
+      const text = `${who} asked for a pause. Take a breath; nothing needs to happen right now. ` +
+        (this.role === "therapist" ? "Clear the pause when you are ready to go on." : "Your therapist will help you continue.");
+      if ($("pause-text").textContent !== text) $("pause-text").textContent = text;
+    }
+    $("pause-clear").hidden = !(pause && this.role === "therapist");
+    $("frozen-banner").hidden = !board.frozen;
+    const spot = board.spotlight ? this.view.colls.parts[board.spotlight] : null;
+    const spotBanner = $("spotlight-banner");
+    spotBanner.hidden = !spot;
+    if (spot) {
+      const owner = spot.owner === this.role ? "your part" : `${this.partnerName(spot.owner)}'s part`;
+      spotBanner.textContent = `In the spotlight: ${spot.name} (${owner})`;
+    }
+  }
+
+  renderStages() {
+    const stages = this.stages;
+    const current = this.stage;
+    const therapist = this.role === "therapist";
+    const items = stages.map((info, index) => ({ number: index + 1, name: info.name }));
+    reconcile($("stages"), items, (s) => String(s.number),
+      (s) => JSON.stringify([s, current, therapist, this.ui.preview]),
+      (s) => {
+        const state = s.number === current ? "current" : s.number < current ? "done" : "todo";
+        const label = `${s.number}. ${s.name}`;
+        const li = h("li", { class: `stage stage-${state}` });
+        if (s.number === current) li.setAttribute("aria-current", "step");
+        const suffix = state === "current" ? " (now)" : state === "done" ? " (done)" : "";
+        if (therapist) {
+          li.append(h("button", { type: "button", class: "stage-button", dataset: { focus: `stage-${s.number}` },
+            "aria-pressed": this.ui.preview === s.number ? "true" : "false",
+            "aria-label": `Preview stage ${label}${suffix}`,
+            onclick: () => this.preview(s.number) }, h("span", { text: label })));
+        } else {
+          li.append(h("span", { text: label }), h("span", { class: "visually-hidden", text: suffix }));
+        }
+        return li;
+      });
+    const info = stages[current - 1];
+    const title = `Stage ${current} of ${stages.length}: ${info.name}`;
+    if ($("stage-title").textContent !== title) $("stage-title").textContent = title;
+    if ($("stage-guidance").textContent !== info.guidance) $("stage-guidance").textContent = info.guidance;
+    $("stage-controls").hidden = !therapist;
+    if (therapist) {
+      $("stage-back").disabled = current <= 1;
+      $("stage-next").disabled = current >= stages.length;
+      $("stage-next").textContent = current < stages.length
+        ? `Next stage: ${stages[current].name}` : "This is the last stage";
+    }
+    const preview = therapist && this.ui.preview && this.ui.preview !== current ? this.ui.preview : null;
+    $("preview").hidden = !preview;
+    if (preview) {
+      const pinfo = stages[preview - 1];
+      $("preview-title").textContent = `Preview of stage ${preview}: ${pinfo.name}`;
+      $("preview-guidance").textContent = pinfo.guidance;
+    }
+  }
+
+  preview(number) {
+    this.ui.preview = number === this.stage ? null : number;
+    this.render();
+    if (this.ui.preview) $("preview-title").focus();
+  }
+
+  async moveTo(stage) {
+    const current = this.stage;
+    if (stage === current) return;
+    if (stage < current) {
+      const info = this.stages[stage - 1];
+      const ok = await this.confirm({
+        title: `Go back to stage ${stage}, ${info.name}?`,
+        text: "Everyone's board moves back. What was made stays visible, but what this stage " +
+          "does not offer is locked again.",
+        ok: `Go back to stage ${stage}`,
+      });
+      if (!ok) return;
+      this.send("stage.set", { stage, confirm: true }).then(() => this.closePreview(), () => {});
+    } else {
+      this.send("stage.set", { stage }).then(() => this.closePreview(), () => {});
+    }
+  }
+
+  closePreview() {
+    this.ui.preview = null;
+    this.scheduleRender();
+  }
+
+  renderPartnerActions() {
+    const section = $("partner-actions");
+    section.hidden = !this.isPartner;
+    if (!this.isPartner) return;
+    const pause = this.board.pause;
+    const raise = $("pause-raise");
+    raise.disabled = false;
+    raise.textContent = pause ? "A pause is on" : "I need a pause";
+    raise.setAttribute("aria-disabled", pause ? "true" : "false");
+    const ready = Boolean(this.view.colls.ready[this.role]);
+    const readyButton = $("ready-toggle");
+    readyButton.setAttribute("aria-pressed", ready ? "true" : "false");
+    readyButton.textContent = ready ? "I'm ready (tap to take it back)" : "I'm ready for the next step";
+    const overwhelmed = Boolean(this.view.colls.overwhelm[this.role]);
+    const quiet = $("overwhelm-toggle");
+    quiet.setAttribute("aria-pressed", overwhelmed ? "true" : "false");
+    quiet.textContent = overwhelmed ? "Your therapist knows you're overwhelmed" : "I'm getting overwhelmed";
+  }
+
+  renderBoardMeta() {
+    for (const partner of ["a", "b"]) {
+      const name = this.partnerName(partner);
+      const count = this.view.counts[partner] ? this.view.counts[partner].parts : 0;
+      const hiddenCount = Object.values(this.view.colls.parts)
+        .filter((p) => p.owner === partner && !p.shared).length;
+      // Counts of parts this viewer cannot see: numbers only, never content.
+      const unseen = Math.max(0, count - hiddenCount);
+      let text = partner === this.role ? `Your side (${name})` : `${name}'s side`;
+      if (unseen) text += ` · ${name} has ${unseen} ${unseen === 1 ? "part" : "parts"} not yet shared`;
+      const label = $(`zone-${partner}-label`);
+      if (label.textContent !== text) label.textContent = text;
+      const color = this.partnerColor(partner);
+      if (color) $("board").style.setProperty(`--partner-${partner}`, color);
+    }
+    const add = $("add-part");
+    add.hidden = !this.can("part.add");
+    $("add-part-privacy").textContent = this.isPartner ? `${this.privacyText(this.role)} until you share it.` : "";
+    let help;
+    if (this.isPartner) {
+      help = this.stage < 2
+        ? "Parts can be added from stage 2, Identifying Parts."
+        : this.board.frozen
+          ? "The therapist has paused changes for a moment."
+          : `Your side is on the ${this.role === "a" ? "left" : "right"}. Drag your parts, or choose one and use the arrow keys.`;
+    } else {
+      help = "Choose a shared part to put it in the spotlight.";
+    }
+    if ($("board-help").textContent !== help) $("board-help").textContent = help;
+  }
+
+  renderExport() {
+    $("export-help").textContent = this.role === "therapist"
+      ? "Your download holds the shared board, the agreements, the stage history and your private notes. It is saved only on this device."
+      : "Your download holds your own view of the board, your unshared parts included. It is saved only on this device.";
+    $("end-controls").hidden = this.role !== "therapist";
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  wire() {
+    this.wired = true;
+    $("stage-next").addEventListener("click", () => this.moveTo(this.stage + 1));
+    $("stage-back").addEventListener("click", () => this.moveTo(this.stage - 1));
+    $("preview-go").addEventListener("click", () => this.ui.preview && this.moveTo(this.ui.preview));
+    $("preview-close").addEventListener("click", () => {
+      const number = this.ui.preview;
+      this.closePreview();
+      queueMicrotask(() => {
+        const button = document.querySelector(`[data-focus="stage-${number}"]`);
+        if (button) button.focus();
+      });
+    });
+    $("pause-raise").addEventListener("click", () => {
+      if (!this.board.pause) this.send("pause.raise");
+    });
+    $("pause-clear").addEventListener("click", () => this.send("pause.clear"));
+    $("ready-toggle").addEventListener("click", () =>
+      this.send("ready.set", { ready: !this.view.colls.ready[this.role] }));
+    $("overwhelm-toggle").addEventListener("click", () => {
+      if (!this.view.colls.overwhelm[this.role]) this.send("overwhelm.raise");
+    });
+    $("freeze-toggle").addEventListener("click", () => this.send("freeze.set", { frozen: !this.board.frozen }));
+    $("spotlight-clear").addEventListener("click", () => this.send("spotlight.set", { part: null }));
+    $("reveal-all").addEventListener("click", () => this.send("part.reveal_all"));
+    $("add-part").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const input = $("part-name");
+      const name = input.value.trim();
+      if (!name) {
+        this.toast("Give the part a name first.");
+        input.focus();
+        return;
+      }
+      const mine = Object.values(this.view.colls.parts).filter((p) => p.owner === this.role).length;
+      const x = this.role === "a" ? 0.08 + (mine % 3) * 0.1 : 0.92 - (mine % 3) * 0.1;
+      const y = 0.12 + (Math.floor(mine / 3) % 5) * 0.19;
+      this.send("part.add", { name, kind: $("part-kind").value, x, y }).then(() => {
+        drafts.delete("new-part-name");
+      }, () => {});
+      input.value = "";
+      input.focus();
+    });
+    $("agreement-add").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const area = $("agreement-text");
+      if (!area.value.trim()) return;
+      this.send("agreement.add", { text: area.value }).then(() => drafts.delete("new-agreement"), () => {});
+      area.value = "";
+    });
+    $("note-add").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const area = $("note-text");
+      if (!area.value.trim()) return;
+      this.send("note.add", { text: area.value }).then(() => drafts.delete("new-note"), () => {});
+      area.value = "";
+    });
+    for (const button of document.querySelectorAll("button.export")) {
+      button.addEventListener("click", () => this.exportAs(button.dataset.format));
+    }
+    $("end-session").addEventListener("click", () => this.endSession());
+    for (const button of [$("relink-a"), $("relink-b")]) {
+      button.addEventListener("click", () => this.relink(button.dataset.partner));
+    }
+    $("relink-copy").addEventListener("click", async () => {
+      const input = $("relink-url");
+      try {
+        await navigator.clipboard.writeText(input.value);
+        this.announce("Copied.");
+      } catch {
+        input.select();
+      }
+    });
+  }
+
+  async api(path, body) {
+    return fetch(path, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${this.client.secret}`, "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+    });
+  }
+
+  async exportAs(format) {
+    const status = $("export-status");
+    status.textContent = "Preparing your download…";
+    let response;
+    try {
+      response = await this.api(`/api/rooms/${encodeURIComponent(ROOM)}/export?format=${encodeURIComponent(format)}`);
+    } catch {
+      status.textContent = "The download could not be made: the server could not be reached.";
+      return false;
+    }
+    if (!response.ok) {
+      status.textContent = "The download could not be made. Please try again.";
+      return false;
+    }
+    const blob = await response.blob();
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
+    const extension = { json: "json", md: "md", html: "html" }[format] || "txt";
+    const name = match ? decodeURIComponent(match[1]) : `partsboard-session.${extension}`;
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: name, class: "visually-hidden" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 30000);
+    status.textContent = `Downloaded ${name} to this device.`;
+    return true;
+  }
+
+  async endSession() {
+    const extra = h("div", { class: "actions" }, h("p", { class: "help", text: "Want a copy first?" }),
+      ["json", "md", "html"].map((format) => h("button", { type: "button", class: "small",
+        text: { json: "Download (JSON)", md: "Download (Markdown)", html: "Download (printable page)" }[format],
+        onclick: () => this.exportAs(format) })));
+    const ok = await this.confirm({
+      title: "End the session for everyone?",
+      text: "The board closes for both partners and is deleted from the server. It cannot be opened again. " +
+        "Download a copy first if you want to continue next time.",
+      ok: "End the session",
+      extra,
+    });
+    if (!ok) return;
+    let response;
+    try {
+      response = await this.api(`/api/rooms/${encodeURIComponent(ROOM)}/end`, { confirm: true });
+    } catch {
+      this.toast("The session could not be ended: the server could not be reached.");
+      return;
+    }
+    if (!response.ok && response.status !== 404) {
+      this.toast("The session could not be ended. Please try again.");
+      return;
+    }
+    this.client.finish("ended");
+  }
+
+  async relink(partner) {
+    const name = this.partnerName(partner);
+    const ok = await this.confirm({
+      title: `Make a new link for ${name}?`,
+      text: `${name}'s current link stops working at once, and any window open with it closes.`,
+      ok: "Make a new link",
+    });
+    if (!ok) return;
+    let response;
+    try {
+      response = await this.api(`/api/rooms/${encodeURIComponent(ROOM)}/links/${partner}`);
+    } catch {
+      this.toast("The server could not be reached.");
+      return;
+    }
+    const data = response.ok ? await response.json().catch(() => null) : null;
+    if (!data || !data.link) {
+      this.toast("A new link could not be made. Please try again.");
+      return;
+    }
+    $("relink-result").hidden = false;
+    $("relink-label").textContent = `New link for ${name}`;
+    $("relink-url").value = data.link;
+    $("relink-url").focus();
+    $("relink-url").select();
+  }
+
+  // ---------------------------------------------------------------- dialogs and messages
+
+  confirm({ title, text, ok, extra = null }) {
+    const dialog = $("confirm-dialog");
+    $("confirm-title").textContent = title;
+    $("confirm-text").textContent = text;
+    $("confirm-ok").textContent = ok;
+    replaceChildren($("confirm-extra"), extra ? [extra] : []);
+    const opener = document.activeElement;
+    return new Promise((resolve) => {
+      const done = () => {
+        dialog.removeEventListener("close", done);
+        resolve(dialog.returnValue === "ok");
+        if (opener && opener.isConnected) opener.focus();
+      };
+      dialog.returnValue = "";
+      dialog.addEventListener("close", done);
+      dialog.showModal();
+      $("confirm-cancel").focus();
+    });
+  }
+
+  toast(message) {
+    const box = $("toast");
+    box.textContent = message;
+    box.hidden = false;
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => { box.hidden = true; }, 7000);
+  }
+
+  announce(message) {
+    const live = $("live");
+    live.append(h("p", { text: message }));
+    while (live.childElementCount > 5) live.firstElementChild.remove();
+  }
+
+  announceEvent(event) {
+    if (event.hidden || event.actor === this.role) return;
+    const who = this.partnerName(event.actor);
+    const stage = this.stage;
+    const messages = {
+      "stage.set": `Now at stage ${stage}: ${this.stages[stage - 1].name}.`,
+      "agreement.add": "The therapist added an agreement.",
+      "agreement.edit": "The therapist changed the wording of an agreement.",
+      "agreement.remove": "The therapist removed an agreement.",
+      "agreement.ack": `${who} agreed to an agreement.`,
+      "spotlight.set": this.board.spotlight ? "The therapist put a part in the spotlight." : "The spotlight was cleared.",
+      "freeze.set": this.board.frozen ? "The therapist paused changes to the board." : "The board can be changed again.",
+      "pause.raise": `${who} asked for a pause.`,
+      "pause.clear": "The pause is over.",
+      "overwhelm.raise": `${who} is getting overwhelmed.`,
+      "ready.set": this.view.colls.ready[event.actor] ? `${who} is ready for the next step.` : `${who} is not ready yet.`,
+      "part.add": `${who} added a part.`,
+      "part.edit": `${who} changed a part.`,
+      "part.move": `${who} moved a part.`,
+      "part.remove": `${who} removed a part.`,
+      "part.reveal": `${who} shared a part.`,
+      "part.reveal_all": `${who} shared their parts.`,
+      "part.withdraw": `${who} took a part back.`,
+      "part.blend": `${who} noted how blended they are with a part.`,
+      "link.add": `${who} drew an arrow between parts.`,
+      "link.remove": `${who} removed an arrow.`,
+      "checkin.set": `${who} updated their check-in.`,
+      "checkin.reveal": `${who} shared their check-in.`,
+      "checkin.withdraw": `${who} took their check-in back.`,
+      "need.set": `${who} wrote what a part needs.`,
+      "need.remove": `${who} removed a need.`,
+      "request.make": `${who} made a request.`,
+      "request.answer": `${who} answered a request.`,
+      "partner.update": "The therapist changed a partner's name or colour.",
+    };
+    const message = messages[event.op];
+    if (message) this.announce(message);
+  }
+
+  showTerminal(kind) {
+    const [title, text] = TERMINAL[kind] || TERMINAL.invalid;
+    // Nothing of the session stays on the page.
+    this.boardView.reset();
+    for (const id of ["stages", "presence", "agreements-list", "my-parts-list", "links-list",
+      "needs-list", "home-list", "therapist-status", "notes-list", "part-panel-body",
+      "checkins-view", "live"]) {
+      clear($(id));
+    }
+    for (const id of ["part-name", "agreement-text", "note-text", "checkin-note", "relink-url"]) {
+      $(id).value = "";
+    }
+    drafts.clear();
+    $("room").remove();
+    if ($("confirm-dialog").open) $("confirm-dialog").close();
+    try {
+      sessionStorage.removeItem(SECRET_KEY);
+    } catch {
+      /* ignore */
+    }
+    $("terminal-title").textContent = title;
+    $("terminal-text").textContent = text;
+    $("terminal").hidden = false;
+    $("terminal-title").focus();
+    const status = $("conn-status");
+    status.textContent = STATUS_TEXT[kind] || STATUS_TEXT.invalid;
+    status.dataset.state = kind;
+  }
+}
+
+function errorText(error) {
+  const known = {
+    frozen: "The therapist has paused changes to the board for a moment.",
+    stage_locked: "That is not available at this stage.",
+    rate_limited: "That was a lot at once. Please wait a moment.",
+    limit: error.message,
+    not_found: "That item is no longer there.",
+  };
+  return known[error.code] || error.message || "That did not work. Please try again.";
+}
+
+function main() {
+  const secret = readSecret();
+  if (!secret) {
+    const app = new App(new RoomClient({ room: ROOM, secret: "" }));
+    app.showTerminal("nosecret");
+    return;
+  }
+  const client = new RoomClient({ room: ROOM, secret });
+  const app = new App(client);
+  client.addEventListener("status", (e) => app.renderStatus(e.detail.status));
+  client.addEventListener("welcome", (e) => {
+    if (e.detail.reset) app.boardView.local.clear();
+    app.render();
+  });
+  client.addEventListener("event", (e) => {
+    app.boardView.onEvent(e.detail.event);
+    app.scheduleRender();
+    if (!e.detail.replay) queueMicrotask(() => app.announceEvent(e.detail.event));
+  });
+  client.addEventListener("presence", () => { if (app.view) app.renderPresence(); });
+  client.addEventListener("drag", (e) => app.boardView.remoteDrag(e.detail.drag));
+  client.addEventListener("terminal", (e) => app.showTerminal(e.detail.terminal));
+  client.addEventListener("servererror", (e) => app.toast(errorText(e.detail.error)));
+  client.start();
+  window.partsboard = { status: () => client.status, pending: () => client.pending.size };
+}
+
+main();
