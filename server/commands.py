@@ -2,9 +2,11 @@
 
 Within a process, commands to one room run one at a time against a cached
 copy of the room; across processes the commit's version check decides, and
-the loser reloads and re-applies. A command id that was already committed
-returns its first sequence number and changes nothing again, even when
-re-applying it now would be refused (a part removed by the first attempt).
+the loser reloads and re-applies. A refusal is only given after checking the
+copy is current, so a stale copy never refuses what the room allows. A
+command id that was already committed returns its first sequence number and
+changes nothing again, even when re-applying it now would be refused (a part
+removed by the first attempt).
 """
 
 from __future__ import annotations
@@ -41,13 +43,20 @@ class Executor:
         field = f"{role}:{command_id}"
         lock = self._locks.setdefault(room_id, asyncio.Lock())
         async with lock:
-            room = self._rooms.get(room_id) or await self.store.load(room_id)
+            room = self._rooms.get(room_id)
+            if room is None or room.seq < self.hub.seen_seq(room_id):
+                room = await self.store.load(room_id)
             for _ in range(MAX_ATTEMPTS):
                 if room is None:
                     raise RoomEnded()
                 try:
                     changed, event = apply(room, role, command, Context(time.time(), new_entity_id))
                 except RoomError:
+                    # A refusal must rest on the room as committed, not on a stale copy.
+                    fresh = await self.store.load(room_id)
+                    if fresh is not None and fresh.seq != room.seq:
+                        room = fresh
+                        continue
                     prior = await self.store.prior_seq(room_id, field)
                     if prior is not None:
                         return prior

@@ -379,6 +379,10 @@ class Hub:
             for member in list(feed.members):
                 member.push(None, frame)
 
+    def seen_seq(self, room_id: str) -> int:
+        feed = self.feeds.get(room_id)
+        return feed.last_seq if feed else -1
+
     def role_connections(self, room_id: str) -> dict[str, int]:
         feed = self.feeds.get(room_id)
         return dict(feed.presence) if feed else dict.fromkeys(ROLES, 0)

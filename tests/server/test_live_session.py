@@ -1,0 +1,242 @@
+"""Whole sessions over real websockets: every command, privacy on the wire, two processes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+from live_rooms import Script, Trio, board, canary, decoded_frames, event_seqs, open_room, scores
+
+from client import Client
+from client.errors import SessionEnded
+from rooms.stages import OPERATIONS
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def play_every_command(room: Trio, script: Script) -> set[str]:
+    """Drive one session through all five stages using every operation; returns the ops sent."""
+    t, a, b = room.therapist, room.a, room.b
+    sent: set[str] = set()
+
+    async def do(client: Client, op: str, **args: object) -> dict:
+        sent.add(op)
+        return await client.send(op, **args)
+
+    def new_id(event: dict) -> str:
+        return event["changes"][0][1]
+
+    # 1. Creating a Safe Space
+    calm = new_id(await do(t, "agreement.add", text="Either of us can pause at any time"))
+    spare = new_id(await do(t, "agreement.add", text="We speak for parts"))
+    await do(t, "agreement.edit", id=spare, text="We speak for our parts, not from them")
+    await do(t, "agreement.remove", id=spare)
+    await do(a, "agreement.ack", id=calm)
+    await do(b, "agreement.ack", id=calm)
+    await do(a, "pause.raise")
+    await do(t, "pause.clear")
+    await do(b, "overwhelm.raise")
+    await do(t, "overwhelm.clear", partner="b")
+    await do(a, "ready.set", ready=True)
+    await do(b, "ready.set", ready=True)
+    await do(a, "ready.set", ready=False)
+    note = new_id(await do(t, "note.add", text=script.notes[0]))
+    await do(t, "note.edit", id=note, text=script.notes[1])
+    await do(t, "partner.update", partner="a", color="#b45309")
+    # 2. Identifying Parts
+    await do(t, "stage.set", stage=2)
+    secret_name = script.private_a[0]
+    hidden = new_id(await do(a, "part.add", name=secret_name, kind="exile", x=0.2, y=0.3))
+    script.private_ids_a.append(hidden)
+    alarm = new_id(await do(a, "part.add", name=script.shared[0], kind="firefighter"))
+    await do(a, "part.edit", id=alarm, name=script.shared[1])
+    await do(a, "part.move", id=alarm, x=0.25, y=0.6)
+    await do(a, "part.reveal", id=alarm)
+    quiet = new_id(await do(b, "part.add", name=script.shared[2], kind="firefighter"))
+    kid = new_id(await do(b, "part.add", name=script.shared[3], kind="manager"))
+    await do(b, "part.reveal_all")
+    await do(b, "part.withdraw", id=kid)
+    await do(b, "part.reveal", id=kid)
+    scrap = new_id(await do(b, "part.add", name="to be removed", kind="unsure"))
+    await do(b, "part.remove", id=scrap)
+    await do(t, "spotlight.set", part=alarm)
+    await do(t, "freeze.set", frozen=True)
+    await do(t, "freeze.set", frozen=False)
+    # 3. Unblending
+    await do(t, "stage.set", stage=3)
+    await do(a, "part.blend", id=alarm, level=7)
+    await do(a, "part.blend", id=hidden, level=9)
+    await do(a, "link.add", kind="protects", source=alarm, target=hidden)
+    await do(a, "link.add", kind="reacts_to", source=alarm, target=quiet)
+    back = new_id(await do(b, "link.add", kind="reacts_to", source=quiet, target=alarm))
+    await do(b, "link.remove", id=back)
+    await do(b, "link.add", kind="reacts_to", source=quiet, target=alarm)
+    # 4. Accessing the Self
+    await do(t, "stage.set", stage=4)
+    await do(a, "checkin.set", scores=scores(6), note="a bit tense")
+    await do(b, "checkin.set", scores=scores(7), note="steadier now")
+    await do(b, "checkin.reveal")
+    await do(a, "checkin.reveal")
+    await do(a, "checkin.withdraw")
+    await do(a, "checkin.set", scores=scores(5), note=script.private_a[1])  # never shared
+    # 5. Working with Parts in the Relationship
+    await do(t, "stage.set", stage=5)
+    await do(a, "need.set", part=alarm, text="to know you are coming back")
+    await do(a, "request.make", part=alarm, text="when you need space, tell me when you'll be back")
+    await do(b, "request.answer", part=alarm, answer="yes", note="I can do that")
+    await do(b, "need.set", part=quiet, text="time")
+    await do(b, "need.remove", part=quiet)
+    await do(t, "stage.set", stage=4, confirm=True)
+    await do(t, "stage.set", stage=5)
+    await do(t, "note.remove", id=note)
+    return sent
+
+
+async def assert_mirrors_match_fresh_snapshots(room: Trio) -> None:
+    seq = max(client.seq for client in room.all)
+    for client in room.all:
+        await client.wait_seq(seq)
+    for role, client in zip(("therapist", "a", "b"), room.all, strict=True):
+        fresh = await Client.connect(room.links[role].replace(
+            room.links[role].split("/r/")[0], client.link.http_base), resume=False)
+        try:
+            assert board(fresh) == board(client), f"{role}'s mirror differs from a snapshot"
+        finally:
+            await fresh.close()
+
+
+async def test_a_whole_session_uses_every_command(server) -> None:
+    room = await open_room(server.base_url, record=True)
+    script = Script(private_a=[canary("draft"), canary("checkin")],
+                    shared=[canary("alarm"), canary("alarm-renamed"), canary("quiet"),
+                            canary("goodkid")],
+                    notes=[canary("note"), canary("note-edited")])
+    try:
+        sent = await play_every_command(room, script)
+        assert sent == set(OPERATIONS), f"not exercised: {set(OPERATIONS) - sent}"
+        await assert_mirrors_match_fresh_snapshots(room)
+        t_view, a_view, b_view = (c.view for c in room.all)
+        assert t_view["colls"]["room"]["board"]["stage"] == 5
+        alarm = next(p for p in b_view["colls"]["parts"].values() if p["name"] == script.shared[1])
+        assert alarm["blend"] == 7 and alarm["shared"]
+        assert b_view["colls"]["needs"][alarm["id"]]["answer"] == "yes"
+        assert len(b_view["colls"]["links"]) == 2  # the cycle, both ways
+        assert "a" not in b_view["colls"]["checkins"] and "b" in a_view["colls"]["checkins"]
+        assert t_view["colls"]["notes"] == {} and b_view["colls"]["notes"] == {}
+        for client in room.all:
+            seqs = event_seqs(client)
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "gap or duplicate"
+            assert client.anomalies == []
+    finally:
+        await room.close()
+
+
+@pytest.mark.parametrize("therapist_sees_drafts", [True, False])
+async def test_private_items_never_reach_those_who_may_not_see_them(
+        server, therapist_sees_drafts: bool) -> None:
+    room = await open_room(server.base_url, record=True,
+                           therapist_sees_drafts=therapist_sees_drafts)
+    script = Script(private_a=[canary("draft"), canary("checkin")],
+                    shared=[canary("alarm"), canary("alarm-renamed"), canary("quiet"),
+                            canary("goodkid")],
+                    notes=[canary("note"), canary("note-edited")])
+    try:
+        await play_every_command(room, script)
+        t, a, b = room.therapist, room.a, room.b
+        # More private traffic: a draft that is edited, dragged, shared and withdrawn again.
+        draft_name = canary("late-draft")
+        late = (await a.send("part.add", name=draft_name, kind="manager"))["changes"][0][1]
+        renamed = canary("late-draft-renamed")
+        await a.send("part.edit", id=late, name=renamed)
+        for step in range(5):
+            await a.drag(late, 0.1 + step / 10, 0.5)
+        await a.send("part.move", id=late, x=0.7, y=0.7)
+        await a.send("part.reveal", id=late)
+        revealed_at = b.seq if b.view else 0
+        await a.send("part.withdraw", id=late)
+        await b.wait_seq(a.seq)
+        await t.wait_seq(a.seq)
+
+        b_bytes = b"".join(b.raw_frames)
+        never_for_b = [*script.private_a, draft_name, *script.private_ids_a, *script.notes]
+        for text in never_for_b:
+            assert text.encode() not in b_bytes, "a private item reached the other partner"
+        # The late draft was shared once, then withdrawn: B saw it only in between.
+        b_frames = decoded_frames(b)
+        mentions = [f for f in b_frames if renamed.encode() in _raw(f)]
+        assert all(f.get("t") == "ev" for f in mentions)
+        assert late not in b.view["colls"]["parts"]
+        assert revealed_at > 0
+
+        t_bytes = b"".join(t.raw_frames)
+        for text in script.notes:
+            assert text.encode() in t_bytes  # the therapist's own notes reach the therapist
+        if therapist_sees_drafts:
+            assert draft_name.encode() in t_bytes and script.private_a[0].encode() in t_bytes
+        else:
+            for text in [*script.private_a, draft_name, *script.private_ids_a]:
+                assert text.encode() not in t_bytes
+        a_bytes = b"".join(a.raw_frames)
+        for text in script.notes:
+            assert text.encode() not in a_bytes
+        # Counts tell that something exists, never what.
+        assert b.view["counts"]["a"]["parts"] == 2
+    finally:
+        await room.close()
+
+
+def _raw(frame: dict) -> bytes:
+    import msgspec
+
+    return msgspec.msgpack.encode(frame)
+
+
+async def test_two_processes_on_one_redis_agree(server_factory) -> None:
+    first = await server_factory.start()
+    second = await server_factory.start()
+    bases = {"therapist": first.base_url, "a": second.base_url, "b": first.base_url}
+    room = await open_room(first.base_url, bases=bases, record=True)
+    extra_a = await Client.connect(room.links["a"].replace(first.base_url, first.base_url),
+                                   record=True)
+    try:
+        script = Script(private_a=[canary("draft"), canary("checkin")],
+                        shared=[canary("p1"), canary("p2"), canary("p3"), canary("p4")],
+                        notes=[canary("n1"), canary("n2")])
+        await play_every_command(room, script)
+        await assert_mirrors_match_fresh_snapshots(room)
+        await extra_a.wait_seq(room.a.seq)
+        # The same role on two processes receives byte-identical events in the same order.
+        def events(client: Client) -> list[dict]:
+            return [f for f in decoded_frames(client) if f.get("t") == "ev"]
+        a_here = events(extra_a)
+        a_there = events(room.a)
+        overlap = min(len(a_here), len(a_there))
+        assert a_here[-overlap:] == a_there[-overlap:]
+        for client in [*room.all, extra_a]:
+            seqs = event_seqs(client)
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        await room.therapist.wait_for(lambda v: True)
+        assert room.therapist.presence["a"] == 2
+    finally:
+        await extra_a.close()
+        await room.close()
+
+
+async def test_ending_tells_everyone_and_leaves_no_key(server_factory, redis_url) -> None:
+    first = await server_factory.start()
+    second = await server_factory.start()
+    room = await open_room(first.base_url, bases={"b": second.base_url})
+    await room.a.send("pause.raise")
+    from client.http import end_session
+
+    await end_session(room.links["therapist"])
+    for client in room.all:
+        reason = await client.wait_closed()
+        assert isinstance(reason, SessionEnded)
+    with redis.Redis.from_url(redis_url) as r:
+        assert list(r.scan_iter(match=f"*{room.a.room}*")) == []
+    with pytest.raises(Exception) as refused:
+        await Client.connect(room.links["a"], give_up_after=2)
+    assert "ended" in str(refused.value).lower() or "not valid" in str(refused.value).lower()
+    await asyncio.sleep(0)
