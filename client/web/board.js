@@ -222,6 +222,31 @@ export class Board {
     card.li.style.top = `${pos.y * 100}%`;
   }
 
+  // A place on this partner's side where a new card covers no other card, if there is one.
+  freeSpot(partner) {
+    const area = this.cardsEl.getBoundingClientRect();
+    const sample = this.cardsEl.querySelector("li.part");
+    const cardW = sample ? sample.offsetWidth : 150;
+    const cardH = sample ? sample.offsetHeight : 90;
+    const columns = partner === "a" ? [0.04, 0.3] : [0.96, 0.7];
+    const taken = Array.from(this.cards.values(), (card) => {
+      const pos = this.position(card.part);
+      return { x: pos.x * area.width, y: pos.y * area.height };
+    });
+    const rows = Math.max(2, Math.floor(area.height / (cardH + 8)) + 1);
+    const count = Array.from(this.cards.values()).filter((c) => c.part.owner === partner).length;
+    for (const column of columns) {
+      for (let row = 0; row < rows; row += 1) {
+        const x = column;
+        const y = rows > 1 ? row / (rows - 1) : 0.5;
+        const free = taken.every((t) =>
+          Math.abs(t.x - x * area.width) > cardW + 4 || Math.abs(t.y - y * area.height) > cardH + 4);
+        if (free) return { x, y };
+      }
+    }
+    return { x: columns[count % 2], y: ((count * 0.17) % 1) };
+  }
+
   // ---------------------------------------------------------------- moving
 
   setLocal(card, x, y) {

@@ -57,6 +57,13 @@ export class RoomClient extends EventTarget {
         this.connect();
       }
     });
+    // A laptop lid reopened: the socket may be dead without anyone having said so.
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && !this.ws && !this.terminal) {
+        this.attempt = 0;
+        this.connect();
+      }
+    });
     this.connect();
   }
 
@@ -126,7 +133,9 @@ export class RoomClient extends EventTarget {
   scheduleReconnect() {
     if (this.terminal || this.timer) return;
     const base = this.busy ? 5000 : Math.min(MAX_BACKOFF_MS, 400 * 2 ** this.attempt);
-    const delay = base * (0.5 + Math.random() / 2);
+    let delay = base * (0.5 + Math.random() / 2);
+    // Offline: the "online" event reconnects at once; until then only try now and then.
+    if (navigator.onLine === false) delay = Math.max(delay, MAX_BACKOFF_MS);
     this.attempt += 1;
     this.timer = setTimeout(() => {
       this.timer = null;

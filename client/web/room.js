@@ -379,9 +379,7 @@ class App {
         input.focus();
         return;
       }
-      const mine = Object.values(this.view.colls.parts).filter((p) => p.owner === this.role).length;
-      const x = this.role === "a" ? 0.08 + (mine % 3) * 0.1 : 0.92 - (mine % 3) * 0.1;
-      const y = 0.12 + (Math.floor(mine / 3) % 5) * 0.19;
+      const { x, y } = this.boardView.freeSpot(this.role);
       this.send("part.add", { name, kind: $("part-kind").value, x, y }).then(() => {
         drafts.delete("new-part-name");
       }, () => {});

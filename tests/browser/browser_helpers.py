@@ -1,0 +1,215 @@
+"""Helpers for driving Partsboard pages in Chromium: people, rooms, frames, waits."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, WebSocket, expect
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+THERAPIST_KEY = "test-key"  # tests/conftest.py starts servers with this key
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+WAIT_MS = 15_000
+
+expect.set_options(timeout=WAIT_MS)
+
+_decoder = msgspec.msgpack.Decoder()
+
+
+@dataclass
+class RoomLinks:
+    room: str
+    therapist: str
+    a: str
+    b: str
+
+
+def create_room(base_url: str, *, a: str = "Alex", b: str = "Sam",
+                therapist_sees_drafts: bool = True) -> RoomLinks:
+    response = httpx.post(
+        f"{base_url}/api/rooms",
+        json={"partners": {"a": {"name": a, "color": "#1f6fb2"},
+                           "b": {"name": b, "color": "#b3541e"}},
+              "therapist_sees_drafts": therapist_sees_drafts},
+        headers={"Authorization": f"Bearer {THERAPIST_KEY}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    data = response.json()
+    return RoomLinks(data["room"], data["links"]["therapist"], data["links"]["a"],
+                     data["links"]["b"])
+
+
+@dataclass
+class Person:
+    """One browser context (one person's device) with one page."""
+
+    label: str
+    context: BrowserContext
+    page: Page
+    frames: list[bytes] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    sockets: list[WebSocket] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, browser: Browser, label: str, *, phone: bool = False,
+             reduced_motion: bool = False) -> Person:
+        context = browser.new_context(
+            viewport=PHONE if phone else DESKTOP,
+            is_mobile=phone,
+            has_touch=phone,
+            accept_downloads=True,
+            reduced_motion="reduce" if reduced_motion else "no-preference",
+        )
+        page = context.new_page()
+        person = cls(label, context, page)
+        page.on("websocket", person._on_socket)
+        page.on("pageerror", lambda error: person.page_errors.append(str(error)))
+        page.on("dialog", person._on_dialog)
+        return person
+
+    def _on_socket(self, socket: WebSocket) -> None:
+        self.sockets.append(socket)
+        socket.on("framereceived", self._on_frame)
+
+    def _on_frame(self, payload: str | bytes) -> None:
+        self.frames.append(payload if isinstance(payload, bytes) else payload.encode())
+
+    def _on_dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def close(self) -> None:
+        self.context.close()
+
+    # ---------------------------------------------------------------- navigation
+
+    def goto(self, url: str) -> None:
+        self.page.goto(url)
+
+    def join(self, url: str) -> None:
+        self.page.goto(url)
+        expect(self.page.locator("#room")).to_be_visible()
+        expect(self.status).to_have_text("Connected")
+
+    @property
+    def status(self) -> Locator:
+        return self.page.locator("#conn-status")
+
+    def decoded_frames(self) -> list[dict[str, Any]]:
+        return [_decoder.decode(frame) for frame in self.frames]
+
+    def saved(self) -> None:
+        """Wait until every command this page sent is acknowledged."""
+        expect(self.status).to_have_text("Connected")
+
+    # ---------------------------------------------------------------- the board
+
+    def card(self, name: str) -> Locator:
+        return self.page.locator("li.part").filter(
+            has=self.page.locator(".part-name", has_text=re.compile(f"^{re.escape(name)}$")))
+
+    def part_id(self, name: str) -> str:
+        value = self.card(name).get_attribute("data-part")
+        assert value
+        return value
+
+    def add_part(self, name: str, kind: str = "unsure") -> None:
+        self.page.fill("#part-name", name)
+        self.page.select_option("#part-kind", kind)
+        self.page.click("#add-part button[type=submit]")
+        expect(self.card(name)).to_have_count(1)
+        self.saved()
+
+    def share(self, name: str) -> None:
+        self.card(name).get_by_role("button", name=f"Share {name}", exact=True).click()
+        expect(self.card(name)).not_to_have_class(re.compile(r"\bprivate\b"))
+
+    def take_back(self, name: str) -> None:
+        self.card(name).get_by_role("button", name=f"Take back {name}", exact=True).click()
+        expect(self.card(name)).to_have_class(re.compile(r"\bprivate\b"))
+
+    def select(self, name: str) -> None:
+        self.card(name).locator(".part-handle").click()
+        expect(self.page.locator("#part-panel-title")).to_have_text(name)
+
+    def position(self, name: str) -> tuple[str, str]:
+        left, top = self.card(name).evaluate("el => [el.style.left, el.style.top]")
+        return left, top
+
+    def drag_by(self, name: str, dx: float, dy: float, *, release: bool = True) -> None:
+        box = self.card(name).locator(".part-handle").bounding_box()
+        assert box
+        x, y = box["x"] + box["width"] / 2, box["y"] + 12
+        self.page.mouse.move(x, y)
+        self.page.mouse.down()
+        self.page.mouse.move(x + dx, y + dy, steps=12)
+        if release:
+            self.page.mouse.up()
+
+    # ---------------------------------------------------------------- privacy
+
+    def everything_on_the_page(self) -> str:
+        """The page's HTML, its text and every form value."""
+        values = self.page.evaluate(
+            "() => Array.from(document.querySelectorAll('input, textarea, select'))"
+            ".map(el => el.value).join('\\n')")
+        return "\n".join([self.page.content(), self.page.inner_text("body"), values])
+
+    def assert_not_on_page(self, secrets: list[str]) -> None:
+        text = self.everything_on_the_page()
+        for secret in secrets:
+            assert secret not in text, f"{self.label}'s page holds a private text"
+
+    def assert_never_seen(self, secrets: list[str], frames_upto: int | None = None) -> None:
+        """Not on the page now, and in no frame received (up to frames_upto)."""
+        self.assert_not_on_page(secrets)
+        for frame in self.frames[:frames_upto]:
+            for secret in secrets:
+                assert secret.encode() not in frame, (
+                    f"{self.label} received a private text in {_decoder.decode(frame)!r}")
+
+    # ---------------------------------------------------------------- screenshots
+
+    def shoot(self, folder: Path, name: str) -> None:
+        """A full-page screenshot at desktop size and at phone size."""
+        folder.mkdir(parents=True, exist_ok=True)
+        size = self.page.viewport_size or DESKTOP
+        self.page.set_viewport_size(DESKTOP)
+        self.page.screenshot(path=folder / f"{name}-desktop.png", full_page=True)
+        self.page.set_viewport_size(PHONE)
+        self.page.screenshot(path=folder / f"{name}-phone.png", full_page=True)
+        self.page.set_viewport_size(size)
+
+
+def tab_to(page: Page, selector: str, *, backwards: bool = False, limit: int = 120) -> None:
+    """Press Tab (or Shift+Tab) until the element matching selector has the focus."""
+    key = "Shift+Tab" if backwards else "Tab"
+    for _ in range(limit):
+        if page.evaluate("s => { const el = document.querySelector(s); "
+                         "return !!el && el === document.activeElement; }", selector):
+            return
+        page.keyboard.press(key)
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def focused_matches(page: Page, selector: str) -> bool:
+    return bool(page.evaluate("s => document.activeElement && document.activeElement.matches(s)",
+                              selector))
