@@ -1,0 +1,51 @@
+"""`python -m bench [--quick] [--out docs/performance.md]`: run the standard set."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import report, scenarios
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="a small set (about 2 minutes) instead of the standard one")
+    parser.add_argument("--out", type=Path, help="Markdown file to write the results into")
+    parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
+    parser.add_argument("--only", choices=scenarios.SYSTEMS, action="append",
+                        help="benchmark only this system (repeatable)")
+    parser.add_argument("--workers", type=int, help="load generator processes")
+    parser.add_argument("--rooms", type=int, nargs="+", help="the steady sweep's room counts")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the server logs (their directory is printed)")
+    args = parser.parse_args(argv)
+    plan = scenarios.QUICK if args.quick else scenarios.STANDARD
+    if args.workers:
+        plan = dataclasses.replace(plan, workers=args.workers)
+    if args.rooms:
+        plan = dataclasses.replace(plan, sweep=tuple(args.rooms))
+    t0 = time.monotonic()
+
+    def log(line: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {line}", flush=True)
+
+    results = scenarios.run_all(plan, log=log, keep_logs=args.keep_logs,
+                                systems=tuple(args.only or scenarios.SYSTEMS))
+    text = report.render(results)
+    print(text)
+    if args.out:
+        report.write(results, args.out)
+        log(f"wrote {args.out}")
+    if args.json:
+        args.json.write_text(json.dumps(dataclasses.asdict(results), indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

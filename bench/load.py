@@ -1,0 +1,840 @@
+"""The load generator: raw `websockets` clients speaking the Partsboard protocol
+(or the relay's), in one or more worker processes.
+
+Raw `websockets` rather than the project's client/ library, so that the
+client's own bookkeeping (local mirror of the view, resend queue objects) does
+not eat the CPU the server needs on this 2-core machine; the generator still
+implements what the measurement needs: seq-gap and duplicate checks, resume
+after a restart, and resending unacknowledged commands with the same id.
+
+Each worker owns whole rooms (therapist + partners a and b), so every message
+is sent and received in one process and timed on one clock
+(time.perf_counter). Matching:
+- drags (and, on the relay, commands) carry an x value unique to this run;
+  every member who should see it records its arrival once;
+- Partsboard commands are matched by the room sequence number their ack
+  names: every member must receive that seq (the full event, or a hidden
+  placeholder for a private part) exactly once, in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLES = ("therapist", "a", "b")
+PARTNERS = (1, 2)
+BURST = 10  # drag updates per burst
+BURST_HZ = 10.0  # drag updates per second while dragging
+MAX_EXTRA_PARTS = 12  # parts a partner adds during the load before it removes some
+SUBPROTOCOL = "partsboard.v1"
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+
+
+class Refused(Exception):
+    """The server answered the hello with something other than a welcome."""
+
+
+@dataclass
+class Config:
+    kind: str  # "relay" | "partsboard"
+    port: int
+    worker: int = 0
+    workers: int = 1
+    key: str = ""
+    seed: int = 1
+    therapist_sees_drafts: bool = False
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Member:
+    room: Room
+    index: int  # 0 therapist, 1 a, 2 b
+    secret: str
+    ws: ClientConnection | None = None
+    task: asyncio.Task[None] | None = None
+    epoch: str | None = None
+    last_seq: int = -1
+    unacked: dict[str, bytes] = field(default_factory=dict)
+    part_x: dict[str, float] = field(default_factory=dict)
+    dead: str | None = None
+    drops: int = 0
+    resumed_at: float = 0.0  # wall clock of the last successful re-welcome
+    dragging: bool = False
+
+    @property
+    def role(self) -> str:
+        return ROLES[self.index]
+
+
+@dataclass
+class Room:
+    id: str
+    members: list[Member] = field(default_factory=list)
+    parts: dict[int, list[str]] = field(default_factory=lambda: {1: [], 2: []})
+    extra: dict[int, list[str]] = field(default_factory=lambda: {1: [], 2: []})
+    seq_arrivals: dict[int, list[float]] = field(default_factory=dict)
+    seq_sent: dict[int, float] = field(default_factory=dict)
+    ignore_seqs: set[int] = field(default_factory=set)
+    pending_add: dict[float, int] = field(default_factory=dict)  # x -> partner index
+    # setup bookkeeping (Partsboard): part ids learnt from events at their owner
+    learnt: dict[float, str] = field(default_factory=dict)
+
+
+@dataclass
+class Pending:
+    sent: float
+    kind: str
+    sender: int
+    expect: set[int]
+
+
+@dataclass
+class Window:
+    """What one measured run collects."""
+
+    number: int
+    recording: bool = True
+    lat: dict[str, list[float]] = field(
+        default_factory=lambda: {"cmd": [], "ack": [], "drag": []})
+    sent: Counter[str] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
+    lag: list[float] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, config: Config) -> None:
+        self.c = config
+        self.pb = config.kind == "partsboard"
+        self.rng = random.Random(config.seed * 1000 + config.worker)
+        self.rooms: list[Room] = []
+        self.members: list[Member] = []
+        self.xn = 0
+        self.idn = 0
+        self.pending: dict[float, Pending] = {}  # x-matched messages in flight
+        self.expired: set[float] = set()
+        self.drag_senders: dict[float, int] = {}  # x -> who dragged (servers may echo drags)
+        self.cmds: dict[str, tuple[float, str, int, int]] = {}  # id -> (sent, op, member, window)
+        self.window = Window(0, recording=False)
+        self.totals: Counter[str] = Counter()  # whole-life checks: gaps, dups, errors
+        self.closing = False
+        self.reconnect = True
+        self.handler_error: str | None = None
+        self.reveals: dict[str, str] = {}  # reveal command id -> part id
+        self._sending: set[asyncio.Task[None]] = set()
+
+    # ---- identifiers ------------------------------------------------------
+
+    def next_x(self) -> float:
+        """A float in [0.25, 0.5) that no other message of this run carries."""
+        self.xn += 1
+        return 0.25 + (self.xn * self.c.workers + self.c.worker) / 2.0**42
+
+    def next_id(self) -> str:
+        self.idn += 1
+        return f"w{self.c.worker}c{self.idn}"
+
+    # ---- connections ------------------------------------------------------
+
+    async def connect(self, m: Member, resume: bool) -> None:
+        ws = await connect(
+            self.c.ws_url,
+            subprotocols=[SUBPROTOCOL] if self.pb else None,  # type: ignore[list-item]
+            compression=None, ping_interval=None, proxy=None, open_timeout=10,
+            close_timeout=2, max_size=2**22, max_queue=4096)
+        try:
+            hello: dict[str, Any] = {"t": "hello", "room": m.room.id, "secret": m.secret}
+            if self.pb and resume and m.epoch is not None:
+                hello["resume"] = {"epoch": m.epoch, "seq": max(m.last_seq, 0)}
+            await ws.send(_encode(hello))
+            raw = await asyncio.wait_for(ws.recv(), 15)
+            welcome = _decode(raw.encode() if isinstance(raw, str) else raw)
+            if not isinstance(welcome, dict) or welcome.get("t") != "welcome":
+                raise Refused(str(welcome.get("code") if isinstance(welcome, dict) else "?"))
+        except BaseException:
+            await ws.close()
+            raise
+        now = time.perf_counter()
+        if self.pb:
+            if resume and m.epoch is not None:
+                if welcome.get("epoch") != m.epoch:
+                    self.totals["epoch_changed"] += 1
+                if welcome.get("view") is not None:
+                    self.totals["snapshots"] += 1
+                    self._snapshot(m, welcome)
+                else:
+                    for ev in welcome.get("replay") or ():
+                        self.on_event(m, ev, now)
+                    if m.last_seq != welcome.get("seq"):
+                        self.totals["resume_seq_mismatch"] += 1
+            else:
+                m.epoch = welcome.get("epoch")
+                self._snapshot(m, welcome)
+        m.ws = ws
+        if resume:
+            m.resumed_at = time.time()
+            for frame in list(m.unacked.values()):
+                await ws.send(frame)
+                self.totals["resent"] += 1
+
+    def _snapshot(self, m: Member, welcome: dict[str, Any]) -> None:
+        m.last_seq = int(welcome.get("seq") or 0)
+        view = welcome.get("view") or {}
+        parts = (view.get("colls") or {}).get("parts") or {}
+        m.part_x = {pid: p.get("x") for pid, p in parts.items()}
+
+    async def life(self, m: Member) -> None:
+        """Read one member's frames; on a drop, resume (bounded attempts)."""
+        while True:
+            ws = m.ws
+            if ws is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    async for data in ws:
+                        self.on_frame(m, data)  # type: ignore[arg-type]
+                code = ws.close_code
+                m.ws = None
+                if self.closing:
+                    return
+                m.drops += 1
+                self.totals["drops"] += 1
+                if code in (4000, 4404, 4409) or not self.reconnect:
+                    m.dead = f"closed {code}"
+                    self.totals["dead"] += 1
+                    return
+            for attempt in range(400):
+                if self.closing:
+                    return
+                await asyncio.sleep(min(0.05 * 1.5**attempt, 0.5) * self.rng.uniform(0.5, 1.0))
+                try:
+                    await self.connect(m, resume=True)
+                    break
+                except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, Refused):
+                    continue
+            else:
+                m.dead = "gave up"
+                self.totals["dead"] += 1
+                return
+
+    async def send(self, m: Member, frame: bytes) -> bool:
+        ws = m.ws
+        if ws is None:
+            return False
+        try:
+            await ws.send(frame)
+        except ConnectionClosed:
+            return False
+        return True
+
+    # ---- receiving --------------------------------------------------------
+
+    def on_frame(self, m: Member, data: bytes) -> None:
+        now = time.perf_counter()
+        try:
+            frame = _decode(data)
+            t = frame.get("t")
+            if t == "drag":
+                self.on_x(m, float(frame["x"]), now)
+            elif t == "ev":
+                self.on_event(m, frame, now)
+            elif t == "ack":
+                self.on_ack(m, frame, now)
+            elif t == "cmd":  # the relay echoes commands as-is
+                args = frame.get("args") or {}
+                x = float(args["x"])
+                self.on_x(m, x, now)
+                if frame.get("op") == "part.add" and x in m.room.pending_add \
+                        and m.room.pending_add[x] == m.index:
+                    del m.room.pending_add[x]
+                    self.reveal(m, f"relay-{x}")
+            elif t == "error":
+                self.totals[f"error_{frame.get('code')}"] += 1
+                cid = frame.get("id")
+                if cid is not None:
+                    m.unacked.pop(cid, None)
+                    self.cmds.pop(cid, None)
+            elif t == "presence":
+                pass
+            elif t == "ended":
+                self.totals["ended"] += 1
+            else:
+                self.totals["unknown_frames"] += 1
+        except Exception:
+            self.totals["handler_errors"] += 1
+            if self.handler_error is None:
+                self.handler_error = traceback.format_exc()
+
+    def on_x(self, m: Member, x: float, now: float) -> None:
+        p = self.pending.get(x)
+        w = self.window
+        if p is None:
+            if self.drag_senders.get(x) == m.index:
+                return  # a drag's echo to its sender, after everyone else had it
+            if x in self.expired:
+                w.counts["late"] += 1
+            elif w.recording:
+                w.counts["stray"] += 1
+            return
+        if m.index not in p.expect:
+            if m.index != p.sender or p.kind != "drag":  # a drag's echo to its sender is fine
+                w.counts[f"dup_{p.kind}"] += 1
+            return
+        p.expect.discard(m.index)
+        w.lat[p.kind].append((now - p.sent) * 1000.0)
+        if not p.expect:
+            del self.pending[x]
+
+    def on_event(self, m: Member, ev: dict[str, Any], now: float) -> None:
+        seq = int(ev["seq"])
+        if seq != m.last_seq + 1:
+            if seq <= m.last_seq:
+                self.totals["seq_dups"] += 1
+                return
+            self.totals["seq_gaps"] += 1
+        m.last_seq = seq
+        room = m.room
+        if self.window.recording:
+            arrivals = room.seq_arrivals.get(seq)
+            if arrivals is None:
+                arrivals = room.seq_arrivals[seq] = [0.0, 0.0, 0.0]
+            arrivals[m.index] = now
+        for change in ev.get("changes") or ():
+            if change[0] != "parts":
+                continue
+            pid, value = change[1], change[2]
+            if value is None:
+                m.part_x.pop(pid, None)
+                continue
+            x = value.get("x")
+            if m.part_x.get(pid) != x:
+                # moves and adds carry unique x values: seeing one land twice means a
+                # command was applied twice
+                if pid not in m.part_x and x in room.learnt and room.learnt[x] != pid:
+                    self.totals["x_dups"] += 1
+                m.part_x[pid] = x
+            if value.get("owner") == m.role:
+                room.learnt.setdefault(x, pid)
+                if room.pending_add.get(x) == m.index:
+                    del room.pending_add[x]
+                    self.reveal(m, pid)
+
+    def on_ack(self, m: Member, frame: dict[str, Any], now: float) -> None:
+        cid = frame.get("id")
+        m.unacked.pop(cid, None)  # type: ignore[arg-type]
+        info = self.cmds.pop(cid, None)  # type: ignore[arg-type]
+        if info is None:
+            self.totals["unknown_acks"] += 1
+            return
+        sent, _, _, number = info
+        w = self.window
+        if number == w.number and w.recording:
+            w.lat["ack"].append((now - sent) * 1000.0)
+            if self.pb:
+                m.room.seq_sent[int(frame["seq"])] = sent
+        elif self.pb and "seq" in frame:
+            m.room.ignore_seqs.add(int(frame["seq"]))
+        revealed = self.reveals.pop(cid, None)  # type: ignore[arg-type]
+        if revealed is not None:
+            m.room.parts[m.index].append(revealed)
+            m.room.extra[m.index].append(revealed)
+
+    # ---- sending ----------------------------------------------------------
+
+    def command(self, m: Member, op: str, args: dict[str, Any]) -> str:
+        """Send a command now (or, while m is disconnected, when it resumes)."""
+        cid = self.next_id()
+        if not self.pb and "x" not in args:
+            args = {**args, "x": self.next_x()}
+        frame = _encode({"t": "cmd", "id": cid, "op": op, "args": args})
+        now = time.perf_counter()
+        w = self.window
+        self.cmds[cid] = (now, op, m.index, w.number)
+        m.unacked[cid] = frame
+        w.sent["cmd"] += 1
+        if not self.pb:
+            self.pending[args["x"]] = Pending(now, "cmd", m.index, {0, 1, 2})
+        ws = m.ws
+        if ws is not None:
+            task = asyncio.get_running_loop().create_task(self._send_quiet(ws, frame))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return cid
+
+    async def _send_quiet(self, ws: ClientConnection, frame: bytes) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(frame)
+
+    def reveal(self, m: Member, pid: str) -> None:
+        """Reveal a part added during the load; once acked, it can be moved and dragged."""
+        self.reveals[self.command(m, "part.reveal", {"id": pid})] = pid
+
+    async def drag(self, m: Member, pid: str) -> None:
+        x = self.next_x()
+        frame = _encode({"t": "drag", "part": pid, "x": x, "y": self.rng.random()})
+        ws = m.ws
+        if ws is None:
+            self.window.counts["drag_skipped_offline"] += 1
+            return
+        now = time.perf_counter()
+        self.pending[x] = Pending(now, "drag", m.index, {i for i in range(3) if i != m.index})
+        self.drag_senders[x] = m.index
+        self.window.sent["drag"] += 1
+        try:
+            await ws.send(frame)
+        except ConnectionClosed:
+            self.pending.pop(x, None)
+            self.window.sent["drag"] -= 1
+            self.window.counts["drag_skipped_offline"] += 1
+
+    def random_command(self, room: Room) -> None:
+        index = self.rng.choice(PARTNERS)
+        m = room.members[index]
+        parts = room.parts[index]
+        if not parts:
+            return
+        roll = self.rng.random()
+        if roll < 0.6:
+            self.command(m, "part.move", {"id": self.rng.choice(parts), "x": self.next_x(),
+                                          "y": self.rng.random()})
+        elif roll < 0.85:
+            self.command(m, "part.blend", {"id": self.rng.choice(parts),
+                                           "level": self.rng.randint(0, 10)})
+        elif len(room.extra[index]) < MAX_EXTRA_PARTS:
+            x = self.next_x()
+            room.pending_add[x] = index
+            self.command(m, "part.add", {"name": "Bench part", "kind": "manager",
+                                         "x": x, "y": self.rng.random()})
+        else:
+            pid = room.extra[index].pop(0)
+            if pid in parts:
+                parts.remove(pid)
+            self.command(m, "part.remove", {"id": pid})
+
+    # ---- setup ------------------------------------------------------------
+
+    def _create_room(self) -> tuple[str, list[str]]:
+        if not self.pb:
+            self.idn += 1
+            rid = f"w{self.c.worker}r{len(self.rooms)}x{self.idn}"
+            return rid, ["s", "s", "s"]
+        body = json.dumps({
+            "partners": {"a": {"name": "Partner A", "color": "#aa3355"},
+                         "b": {"name": "Partner B", "color": "#3355aa"}},
+            "therapist_sees_drafts": self.c.therapist_sees_drafts}).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.c.key:
+            headers["Authorization"] = f"Bearer {self.c.key}"
+        for attempt in range(20):
+            request = urllib.request.Request(f"{self.c.http}/api/rooms", data=body,
+                                             headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    doc = json.loads(response.read())
+                break
+            except urllib.error.HTTPError as error:
+                if error.code != 429 or attempt == 19:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        links = doc["links"]
+        return str(doc["room"]), [links[r].split("#", 1)[1] for r in ROLES]
+
+    async def open_room(self) -> Room:
+        rid, secrets = await asyncio.to_thread(self._create_room)
+        room = Room(rid)
+        room.members = [Member(room, i, secrets[i]) for i in range(3)]
+        for m in room.members:
+            for attempt in range(5):
+                try:
+                    await self.connect(m, resume=False)
+                    break
+                except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, Refused):
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            m.task = asyncio.get_running_loop().create_task(self.life(m))
+        self.rooms.append(room)
+        self.members.extend(room.members)
+        return room
+
+    async def setup_rooms(self, rooms: list[Room]) -> None:
+        """Therapist moves to stage 3 (parts and blending); each partner adds and
+        reveals two parts. Waits until every command is acked and every part is known."""
+        if not self.pb:
+            for room in rooms:
+                room.parts = {i: [f"p{i}-{k}" for k in range(2)] for i in PARTNERS}
+            return
+        for room in rooms:
+            self.command(room.members[0], "stage.set", {"stage": 3})
+        await self.wait_acked(rooms, 30)
+        adds: dict[float, tuple[Room, int]] = {}
+        for room in rooms:
+            for index in PARTNERS:
+                for _ in range(2):
+                    x = self.next_x()
+                    adds[x] = (room, index)
+                    self.command(room.members[index], "part.add",
+                                 {"name": "Bench part", "kind": "manager", "x": x, "y": 0.5})
+        await self.wait_acked(rooms, 30)
+        for _ in range(600):  # up to 30 s
+            if all(x in r.learnt for x, (r, _) in adds.items()):
+                break
+            await asyncio.sleep(0.05)
+        for x, (room, index) in adds.items():
+            pid = room.learnt.get(x)
+            if pid is None:
+                raise RuntimeError("a part added during set-up never arrived "
+                                   f"(checks so far: {dict(self.totals)})")
+            self.command(room.members[index], "part.reveal", {"id": pid})
+            room.parts[index].append(pid)
+        await self.wait_acked(rooms, 30)
+
+    async def wait_acked(self, rooms: list[Room], seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        for _ in range(int(seconds / 0.02) + 1):
+            if all(not m.unacked for r in rooms for m in r.members):
+                return
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        raise RuntimeError("commands not acknowledged during set-up "
+                           f"(errors so far: {dict(self.totals)})")
+
+    async def open(self, count: int, concurrency: int = 16) -> dict[str, Any]:
+        t0 = time.monotonic()
+        sem = asyncio.Semaphore(concurrency)
+        opened: list[Room] = []
+
+        async def one() -> None:
+            async with sem:
+                opened.append(await self.open_room())
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        await self.setup_rooms(opened)
+        return {"rooms": len(self.rooms), "seconds": time.monotonic() - t0}
+
+    # ---- the measured run -------------------------------------------------
+
+    async def run(self, cmd_rate: float, drag_rate: float, duration: float, drain: float,
+                  active: int | None = None, storm: bool = False) -> dict[str, Any]:
+        """Drive the load for `duration` seconds on the first `active` rooms, then wait
+        up to `drain` seconds for every message still in flight."""
+        self.window = w = Window(self.window.number + 1)
+        rooms = self.rooms[: active if active is not None else len(self.rooms)]
+        for room in rooms:
+            room.seq_arrivals.clear()
+            room.seq_sent.clear()
+            room.ignore_seqs.clear()
+        totals0 = Counter(self.totals)
+        heap: list[tuple[float, int, int, Room, Member | None, str, int]] = []
+        n = 0
+        start = time.perf_counter()
+        end = start + duration
+        burst_rate = drag_rate / BURST
+        for room in rooms:
+            if cmd_rate > 0:
+                n += 1
+                heap.append((start + self.rng.expovariate(cmd_rate), n, 0, room, None, "", 0))
+            if burst_rate > 0:
+                n += 1
+                heap.append((start + self.rng.expovariate(burst_rate), n, 1, room, None, "", 0))
+        heapq.heapify(heap)
+        sends = 0
+        while heap:
+            due = heap[0][0]
+            now = time.perf_counter()
+            if due >= end or now >= end + 1.0:
+                break
+            if due > now:
+                await asyncio.sleep(due - now)
+                continue
+            _, _, what, room, member, pid, left = heapq.heappop(heap)
+            w.lag.append((now - due) * 1000.0)
+            n += 1
+            if what == 0:  # a committed command
+                self.random_command(room)
+                heapq.heappush(heap, (due + self.rng.expovariate(cmd_rate), n, 0, room, None,
+                                      "", 0))
+            elif what == 1:  # a drag burst starts, by a partner not already dragging
+                idle = [room.members[i] for i in PARTNERS
+                        if not room.members[i].dragging and room.parts[i]]
+                heapq.heappush(heap, (due + self.rng.expovariate(burst_rate), n, 1, room, None,
+                                      "", 0))
+                if idle:
+                    m = self.rng.choice(idle)
+                    m.dragging = True
+                    n += 1
+                    heapq.heappush(heap, (due, n, 2, room, m,
+                                          self.rng.choice(room.parts[m.index]), BURST))
+                else:
+                    w.counts["bursts_skipped_busy"] += 1
+            else:  # the next update of a burst
+                assert member is not None
+                if pid in room.parts[member.index]:
+                    await self.drag(member, pid)
+                if left > 1:
+                    heapq.heappush(heap, (due + 1.0 / BURST_HZ, n, 2, room, member, pid,
+                                          left - 1))
+                else:
+                    member.dragging = False
+            sends += 1
+            if sends % 64 == 0:
+                await asyncio.sleep(0)
+        for m in self.members:
+            m.dragging = False
+        sent_end = time.perf_counter()
+        await self._drain(rooms, drain, storm)
+        result = self._collect(rooms, sent_end - start)
+        result["checks"] = {k: v - totals0.get(k, 0) for k, v in self.totals.items()
+                            if v - totals0.get(k, 0)}
+        w.recording = False
+        return result
+
+    def _outstanding(self, rooms: list[Room], in_flight: bool = True) -> int:
+        """Messages still expected; in_flight=False leaves out drags (and relay commands),
+        which a killed server may lose for good."""
+        missing = len(self.pending) if in_flight else 0
+        for room in rooms:
+            for m in room.members:
+                missing += len(m.unacked)
+            if self.pb:
+                for seq in room.seq_sent:
+                    arrivals = room.seq_arrivals.get(seq)
+                    if arrivals is None or not all(arrivals):
+                        missing += 1
+        return missing
+
+    async def _drain(self, rooms: list[Room], drain: float, storm: bool) -> None:
+        deadline = time.monotonic() + drain
+        while time.monotonic() < deadline:
+            if storm and any(m.ws is None and m.dead is None for r in rooms for m in r.members):
+                await asyncio.sleep(0.05)
+                continue
+            if self._outstanding(rooms, in_flight=not storm) == 0:
+                return
+            await asyncio.sleep(0.05)
+
+    def _collect(self, rooms: list[Room], seconds: float) -> dict[str, Any]:
+        w = self.window
+        lost: Counter[str] = Counter()
+        for x, p in self.pending.items():
+            lost[p.kind] += len(p.expect)
+            self.expired.add(x)
+        self.pending.clear()
+        unacked = sum(len(m.unacked) for r in rooms for m in r.members)
+        unexpected = 0
+        if self.pb:
+            for room in rooms:
+                for seq, sent in room.seq_sent.items():
+                    arrivals = room.seq_arrivals.get(seq) or [0.0, 0.0, 0.0]
+                    for t in arrivals:
+                        if t:
+                            w.lat["cmd"].append((t - sent) * 1000.0)
+                        else:
+                            lost["cmd"] += 1
+                for seq in room.seq_arrivals:
+                    if seq not in room.seq_sent and seq not in room.ignore_seqs:
+                        unexpected += 1
+        resumed = [m.resumed_at for r in rooms for m in r.members]
+        return {
+            "seconds": seconds,
+            "lat": w.lat,
+            "lag": w.lag,
+            "sent": dict(w.sent),
+            "lost": dict(lost),
+            "unacked": unacked,
+            "unexpected_seqs": unexpected,
+            "counts": dict(w.counts),
+            "connections": sum(1 for r in rooms for m in r.members if m.ws is not None),
+            "dead": sum(1 for r in rooms for m in r.members if m.dead is not None),
+            "resumed_at": resumed,
+            "handler_error": self.handler_error,
+        }
+
+    async def close(self) -> None:
+        self.closing = True
+        for m in self.members:
+            if m.ws is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(m.ws.close(), 3)
+        for m in self.members:
+            if m.task is not None:
+                m.task.cancel()
+        await asyncio.gather(*(m.task for m in self.members if m.task is not None),
+                             return_exceptions=True)
+
+    # ---- serving the orchestrator ------------------------------------------
+
+    async def serve(self, conn: Connection) -> None:
+        while True:
+            request = await asyncio.to_thread(conn.recv)
+            op, kwargs = request
+            try:
+                if op == "open":
+                    reply: Any = await self.open(**kwargs)
+                elif op == "run":
+                    reply = await self.run(**kwargs)
+                elif op == "reconnect":
+                    self.reconnect = bool(kwargs["enabled"])
+                    reply = {}
+                elif op == "close":
+                    await self.close()
+                    await asyncio.to_thread(conn.send, ("ok", {}))
+                    return
+                else:
+                    raise ValueError(op)
+                await asyncio.to_thread(conn.send, ("ok", reply))
+            except Exception:
+                await asyncio.to_thread(conn.send, ("error", traceback.format_exc()))
+
+
+def worker_main(conn: Connection, config: Config) -> None:
+    """Entry point of a generator process."""
+    try:
+        import uvloop
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    runner(Worker(config).serve(conn))
+
+
+# ---- the orchestrator's side -----------------------------------------------
+
+class LoadGen:
+    """Worker processes sharing the rooms of one benchmarked server."""
+
+    def __init__(self, kind: str, port: int, workers: int = 2, key: str = "",
+                 seed: int = 1) -> None:
+        self.kind = kind
+        self.conns: list[Connection] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.rooms = [0] * workers
+        for i in range(workers):
+            parent, child = socket.socketpair()
+            config = Config(kind=kind, port=port, worker=i, workers=workers, key=key, seed=seed)
+            argv = [sys.executable, "-m", "bench.load", "--fd", str(child.fileno()),
+                    "--config", json.dumps(dataclasses.asdict(config))]
+            proc = subprocess.Popen(argv, pass_fds=[child.fileno()], cwd=ROOT,
+                                    stdin=subprocess.DEVNULL)
+            child.close()
+            self.conns.append(Connection(parent.detach()))
+            self.procs.append(proc)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def send(self, requests: list[tuple[str, dict[str, Any]]]) -> None:
+        for conn, request in zip(self.conns, requests, strict=True):
+            conn.send(request)
+
+    def gather(self, timeout: float) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        replies: list[Any] = []
+        errors: list[str] = []
+        for conn in self.conns:
+            if not conn.poll(max(deadline - time.monotonic(), 0.01)):
+                raise TimeoutError(f"a load worker did not answer within {timeout:.0f} s")
+            status, reply = conn.recv()
+            if status == "error":
+                errors.append(reply)
+            replies.append(reply)
+        if errors:
+            raise RuntimeError("load worker failed:\n" + "\n".join(errors))
+        return replies
+
+    def call(self, op: str, kwargs: list[dict[str, Any]], timeout: float) -> list[Any]:
+        self.send([(op, k) for k in kwargs])
+        return self.gather(timeout)
+
+    def open(self, total: int, timeout: float = 300) -> float:
+        """Open rooms until there are `total`, spread evenly; returns seconds taken."""
+        want = [total // len(self.conns) + (1 if i < total % len(self.conns) else 0)
+                for i in range(len(self.conns))]
+        add = [max(w - have, 0) for w, have in zip(want, self.rooms, strict=True)]
+        t0 = time.monotonic()
+        self.call("open", [{"count": a} for a in add], timeout)
+        self.rooms = [have + a for have, a in zip(self.rooms, add, strict=True)]
+        return time.monotonic() - t0
+
+    def run_requests(self, **kwargs: Any) -> list[tuple[str, dict[str, Any]]]:
+        return [("run", dict(kwargs)) for _ in self.conns]
+
+    def run(self, **kwargs: Any) -> dict[str, Any]:
+        timeout = kwargs["duration"] + kwargs["drain"] + 120
+        self.send(self.run_requests(**kwargs))
+        return merge(self.gather(timeout))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.call("close", [{} for _ in self.conns], 60)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        for conn in self.conns:
+            conn.close()
+
+
+def merge(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result out of every worker's."""
+    out: dict[str, Any] = {
+        "seconds": max(r["seconds"] for r in replies),
+        "lat": {k: [v for r in replies for v in r["lat"][k]] for k in ("cmd", "ack", "drag")},
+        "lag": [v for r in replies for v in r["lag"]],
+        "resumed_at": [v for r in replies for v in r["resumed_at"]],
+        "handler_error": next((r["handler_error"] for r in replies if r["handler_error"]), None),
+    }
+    for key in ("sent", "lost", "counts", "checks"):
+        total: Counter[str] = Counter()
+        for r in replies:
+            total.update(r[key])
+        out[key] = dict(total)
+    for key in ("unacked", "unexpected_seqs", "connections", "dead"):
+        out[key] = sum(r[key] for r in replies)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """A generator process, started by LoadGen: `python -m bench.load --fd N --config JSON`."""
+    parser = argparse.ArgumentParser(prog="python -m bench.load")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args(argv)
+    worker_main(Connection(args.fd), Config(**json.loads(args.config)))
+
+
+if __name__ == "__main__":
+    main()

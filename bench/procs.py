@@ -1,0 +1,264 @@
+"""The processes a benchmark runs (redis-server, the relay, the Partsboard server)
+and what /proc says about them (psutil is not a dependency)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.local_redis import LocalRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- /proc readings -------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0.0 once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw.rsplit(")", 1)[1].split()
+    # after the ")": state(0) ppid(1) ... utime(11) stime(12)
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in KiB: resident now and its peak."""
+    rss = hwm = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, hwm
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of pid (scans /proc; the tree is small)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(raw.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by a set of processes between start() and stop(), as cores busy."""
+
+    pids: list[int]
+    _cpu0: float = 0.0
+    _t0: float = 0.0
+    cores: float = 0.0
+    seconds: float = 0.0
+
+    def start(self) -> None:
+        self._cpu0 = sum(cpu_seconds(p) for p in self.pids)
+        self._t0 = time.monotonic()
+
+    def stop(self) -> float:
+        self.seconds = sum(cpu_seconds(p) for p in self.pids) - self._cpu0
+        self.cores = self.seconds / max(time.monotonic() - self._t0, 1e-9)
+        return self.cores
+
+
+# ---- processes ------------------------------------------------------------
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    ready_at: float = 0.0
+    extra_pids: list[int] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.started_at = time.time()
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def pids(self) -> list[int]:
+        return [self.pid, *children(self.pid)] if self.alive() else []
+
+    def memory_kib(self) -> tuple[int, int]:
+        """(RSS, peak RSS) of the process and its children, summed."""
+        rss = hwm = 0
+        for pid in self.pids():
+            r, h = memory_kib(pid)
+            rss += r
+            hwm += h
+        return rss, hwm
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _wait(check: object, what: str, service: Service, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise RuntimeError(f"{what} exited early:\n{service.tail()}")
+        if check():  # type: ignore[operator]
+            service.ready_at = time.time()
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not ready within {timeout:.0f} s:\n{service.tail()}")
+
+
+def _redis_pings(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+class Workdir:
+    """A throwaway directory for logs; removed on close unless asked to keep it."""
+
+    def __init__(self, keep: bool = False) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="partsboard-bench-"))
+        self.keep = keep
+
+    def close(self) -> None:
+        if not self.keep:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def start_redis() -> LocalRedis:
+    """A throwaway redis-server on a free port, persistence off (server.local_redis)."""
+    return LocalRedis(prefer="redis-server").start()
+
+
+def redis_info_memory(port: int) -> int:
+    """used_memory of a redis-server, in bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"INFO memory\r\n")
+        data = b""
+        while b"used_memory:" not in data or not data.endswith(b"\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    for line in data.decode(errors="replace").splitlines():
+        if line.startswith("used_memory:"):
+            return int(line.split(":", 1)[1])
+    return 0
+
+
+def redis_flush(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"FLUSHALL\r\n")
+        s.recv(64)
+
+
+THERAPIST_KEY = "bench-therapist-key"
+
+
+def server_service(kind: str, redis_url: str, workdir: Path, port: int | None = None,
+                   extra_env: dict[str, str] | None = None) -> Service:
+    """The relay (kind "relay") or Partsboard (kind "partsboard"), not yet started."""
+    port = port or free_port()
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if kind == "relay":
+        argv = [sys.executable, "-m", "bench.relay", "--port", str(port), "--redis", redis_url]
+    elif kind == "partsboard":
+        argv = [sys.executable, "-m", "server"]
+        env.update({"PORT": str(port), "HOST": "127.0.0.1", "REDIS_URL": redis_url,
+                    "PARTSBOARD_THERAPIST_KEY": THERAPIST_KEY})
+    else:
+        raise ValueError(kind)
+    env.update(extra_env or {})
+    return Service(kind, argv, env, port, workdir / f"{kind}-{port}.log")
+
+
+def start_server(service: Service, timeout: float = 30.0) -> Service:
+    service.start()
+    url = f"http://127.0.0.1:{service.port}/healthz"
+    _wait(lambda: http_ok(url), service.name, service, timeout)
+    return service
+
+
+def stop_all(*services: Service | None) -> None:
+    for service in services:
+        if service is not None:
+            with contextlib.suppress(Exception):
+                service.stop()

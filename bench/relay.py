@@ -1,0 +1,182 @@
+"""The baseline: a minimal relay on the same stack as Partsboard.
+
+Starlette + uvicorn + redis-py asyncio pub/sub + msgpack (msgspec). A client's
+first frame is {"t": "hello", "room": ..., "secret": ...}; the relay answers
+{"t": "welcome"}. Every later {"t": "cmd"} or {"t": "drag"} frame is published
+as-is to the room's channel; every message on that channel is sent to every
+local socket of the room (the sender included). A cmd is answered with
+{"t": "ack", "id": ...} once its PUBLISH has returned. No validation, no
+persistence, no privacy: only publish-to-room and fan-out, so it is the floor
+that Partsboard is measured against.
+
+One pub/sub connection per process, one subscription per room with local
+sockets. Run it as its own process:
+
+    python -m bench.relay --port 8100 --redis redis://127.0.0.1:6380/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import uvicorn
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+log = logging.getLogger("bench.relay")
+
+PREFIX = "relay:"
+
+
+class Frame(msgspec.Struct):
+    """The only fields the relay looks at; everything else passes through as bytes."""
+
+    t: str = ""
+    room: str = ""
+    id: str | None = None
+
+
+_decode = msgspec.msgpack.Decoder(Frame).decode
+_encode = msgspec.msgpack.Encoder().encode
+WELCOME = _encode({"t": "welcome"})
+
+
+class Hub:
+    """This process's one pub/sub connection and its rooms' local sockets."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.pubsub: PubSub = redis.pubsub()
+        self.rooms: dict[str, set[WebSocket]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def join(self, room: str, ws: WebSocket) -> None:
+        sockets = self.rooms.get(room)
+        if sockets is None:
+            sockets = self.rooms[room] = set()
+            sockets.add(ws)
+            await self.pubsub.subscribe(PREFIX + room)
+            if self._reader is None:
+                self._reader = asyncio.create_task(self._read())
+        else:
+            sockets.add(ws)
+
+    async def leave(self, room: str, ws: WebSocket) -> None:
+        sockets = self.rooms.get(room)
+        if sockets is None:
+            return
+        sockets.discard(ws)
+        if not sockets:
+            del self.rooms[room]
+            with contextlib.suppress(Exception):
+                await self.pubsub.unsubscribe(PREFIX + room)
+
+    async def _read(self) -> None:
+        skip = len(PREFIX)
+        while True:
+            try:
+                message = await self.pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("pub/sub read failed; retrying", exc_info=True)
+                await asyncio.sleep(0.1)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            room = message["channel"][skip:].decode()
+            data: bytes = message["data"]
+            for ws in list(self.rooms.get(room, ())):
+                with contextlib.suppress(Exception):
+                    await ws.send_bytes(data)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self.redis.aclose()
+
+
+def create_app(redis_url: str) -> Starlette:
+    hub: Hub | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal hub
+        hub = Hub(Redis.from_url(redis_url))
+        await hub.redis.ping()
+        try:
+            yield
+        finally:
+            await hub.close()
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    async def relay(ws: WebSocket) -> None:
+        assert hub is not None
+        offered = ws.scope.get("subprotocols") or []
+        await ws.accept(subprotocol=offered[0] if offered else None)
+        room: str | None = None
+        try:
+            hello = _decode(await ws.receive_bytes())
+            if hello.t != "hello" or not hello.room:
+                await ws.close(1008)
+                return
+            room = hello.room
+            channel = PREFIX + room
+            await hub.join(room, ws)
+            await ws.send_bytes(WELCOME)
+            publish = hub.redis.publish
+            while True:
+                data = await ws.receive_bytes()
+                frame = _decode(data)
+                if frame.t == "cmd":
+                    await publish(channel, data)
+                    await ws.send_bytes(_encode({"t": "ack", "id": frame.id}))
+                elif frame.t == "drag":
+                    await publish(channel, data)
+        except (WebSocketDisconnect, msgspec.DecodeError, KeyError):
+            pass
+        finally:
+            if room is not None:
+                await hub.leave(room, ws)
+
+    routes: list[Any] = [Route("/healthz", healthz), WebSocketRoute("/ws", relay)]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--redis", required=True, help="redis URL")
+    parser.add_argument("--loop", default="auto", help="uvicorn event loop (auto, asyncio, uvloop)")
+    parser.add_argument("--http", default="auto", help="uvicorn HTTP (auto, h11, httptools)")
+    parser.add_argument("--ws", default="auto", help="uvicorn websocket implementation")
+    parser.add_argument("--no-deflate", action="store_true",
+                        help="do not offer permessage-deflate")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    uvicorn.run(create_app(args.redis), host=args.host, port=args.port, log_level="warning",
+                loop=args.loop, http=args.http, ws=args.ws,
+                ws_per_message_deflate=not args.no_deflate, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""The standard set: steady sweep, saturation, recovery storm, idle-room memory.
+
+Each system (the relay, then Partsboard) gets its own throwaway redis-server,
+its own server process and its own load generator processes; the figures of
+both land side by side in one result document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import procs
+from .load import LoadGen, merge
+
+SYSTEMS = ("relay", "partsboard")
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: tuple[int, ...] = (10, 100, 300, 1000)
+    cmd_rate: float = 0.2  # committed commands per room per second
+    drag_rate: float = 1.0  # drag updates per room per second (bursts of 10 at 10/s)
+    step_seconds: float = 10.0
+    drain: float = 5.0
+    # saturation: offered messages in per second, over all rooms of the sweep's last step
+    sat_cmd: tuple[float, ...] = (100, 200, 300, 450, 650, 900, 1200, 1600, 2100, 2800, 3600)
+    sat_drag: tuple[float, ...] = (500, 1000, 1500, 2000, 3000, 4000, 5000, 6500, 8000)
+    sat_seconds: float = 4.0
+    sat_p99_ms: float = 100.0
+    storm: bool = True
+    storm_kill_after: float = 4.0
+    storm_seconds: float = 20.0
+    storm_drain: float = 60.0
+    workers: int = 2
+
+    @property
+    def rooms(self) -> int:
+        return self.sweep[-1]
+
+
+STANDARD = Plan()
+QUICK = Plan(sweep=(10, 50), step_seconds=4.0, drain=3.0, sat_cmd=(50, 100, 200, 400),
+             sat_drag=(200, 400, 800), sat_seconds=2.0, storm_kill_after=2.0,
+             storm_seconds=8.0, storm_drain=30.0)
+TINY = Plan(sweep=(2,), step_seconds=2.0, drain=3.0, sat_cmd=(), sat_drag=(), storm=False,
+            workers=1)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of unsorted values; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(math.ceil(q / 100.0 * len(ordered)) - 1, 0)
+    return ordered[min(rank, len(ordered) - 1)]
+
+
+def summary(values: list[float]) -> dict[str, float | int | None]:
+    return {"n": len(values), "p50": pct(values, 50), "p90": pct(values, 90),
+            "p99": pct(values, 99), "max": max(values) if values else None}
+
+
+def digest(result: dict[str, Any]) -> dict[str, Any]:
+    """A run's result without the raw samples."""
+    checks = result.get("checks", {})
+    return {
+        "seconds": result["seconds"],
+        "lat": {k: summary(v) for k, v in result["lat"].items()},
+        "lag_p99": pct(result["lag"], 99),
+        "sent": result["sent"],
+        "lost": result["lost"],
+        "dup": {k: result["counts"].get(f"dup_{k}", 0) for k in ("cmd", "drag")},
+        "seq_gaps": checks.get("seq_gaps", 0),
+        "seq_dups": checks.get("seq_dups", 0),
+        "x_dups": checks.get("x_dups", 0),
+        "unexpected_seqs": result["unexpected_seqs"],
+        "unacked": result["unacked"],
+        "errors": {k: v for k, v in checks.items() if k.startswith("error_")},
+        "checks": checks,
+        "counts": result["counts"],
+        "connections": result["connections"],
+        "dead": result["dead"],
+        "handler_error": result["handler_error"],
+    }
+
+
+def loss(d: dict[str, Any], kinds: tuple[str, ...] = ("cmd", "drag")) -> int:
+    return int(sum(d["lost"].get(k, 0) for k in kinds) + sum(d["dup"].get(k, 0) for k in kinds)
+            + d["seq_gaps"] + d["seq_dups"] + d["x_dups"] + d["unexpected_seqs"] + d["unacked"])
+
+
+class Bench:
+    """One system under test: its redis, its server, its generators and meters."""
+
+    def __init__(self, kind: str, plan: Plan, workdir: Path, log: Callable[[str], None]) -> None:
+        self.kind = kind
+        self.plan = plan
+        self.log = log
+        self.redis = procs.start_redis()
+        self.service = procs.server_service(kind, self.redis.url, workdir)
+        procs.start_server(self.service)
+        time.sleep(1.0)
+        self.base_rss_kib = self.service.memory_kib()[0]
+        self.base_redis = procs.redis_info_memory(self.redis.port)
+        self.gen = LoadGen(kind, self.service.port, plan.workers,
+                           key=procs.THERAPIST_KEY if kind == "partsboard" else "")
+        self.out: dict[str, Any] = {"kind": kind, "base_rss_mib": self.base_rss_kib / 1024,
+                                    "steady": [], "saturation": {}}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.gen.close()
+        procs.stop_all(self.service)
+        with contextlib.suppress(Exception):
+            self.redis.stop()
+
+    def meters(self) -> dict[str, procs.CpuMeter]:
+        meters = {"server": procs.CpuMeter(self.service.pids()),
+                  "redis": procs.CpuMeter([self.redis.pid]),
+                  "generator": procs.CpuMeter(self.gen.pids)}
+        for meter in meters.values():
+            meter.start()
+        return meters
+
+    def measured(self, **run: Any) -> dict[str, Any]:
+        meters = self.meters()
+        t0 = time.monotonic()
+        self.gen.send(self.gen.run_requests(**run))
+        # CPU over the sending part only, not the drain
+        time.sleep(run["duration"])
+        cpu = {k: m.stop() for k, m in meters.items()}
+        result = merge(self.gen.gather(run["duration"] + run["drain"] + 120))
+        d = digest(result)
+        d["cpu"] = cpu
+        d["rss_mib"], d["peak_rss_mib"] = (v / 1024 for v in self.service.memory_kib())
+        d["wall"] = time.monotonic() - t0
+        d["rate_in"] = sum(d["sent"].values()) / max(result["seconds"], 1e-9)
+        d["rate_out"] = sum(s["n"] for k, s in d["lat"].items()
+                            if k != "ack") / max(result["seconds"], 1e-9)
+        return d
+
+    def sweep(self) -> None:
+        p = self.plan
+        for rooms in p.sweep:
+            opened = self.gen.open(rooms)
+            rss = self.service.memory_kib()[0]
+            self.log(f"{self.kind}: {rooms} rooms open ({opened:.1f} s); running steady load")
+            d = self.measured(cmd_rate=p.cmd_rate, drag_rate=p.drag_rate,
+                              duration=p.step_seconds, drain=p.drain)
+            d["rooms"] = rooms
+            d["open_seconds"] = opened
+            d["idle_rss_mib"] = rss / 1024
+            self.out["steady"].append(d)
+            self.log(f"  cmd p99 {d['lat']['cmd']['p99']} ms, drag p99 "
+                     f"{d['lat']['drag']['p99']} ms, loss {loss(d)}, cpu {d['cpu']}")
+        rooms = p.rooms
+        connections = 3 * rooms
+        delta_kib = self.out["steady"][-1]["idle_rss_mib"] * 1024 - self.base_rss_kib
+        redis_delta = procs.redis_info_memory(self.redis.port) - self.base_redis
+        self.out["memory"] = {
+            "rooms": rooms, "connections": connections,
+            "base_rss_mib": self.base_rss_kib / 1024,
+            "rss_mib": self.out["steady"][-1]["idle_rss_mib"],
+            "kib_per_connection": delta_kib / connections,
+            "kib_per_room": delta_kib / rooms,
+            "rooms_per_gib": (2**20) / (delta_kib / rooms) if delta_kib > 0 else None,
+            "redis_kib_per_room": redis_delta / 1024 / rooms,
+        }
+
+    def saturate(self, what: str, rates: tuple[float, ...]) -> None:
+        p = self.plan
+        steps: list[dict[str, Any]] = []
+        best: dict[str, Any] | None = None
+        for rate in rates:
+            per_room = rate / p.rooms
+            run = ({"cmd_rate": per_room, "drag_rate": 0.0} if what == "cmd"
+                   else {"cmd_rate": 0.0, "drag_rate": per_room})
+            d = self.measured(**run, duration=p.sat_seconds, drain=p.drain)
+            d["offered"] = rate
+            p99 = d["lat"][what]["p99"]
+            kept_up = (d["lag_p99"] or 0.0) <= 50.0  # the generator sent on time
+            ok = (p99 is not None and p99 <= p.sat_p99_ms and loss(d, (what,)) == 0
+                  and not d["errors"] and kept_up)
+            d["ok"] = ok
+            steps.append(d)
+            self.log(f"  {self.kind} {what} {rate:.0f}/s: in {d['rate_in']:.0f}/s out "
+                     f"{d['rate_out']:.0f}/s p99 {p99} ms loss {loss(d, (what,))} "
+                     f"errors {d['errors']} server cpu {d['cpu']['server']:.2f} ok={ok}")
+            if not ok:
+                break
+            best = d
+        self.out["saturation"][what] = {
+            "steps": steps,
+            "best": best,
+            "saturated": bool(steps) and not steps[-1]["ok"],
+        }
+
+    def storm(self) -> None:
+        p = self.plan
+        self.log(f"{self.kind}: recovery storm with {p.rooms} rooms "
+                 f"({3 * p.rooms} connections)")
+        run = {"cmd_rate": p.cmd_rate, "drag_rate": p.drag_rate, "duration": p.storm_seconds,
+               "drain": p.storm_drain, "storm": True}
+        self.gen.send(self.gen.run_requests(**run))
+        time.sleep(p.storm_kill_after)
+        t_kill = time.time()
+        self.service.kill9()
+        t_restart = time.time()
+        procs.start_server(self.service)
+        t_ready = self.service.ready_at
+        result = merge(self.gen.gather(p.storm_seconds + p.storm_drain + 120))
+        d = digest(result)
+        resumed = [t for t in result["resumed_at"] if t >= t_kill]
+        d.update({
+            "rooms": p.rooms,
+            "connections_total": 3 * p.rooms,
+            "resumed": len(resumed),
+            "restart_to_ready_s": t_ready - t_restart,
+            "recovery_s": (max(resumed) - t_restart) if resumed else None,
+            "recovery_from_ready_s": (max(resumed) - t_ready) if resumed else None,
+            "p50_resume_s": (pct(resumed, 50) or t_restart) - t_restart if resumed else None,
+        })
+        self.out["storm"] = d
+        self.log(f"  resumed {len(resumed)}/{3 * p.rooms} in {d['recovery_s']} s after restart; "
+                 f"gaps {d['seq_gaps']} dups {d['seq_dups']} lost cmd "
+                 f"{d['lost'].get('cmd', 0)} unacked {d['unacked']} checks {d['checks']}")
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gib = 0.0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = int(line.split()[1]) / 2**20
+    commit = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=procs.ROOT,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    redis_version = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        redis_version = subprocess.run(["redis-server", "--version"], capture_output=True,
+                                       text=True, timeout=10).stdout.strip()
+    import os
+
+    return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": round(mem_gib, 1),
+            "python": platform.python_version(), "kernel": platform.release(),
+            "redis": redis_version, "commit": commit,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+@dataclass
+class Results:
+    plan: dict[str, Any]
+    machine: dict[str, Any]
+    systems: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_all(plan: Plan, log: Callable[[str], None] = print, keep_logs: bool = False,
+            systems: tuple[str, ...] = SYSTEMS) -> Results:
+    t0 = time.monotonic()
+    results = Results(plan=asdict(plan), machine=machine())
+    workdir = procs.Workdir(keep=keep_logs)
+    try:
+        for kind in systems:
+            bench = Bench(kind, plan, workdir.path, log)
+            try:
+                bench.sweep()
+                if plan.sat_cmd:
+                    bench.saturate("cmd", plan.sat_cmd)
+                if plan.sat_drag:
+                    bench.saturate("drag", plan.sat_drag)
+                if plan.storm:
+                    bench.storm()
+                bench.out["server_log_tail"] = bench.service.tail(20)
+            finally:
+                bench.close()
+            results.systems[kind] = bench.out
+    finally:
+        workdir.close()
+    results.seconds = time.monotonic() - t0
+    return results

@@ -1,0 +1,85 @@
+"""The benchmark machinery at tiny scale, against the relay and the real server.
+
+Only correctness is asserted (every message arrived once, no seq gaps, every client
+resumed after a kill -9); no timings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import report, scenarios
+
+TINY = scenarios.Plan(
+    sweep=(2,), cmd_rate=2.0, drag_rate=10.0, step_seconds=3.0, drain=5.0,
+    sat_cmd=(20,), sat_drag=(40,), sat_seconds=1.5,
+    storm=True, storm_kill_after=1.0, storm_seconds=3.0, storm_drain=30.0, workers=1,
+)
+
+
+@pytest.fixture(scope="module")
+def results() -> scenarios.Results:
+    return scenarios.run_all(TINY, log=lambda line: None)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind", scenarios.SYSTEMS)
+def test_steady_load_arrives_once_everywhere(results: scenarios.Results, kind: str) -> None:
+    steady = results.systems[kind]["steady"]
+    assert [d["rooms"] for d in steady] == [2]
+    d = steady[0]
+    assert d["handler_error"] is None
+    assert d["sent"].get("cmd", 0) > 0 and d["sent"].get("drag", 0) > 0
+    # every command reaches all three members, every drag the two others
+    assert d["lat"]["cmd"]["n"] == 3 * d["sent"]["cmd"]
+    assert d["lat"]["ack"]["n"] == d["sent"]["cmd"]
+    assert d["lat"]["drag"]["n"] == 2 * d["sent"]["drag"]
+    assert scenarios.loss(d) == 0
+    assert d["errors"] == {}
+    assert d["connections"] == 6 and d["dead"] == 0
+    assert d["cpu"]["server"] >= 0 and d["peak_rss_mib"] > 0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind", scenarios.SYSTEMS)
+def test_saturation_steps_run_without_loss(results: scenarios.Results, kind: str) -> None:
+    for what in ("cmd", "drag"):
+        steps = results.systems[kind]["saturation"][what]["steps"]
+        assert len(steps) == 1
+        assert scenarios.loss(steps[0], (what,)) == 0
+        assert steps[0]["lat"][what]["n"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_partsboard_clients_resume_after_kill_without_gaps(results: scenarios.Results) -> None:
+    storm = results.systems["partsboard"]["storm"]
+    assert storm["resumed"] == storm["connections_total"] == 6
+    assert storm["checks"].get("drops") == 6
+    assert storm["seq_gaps"] == 0 and storm["seq_dups"] == 0
+    assert storm["unexpected_seqs"] == 0 and storm["x_dups"] == 0
+    assert storm["unacked"] == 0 and storm["lost"].get("cmd", 0) == 0
+    assert storm["dead"] == 0
+
+
+@pytest.mark.timeout(300)
+def test_relay_clients_reconnect_after_kill(results: scenarios.Results) -> None:
+    storm = results.systems["relay"]["storm"]
+    assert storm["resumed"] == 6 and storm["dead"] == 0
+
+
+@pytest.mark.timeout(300)
+def test_report_puts_both_systems_side_by_side(results: scenarios.Results,
+                                               tmp_path: Path) -> None:
+    text = report.render(results)
+    assert "| metric | relay | Partsboard | ratio |" in text
+    assert "2 rooms (6 connections)" in text
+    assert "### Recovery storm" in text
+    out = tmp_path / "performance.md"
+    out.write_text(f"# Title\n\nintro\n\n{report.BEGIN}\nold\n{report.END}\n\n## Profile\nkept\n")
+    report.write(results, out)
+    written = out.read_text()
+    assert written.startswith("# Title\n\nintro\n\n")
+    assert "old" not in written and "## Profile\nkept" in written
+    assert "2 rooms (6 connections)" in written
