@@ -237,6 +237,10 @@ class Client:
         """Why this client stopped (None while it runs)."""
         return self._terminal
 
+    def decoded_frames(self) -> list[Frame]:
+        """Every frame received so far, decoded (needs record=True)."""
+        return [wire.decode_server(data) for data in self.raw_frames]
+
     @property
     def pending(self) -> int:
         """Commands sent or waiting to be sent that have no answer yet."""

@@ -358,13 +358,50 @@ async def test_resume_replays_exactly_what_was_missed(room: CreatedRoom) -> None
             await t.add_agreement(text)
         a._ws.transport.abort()
         await a.wait_seq(t.seq)
-        welcomes = [f for f in map(wire.decode_server, a.raw_frames) if f["t"] == "welcome"]
+        welcomes = [f for f in a.decoded_frames() if f["t"] == "welcome"]
         assert len(welcomes) == 2
         assert welcomes[1]["view"] is None
         assert [e["seq"] for e in welcomes[1]["replay"]] == [2, 3, 4]
         assert [(await anext(events))["seq"] for _ in range(4)] == [1, 2, 3, 4]
         assert await fresh_view(room.a) == a.view
         assert a.anomalies == []
+
+
+async def test_an_event_out_of_order_is_never_applied_and_the_client_resumes(
+    room: CreatedRoom,
+) -> None:
+    async with Client(room.therapist) as t, Client(room.a, record=True) as a:
+        first = await t.add_agreement("One.")
+        await t.add_agreement("Two.")
+        await a.wait_seq(2)
+        assert a.view is not None
+        a.view["seq"] = 1  # as if seq 2 had never arrived: the next event is a gap
+        a.view["colls"]["agreements"] = {first: a.view["colls"]["agreements"][first]}
+        await t.add_agreement("Three.")
+        await a.wait_for(lambda v: len(v["colls"]["agreements"]) == 3)
+        assert a.anomalies == ["gap: expected seq 2, got 3"]
+        assert a.reconnects == 1
+        welcomes = [f for f in a.decoded_frames() if f["t"] == "welcome"]
+        assert [e["seq"] for e in welcomes[-1]["replay"]] == [2, 3]
+        assert await fresh_view(room.a) == a.view
+
+
+async def test_clients_ride_through_a_server_restart(server: Any, room: CreatedRoom) -> None:
+    async with Client(room.therapist) as t, Client(room.a) as a, Client(room.b) as b:
+        await t.set_stage(2)
+        await settle(t, a, b)
+        await asyncio.to_thread(server.terminate)
+        adding = asyncio.create_task(a.add_part("The Night Owl", "firefighter"))
+        await server.astart()
+        part = await adding
+        await a.reveal(part)
+        await t.wait_for(lambda v: part in v["colls"]["parts"])
+        await settle(t, a, b)
+        for client, link in ((t, room.therapist), (a, room.a), (b, room.b)):
+            assert client.reconnects >= 1
+            assert client.anomalies == []
+            assert await fresh_view(link) == client.view
+        assert parts_named(b, "The Night Owl") == [part]
 
 
 async def test_without_resume_a_lost_connection_is_final(room: CreatedRoom) -> None:
