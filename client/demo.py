@@ -180,6 +180,7 @@ async def run_demo(base: str, key: str | None, *, pace: float = 0.3, export_json
     say("Room created. Join links (each carries its own secret):")
     for role, label in (("therapist", "therapist"), ("a", "Alex"), ("b", "Sam")):
         say(f"  {label:<9} {room.links[role]}")
+    say("Open the therapist's link in a browser to watch the session live.")
     clients: list[Client] = []
     try:
         for role in ("therapist", "a", "b"):
