@@ -217,9 +217,12 @@ export class Board {
     }
   }
 
+  // x and y (0..1) place the card anywhere inside the board, edge to edge: the card's own
+  // point at the same fraction of its size sits at that fraction of the board.
   place(card, pos) {
     card.li.style.left = `${pos.x * 100}%`;
     card.li.style.top = `${pos.y * 100}%`;
+    card.li.style.transform = `translate(${-pos.x * 100}%, ${-pos.y * 100}%)`;
   }
 
   // A place on this partner's side where a new card covers no other card, if there is one.
@@ -227,24 +230,24 @@ export class Board {
     const area = this.cardsEl.getBoundingClientRect();
     const sample = this.cardsEl.querySelector("li.part");
     const cardW = sample ? sample.offsetWidth : 150;
-    const cardH = sample ? sample.offsetHeight : 90;
-    const columns = partner === "a" ? [0.04, 0.3] : [0.96, 0.7];
-    const taken = Array.from(this.cards.values(), (card) => {
-      const pos = this.position(card.part);
-      return { x: pos.x * area.width, y: pos.y * area.height };
-    });
-    const rows = Math.max(2, Math.floor(area.height / (cardH + 8)) + 1);
-    const count = Array.from(this.cards.values()).filter((c) => c.part.owner === partner).length;
-    for (const column of columns) {
-      for (let row = 0; row < rows; row += 1) {
-        const x = column;
-        const y = rows > 1 ? row / (rows - 1) : 0.5;
+    const cardH = sample ? sample.offsetHeight : 110;
+    const freeW = Math.max(1, area.width - cardW);
+    const freeH = Math.max(1, area.height - cardH);
+    const taken = Array.from(this.cards.values(), (card) => this.position(card.part));
+    const step = Math.min(0.5, (cardW + 8) / freeW);
+    const columns = [0, step, 2 * step].filter((x) => x <= 0.45).map((x) => (partner === "a" ? x : 1 - x));
+    const rowStep = Math.min(1, (cardH + 8) / freeH);
+    const rows = [];
+    for (let y = 0; y <= 1.0001; y += rowStep) rows.push(Math.min(1, y));
+    for (const x of columns) {
+      for (const y of rows) {
         const free = taken.every((t) =>
-          Math.abs(t.x - x * area.width) > cardW + 4 || Math.abs(t.y - y * area.height) > cardH + 4);
-        if (free) return { x, y };
+          Math.abs(t.x - x) * freeW > cardW + 4 || Math.abs(t.y - y) * freeH > cardH + 4);
+        if (free) return { x: round(x), y: round(y) };
       }
     }
-    return { x: columns[count % 2], y: ((count * 0.17) % 1) };
+    const count = taken.length;
+    return { x: partner === "a" ? 0.1 : 0.9, y: round((count * 0.13) % 1) };
   }
 
   // ---------------------------------------------------------------- moving
@@ -276,11 +279,14 @@ export class Board {
     );
   }
 
-  pointToBoard(event) {
-    const rect = this.cardsEl.getBoundingClientRect();
+  // The position that puts the card's top-left corner at (left, top) in page pixels.
+  cardPositionAt(card, left, top) {
+    const area = this.cardsEl.getBoundingClientRect();
+    const freeW = area.width - card.li.offsetWidth;
+    const freeH = area.height - card.li.offsetHeight;
     return {
-      x: rect.width ? (event.clientX - rect.left) / rect.width : 0.5,
-      y: rect.height ? (event.clientY - rect.top) / rect.height : 0.5,
+      x: freeW > 0 ? (left - area.left) / freeW : 0.5,
+      y: freeH > 0 ? (top - area.top) / freeH : 0.5,
     };
   }
 
@@ -293,11 +299,10 @@ export class Board {
     } catch {
       /* the pointer is already gone */
     }
-    const pos = this.position(card.part);
-    const point = this.pointToBoard(event);
+    const rect = card.li.getBoundingClientRect();
     this.drag = {
       card, pointerId: event.pointerId, startX: event.clientX, startY: event.clientY,
-      dx: pos.x - point.x, dy: pos.y - point.y, moved: false, entry: null,
+      grabX: event.clientX - rect.left, grabY: event.clientY - rect.top, moved: false, entry: null,
     };
     this.suppressClick = false;
   }
@@ -308,8 +313,8 @@ export class Board {
     if (!drag.moved && Math.hypot(event.clientX - drag.startX, event.clientY - drag.startY) < 4) return;
     drag.moved = true;
     card.li.classList.add("dragging");
-    const point = this.pointToBoard(event);
-    drag.entry = this.setLocal(card, point.x + drag.dx, point.y + drag.dy);
+    const pos = this.cardPositionAt(card, event.clientX - drag.grabX, event.clientY - drag.grabY);
+    drag.entry = this.setLocal(card, pos.x, pos.y);
     this.app.client.drag(card.part.id, drag.entry.x, drag.entry.y);
   }
 

@@ -188,6 +188,11 @@ class Person:
 
     # ---------------------------------------------------------------- screenshots
 
+    def assert_fits_width(self) -> None:
+        """Nothing sticks out sideways: the page is usable without scrolling sideways."""
+        wide = self.page.evaluate(WIDER_THAN_VIEWPORT)
+        assert not wide, f"{self.label}: wider than the screen: {wide[:8]}"
+
     def shoot(self, folder: Path, name: str) -> None:
         """A full-page screenshot at desktop size and at phone size."""
         folder.mkdir(parents=True, exist_ok=True)
@@ -195,8 +200,18 @@ class Person:
         self.page.set_viewport_size(DESKTOP)
         self.page.screenshot(path=folder / f"{name}-desktop.png", full_page=True)
         self.page.set_viewport_size(PHONE)
+        self.assert_fits_width()
         self.page.screenshot(path=folder / f"{name}-phone.png", full_page=True)
         self.page.set_viewport_size(size)
+
+
+WIDER_THAN_VIEWPORT = """() => {
+  const width = document.documentElement.clientWidth;
+  return Array.from(document.querySelectorAll('body *'))
+    .filter(el => el.getClientRects().length && el.getBoundingClientRect().right > width + 1
+                  && !el.closest('.visually-hidden') && !el.closest('svg'))
+    .map(el => el.tagName + (el.id ? '#' + el.id : '') + '.' + el.className);
+}"""
 
 
 def tab_to(page: Page, selector: str, *, backwards: bool = False, limit: int = 120) -> None:
