@@ -9,7 +9,7 @@ export const SUBPROTOCOL = "partsboard.v1";
 
 // Close codes after which reconnecting cannot help.
 const TERMINAL_CLOSES = { 4000: "ended", 4404: "invalid", 4409: "lost" };
-const TERMINAL_ERRORS = { room_ended: "ended", room_lost: "lost", unauthorized: "invalid" };
+const TERMINAL_ERRORS = { room_ended: "invalid", room_lost: "lost", unauthorized: "invalid" };
 const DRAG_INTERVAL_MS = 50; // about 20 drag frames a second
 const MAX_BACKOFF_MS = 10000;
 
@@ -123,7 +123,7 @@ export class RoomClient extends EventTarget {
   closed(code) {
     const terminal = TERMINAL_CLOSES[code];
     if (terminal) {
-      this.finish(terminal);
+      this.finish(this.refused(terminal));
       return;
     }
     this.busy = code === 4429;
@@ -142,6 +142,12 @@ export class RoomClient extends EventTarget {
       this.connect();
     }, delay);
     this.updateStatus();
+  }
+
+  // "This link is not valid" for a page that never got in; for one that was in the
+  // session, the session ended or its link was replaced meanwhile.
+  refused(terminal) {
+    return terminal === "invalid" && this.everWelcomed ? "closed" : terminal;
   }
 
   finish(terminal) {
@@ -276,9 +282,15 @@ export class RoomClient extends EventTarget {
       this.settle(frame.id, false, frame);
       return;
     }
-    const terminal = TERMINAL_ERRORS[frame.code];
-    if (terminal && !this.welcomed) {
-      this.finish(terminal);
+    if (!this.welcomed) {
+      // Refused at hello: the close that follows says what to do; a refusal that
+      // cannot be retried ends the page's session now.
+      const terminal = TERMINAL_ERRORS[frame.code];
+      if (terminal) this.finish(this.refused(terminal));
+      return;
+    }
+    if (frame.code === "room_ended" || frame.code === "room_lost") {
+      this.finish(frame.code === "room_ended" ? "ended" : "lost");
       return;
     }
     this.emit("servererror", { error: frame });

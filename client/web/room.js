@@ -21,6 +21,7 @@ const STATUS_TEXT = {
   ended: "The session has ended",
   lost: "The session was lost",
   invalid: "This link is not valid",
+  closed: "This session is closed",
 };
 
 const TERMINAL = {
@@ -33,6 +34,9 @@ const TERMINAL = {
   invalid: ["This link is not valid",
     "This session does not exist or has ended. Nothing from it was kept. If you expected to " +
     "join a session, ask your therapist for a new link."],
+  closed: ["This session is closed",
+    "The session has ended, or this link was replaced by a new one. Nothing from the session " +
+    "was kept on the server. If you expected to go on, ask your therapist for a new link."],
   nosecret: ["This link is incomplete",
     "The link you opened is missing its key (the part after #). Open the whole link you were " +
     "given, or ask your therapist for a new one."],
