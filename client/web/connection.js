@@ -46,6 +46,7 @@ export class RoomClient extends EventTarget {
     this.terminal = null; // "ended" | "lost" | "invalid"
     this.busy = false; // too many connections for this role
     this.status = "connecting";
+    this.shownPending = 0;
     this.dragState = new Map(); // part id -> {x, y, timer, last}
   }
 
@@ -370,10 +371,12 @@ export class RoomClient extends EventTarget {
 
   updateStatus() {
     const status = this.computeStatus();
-    if (status !== this.status) {
+    const pending = this.pending.size;
+    if (status !== this.status || pending !== this.shownPending) {
       const previous = this.status;
       this.status = status;
-      this.emit("status", { status, previous, pending: this.pending.size });
+      this.shownPending = pending;
+      this.emit("status", { status, previous, pending });
     }
   }
 

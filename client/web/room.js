@@ -170,7 +170,7 @@ class App {
     if (status === "reconnecting" && pending) {
       text = `Reconnecting… ${pending === 1 ? "1 change" : `${pending} changes`} will be sent when the connection is back`;
     }
-    el.textContent = text;
+    if (el.textContent !== text) el.textContent = text;
     el.dataset.state = status;
     const was = this.lastStatus;
     this.lastStatus = status;

@@ -155,7 +155,9 @@ class Person:
         return left, top
 
     def drag_by(self, name: str, dx: float, dy: float, *, release: bool = True) -> None:
-        box = self.card(name).locator(".part-handle").bounding_box()
+        handle = self.card(name).locator(".part-handle")
+        handle.evaluate("el => el.scrollIntoView({block: 'center'})")
+        box = handle.bounding_box()
         assert box
         x, y = box["x"] + box["width"] / 2, box["y"] + 12
         self.page.mouse.move(x, y)

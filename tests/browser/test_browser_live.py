@@ -1,0 +1,176 @@
+"""Live behaviour in the browser: a drop made offline lands once after reconnecting,
+the keyboard alone carries a partner through the core path, and the pages pass an
+accessibility scan."""
+
+from __future__ import annotations
+
+import re
+
+from axe_playwright_python.sync_playwright import Axe
+from browser_helpers import Person, tab_to
+from playwright.sync_api import expect
+
+
+def at_stage_two(open_person, links) -> tuple[Person, Person, Person]:  # type: ignore[no-untyped-def]
+    therapist = open_person("therapist")
+    therapist.join(links.therapist)
+    alex = open_person("alex")
+    alex.join(links.a)
+    sam = open_person("sam")
+    sam.join(links.b)
+    therapist.page.click("#stage-next")
+    for person in (therapist, alex, sam):
+        expect(person.page.locator("#stage-title")).to_contain_text("Stage 2 of 5")
+    return therapist, alex, sam
+
+
+def moves_of(person: Person, part_id: str) -> list[int]:
+    """Sequence numbers of the committed moves of one part this person received."""
+    return [
+        frame["seq"] for frame in person.decoded_frames()
+        if frame.get("t") == "ev" and frame.get("op") == "part.move"
+        and any(change[1] == part_id for change in frame.get("changes", ()))
+    ]
+
+
+def test_a_drop_made_offline_lands_once_after_reconnecting(room, open_person) -> None:  # type: ignore[no-untyped-def]
+    therapist, alex, sam = at_stage_two(open_person, room)
+    alex.add_part("The Worrier", "manager")
+    alex.share("The Worrier")
+    expect(sam.card("The Worrier")).to_have_count(1)
+    part_id = alex.part_id("The Worrier")
+    start = sam.position("The Worrier")
+
+    # Mid-drag, the network goes away; the drop happens offline.
+    alex.drag_by("The Worrier", 120, 40, release=False)
+    # Sam sees the live drag before the drop is stored.
+    expect(sam.card("The Worrier")).to_have_class(re.compile(r"\bremote-moving\b"))
+    alex.context.set_offline(True)
+    expect(alex.status).to_contain_text("Reconnecting…")
+    box = alex.page.viewport_size
+    assert box
+    alex.page.mouse.move(box["width"] * 0.45, box["height"] * 0.55, steps=8)
+    alex.page.mouse.up()
+    dropped = alex.position("The Worrier")
+    assert dropped != start
+    expect(alex.status).to_have_text(
+        "Reconnecting… 1 change will be sent when the connection is back")
+    assert moves_of(sam, part_id) == []
+
+    alex.context.set_offline(False)
+    expect(alex.status).to_have_text("Connected")
+    for person in (sam, therapist):
+        expect(person.card("The Worrier")).to_have_attribute(
+            "style", re.compile(rf"left: {re.escape(dropped[0])}; top: {re.escape(dropped[1])}"))
+    assert alex.position("The Worrier") == dropped
+    # Landed once: one stored move, seen once by everyone.
+    assert len(moves_of(sam, part_id)) == 1
+    assert len(moves_of(therapist, part_id)) == 1
+    assert moves_of(alex, part_id) == moves_of(sam, part_id)
+    # A reload (a fresh snapshot) shows the same place.
+    sam.page.reload()
+    expect(sam.status).to_have_text("Connected")
+    assert sam.position("The Worrier") == dropped
+
+
+def test_keyboard_alone_carries_a_partner(room, open_person) -> None:  # type: ignore[no-untyped-def]
+    therapist, alex, sam = at_stage_two(open_person, room)
+    page = sam.page
+    kb = page.keyboard
+    # Add a part.
+    page.locator("body").focus()
+    tab_to(page, "#part-name")
+    kb.type("The Quiet One")
+    kb.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "part-kind"
+    kb.type("Fire")  # typing picks the option, as on any select
+    kb.press("Tab")
+    kb.press("Enter")
+    expect(sam.card("The Quiet One")).to_have_count(1)
+    expect(sam.card("The Quiet One")).to_contain_text("Firefighter")
+    expect(alex.card("The Quiet One")).to_have_count(0)
+    sam.saved()
+    part_id = sam.part_id("The Quiet One")
+    # Share it.
+    tab_to(page, f"button[data-focus='share-{part_id}']", backwards=True)
+    kb.press("Enter")
+    expect(alex.card("The Quiet One")).to_have_count(1)
+    # Move it with the arrow keys.
+    before = sam.position("The Quiet One")
+    tab_to(page, f"button[data-focus='card-{part_id}']", backwards=True)
+    for key in ("ArrowLeft", "ArrowLeft", "Shift+ArrowLeft", "ArrowDown", "ArrowDown"):
+        kb.press(key)
+    sam.saved()
+    after = sam.position("The Quiet One")
+    assert after != before
+    expect(alex.card("The Quiet One")).to_have_attribute(
+        "style", re.compile(rf"left: {re.escape(after[0])}; top: {re.escape(after[1])}"))
+    # Open its details with Enter; the panel takes the focus.
+    kb.press("Enter")
+    expect(page.locator("#part-panel-title")).to_have_text("The Quiet One")
+    expect(page.locator("#part-panel-title")).to_be_focused()
+    # Ask for a pause.
+    tab_to(page, "#pause-raise", backwards=True)
+    kb.press("Enter")
+    for person in (therapist, alex, sam):
+        expect(person.page.locator("#pause-banner")).to_contain_text("asked for a pause")
+    expect(therapist.page.locator("#live")).to_contain_text("Sam asked for a pause.")
+    # Agree to an agreement with the keyboard.
+    therapist.page.fill("#agreement-text", "We speak for our parts")
+    therapist.page.click("#agreement-add button[type=submit]")
+    expect(page.get_by_role("button", name="I agree")).to_be_visible()
+    tab_to(page, "#agreements-list button")
+    kb.press("Space")
+    expect(therapist.page.locator("#agreements-list")).to_contain_text("Sam: agreed")
+
+
+SERIOUS = {"serious", "critical"}
+
+
+def serious_violations(person: Person) -> list[str]:
+    results = Axe().run(person.page)
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:5]}"
+        for v in results.response["violations"] if v.get("impact") in SERIOUS
+    ]
+
+
+def test_accessibility_scan_of_the_start_and_room_pages(server, room, open_person) -> None:  # type: ignore[no-untyped-def]
+    found: dict[str, list[str]] = {}
+    visitor = open_person("start")
+    visitor.goto(f"{server.base_url}/")
+    found["start"] = serious_violations(visitor)
+    visitor.page.fill("#name-a", "Alex")
+    visitor.page.fill("#name-b", "Sam")
+    visitor.page.fill("#practice-key", "test-key")
+    visitor.page.click("#create-button")
+    expect(visitor.page.locator("#links")).to_be_visible()
+    found["start, links"] = serious_violations(visitor)
+
+    therapist, alex, sam = at_stage_two(open_person, room)
+    therapist.page.fill("#agreement-text", "Either of us can pause")
+    therapist.page.click("#agreement-add button[type=submit]")
+    alex.add_part("The Planner", "manager")
+    alex.add_part("The Alarm", "firefighter")
+    alex.share("The Alarm")
+    sam.add_part("The Quiet One", "firefighter")
+    sam.share("The Quiet One")
+    alex.select("The Alarm")
+    for person in (therapist, alex, sam):
+        found[f"room stage 2, {person.label}"] = serious_violations(person)
+    for number in (3, 4, 5):
+        therapist.page.click("#stage-next")
+        expect(alex.page.locator("#stage-title")).to_contain_text(f"Stage {number} of 5")
+    alex.select("The Alarm")
+    sam.page.fill("#checkin-note", "Curious")
+    sam.page.click("#checkin-form button[type=submit]")
+    sam.saved()
+    therapist.page.click("#stage-1" if False else "[data-focus='stage-2']")
+    expect(therapist.page.locator("#preview")).to_be_visible()
+    for person in (therapist, alex, sam):
+        found[f"room stage 5, {person.label}"] = serious_violations(person)
+    phone = open_person("alex on a phone", phone=True)
+    phone.join(room.a)
+    found["room stage 5, phone"] = serious_violations(phone)
+    bad = {page: violations for page, violations in found.items() if violations}
+    assert not bad, bad
