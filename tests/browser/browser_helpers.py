@@ -9,7 +9,15 @@ from typing import Any
 
 import httpx
 import msgspec
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, WebSocket, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    ViewportSize,
+    WebSocket,
+    expect,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -23,8 +31,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 THERAPIST_KEY = "test-key"  # tests/conftest.py starts servers with this key
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 WAIT_MS = 15_000
 
 expect.set_options(timeout=WAIT_MS)

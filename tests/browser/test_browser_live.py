@@ -174,3 +174,61 @@ def test_accessibility_scan_of_the_start_and_room_pages(server, room, open_perso
     found["room stage 5, phone"] = serious_violations(phone)
     bad = {page: violations for page, violations in found.items() if violations}
     assert not bad, bad
+
+
+def test_the_therapist_moves_back_only_after_confirming_and_previews(room, open_person) -> None:  # type: ignore[no-untyped-def]
+    therapist, alex, sam = at_stage_two(open_person, room)
+    t = therapist.page
+    t.click("#stage-back")
+    dialog = t.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Go back to stage 1, Creating a Safe Space?")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    therapist.saved()
+    expect(alex.page.locator("#stage-title")).to_contain_text("Stage 2 of 5")
+    t.click("#stage-back")
+    dialog.get_by_role("button", name="Go back to stage 1").click()
+    for person in (therapist, alex, sam):
+        expect(person.page.locator("#stage-title")).to_contain_text("Stage 1 of 5")
+    expect(alex.page.locator("#add-part")).to_be_hidden()
+    expect(alex.page.locator("#live")).to_contain_text("Now at stage 1: Creating a Safe Space.")
+    # A preview shows another stage's guidance to the therapist alone.
+    t.get_by_role("button", name=re.compile(r"^Preview stage 4\.")).click()
+    expect(t.locator("#preview")).to_be_visible()
+    expect(t.locator("#preview-title")).to_have_text("Preview of stage 4: Accessing the Self")
+    expect(t.locator("#preview-guidance")).to_contain_text("check in with your Self")
+    expect(t.locator("#stage-title")).to_contain_text("Stage 1 of 5")
+    expect(sam.page.locator("#preview")).to_be_hidden()
+    t.click("#preview-go")
+    for person in (therapist, alex, sam):
+        expect(person.page.locator("#stage-title")).to_contain_text("Stage 4 of 5")
+    expect(t.locator("#preview")).to_be_hidden()
+
+
+def test_drafts_only_their_owner_sees(server, open_person) -> None:  # type: ignore[no-untyped-def]
+    therapist = open_person("therapist")
+    therapist.goto(f"{server.base_url}/")
+    t = therapist.page
+    t.fill("#practice-key", "test-key")
+    t.fill("#name-a", "Robin")
+    t.fill("#name-b", "Kai")
+    t.check("#drafts-owner")
+    t.click("#create-button")
+    expect(t.locator("#links")).to_be_visible()
+    expect(t.locator("#link-a-label")).to_have_text("Link for Robin")
+    link_a = t.input_value("#link-a")
+    t.click("#open-room")
+    expect(therapist.status).to_have_text("Connected")
+    robin = open_person("robin")
+    robin.join(link_a)
+    t.click("#stage-next")
+    expect(robin.page.locator("#add-part")).to_be_visible()
+    robin.add_part("The Scorekeeper", "manager")
+    expect(robin.card("The Scorekeeper")).to_contain_text("Only you can see this")
+    expect(robin.page.locator("#add-part-privacy")).to_have_text(
+        "Only you can see this until you share it.")
+    expect(t.locator("#therapist-status")).to_contain_text("Robin has 1 part not yet shared.")
+    therapist.assert_never_seen(["The Scorekeeper"])
+    robin.share("The Scorekeeper")
+    expect(therapist.card("The Scorekeeper")).to_have_count(1)

@@ -36,7 +36,8 @@ def start_room(therapist: Person, base_url: str) -> dict[str, str]:
     expect(page.locator("#links")).to_be_visible()
     links = {role: page.input_value(f"#link-{role}") for role in ("a", "b", "therapist")}
     for link in links.values():
-        assert re.fullmatch(rf"{re.escape(base_url)}/r/[A-Za-z0-9_-]{{16,}}#[A-Za-z0-9_-]{{32,}}", link)
+        pattern = rf"{re.escape(base_url)}/r/[A-Za-z0-9_-]{{16,}}#[A-Za-z0-9_-]{{32,}}"
+        assert re.fullmatch(pattern, link)
     assert "Alex" not in json.dumps(links) and "Sam" not in json.dumps(links)
     page.click("#open-room")
     expect(page.locator("#room")).to_be_visible()
@@ -162,10 +163,9 @@ def test_a_whole_session_in_three_browsers(server, open_person, artifacts: Path)
 
     # Spotlight and freeze.
     therapist.card("The Alarm").get_by_role("button", name="Put The Alarm in the spotlight").click()
-    for page in (a, b):
-        expect(page.locator("#spotlight-banner")).to_have_text("In the spotlight: The Alarm (Alex's part)"
-                                                              if page is b else
-                                                              "In the spotlight: The Alarm (your part)")
+    banner = "In the spotlight: The Alarm"
+    expect(b.locator("#spotlight-banner")).to_have_text(f"{banner} (Alex's part)")
+    expect(a.locator("#spotlight-banner")).to_have_text(f"{banner} (your part)")
     t.click("#freeze-toggle")
     expect(b.locator("#frozen-banner")).to_be_visible()
     expect(b.locator("#add-part")).to_be_hidden()
@@ -190,8 +190,9 @@ def test_a_whole_session_in_three_browsers(server, open_person, artifacts: Path)
     panel.locator("form.link-form").nth(0).get_by_role("button", name="Draw the arrow").click()
     alex.saved()
     sam.select("The Quiet One")
-    b.locator("#part-panel").get_by_label("This part reacts to…").select_option(label="The Alarm (Alex)")
-    b.locator("#part-panel form.link-form").nth(1).get_by_role("button", name="Draw the arrow").click()
+    panel = b.locator("#part-panel")
+    panel.get_by_label("This part reacts to…").select_option(label="The Alarm (Alex)")
+    panel.locator("form.link-form").nth(1).get_by_role("button", name="Draw the arrow").click()
     sam.saved()
     expect(a.locator("#link-lines path")).to_have_count(3)
     expect(t.locator("#link-lines path")).to_have_count(3)
