@@ -37,25 +37,17 @@ _environment = Environment(
 
 
 def msgpack_dist_dir() -> Path:
-    """The folder of @msgpack/msgpack's ES module build (installed by npm)."""
+    """The folder of @msgpack/msgpack's ES module build (installed by npm), whose
+    index.mjs the browser client imports as /static/vendor/msgpack/index.mjs."""
     for name in MSGPACK_DIST_NAMES:
         candidate = MSGPACK_PACKAGE / name
-        if (candidate / "index.mjs").is_file() or (candidate / "index.js").is_file():
+        if (candidate / "index.mjs").is_file():
             return candidate
     return MSGPACK_PACKAGE / MSGPACK_DIST_NAMES[0]
 
 
-def msgpack_entry() -> str:
-    """The file name of the ES module entry point inside msgpack_dist_dir()."""
-    folder = msgpack_dist_dir()
-    return "index.mjs" if (folder / "index.mjs").is_file() or not (
-        folder / "index.js"
-    ).is_file() else "index.js"
-
-
 def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    template = _environment.get_template(name)
-    html = template.render(msgpack_entry=msgpack_entry(), **context)
+    html = _environment.get_template(name).render(**context)
     return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 

@@ -497,6 +497,9 @@ export function renderTherapist(app) {
   freeze.textContent = app.board.frozen ? "Let the couple change the board again" : "Pause changes to the board";
   $("spotlight-clear").hidden = !app.board.spotlight;
 
+  reconcile($("partners-edit"), ["a", "b"], (p) => p, (p) => JSON.stringify(view.colls.partners[p]),
+    (partner) => partnerForm(app, partner));
+
   const notes = Object.values(view.colls.notes || {}).sort((p, q) => p.at - q.at || (p.id < q.id ? -1 : 1));
   const editing = app.ui.editingNote;
   reconcile($("notes-list"), notes, (n) => n.id, (n) => JSON.stringify([n, editing === n.id]), (n) => {
@@ -534,4 +537,31 @@ export function renderTherapist(app) {
     }
     return li;
   });
+}
+
+function partnerForm(app, partner) {
+  const info = app.view.colls.partners[partner] || { name: "", color: "#1f6fb2" };
+  const which = partner === "a" ? "first" : "second";
+  const nameKey = `partner-name-${partner}`;
+  const name = h("input", { type: "text", maxlength: 40, autocomplete: "off", dataset: { key: nameKey } });
+  name.value = info.name;
+  const color = h("input", { type: "color", dataset: { focus: `partner-color-${partner}` } });
+  color.value = /^#[0-9a-fA-F]{6}$/.test(info.color) ? info.color : "#1f6fb2";
+  const form = h("form", { class: "form inline-form partner-edit" },
+    h("div", { class: "partner-field" }, field(`The ${which} partner's name`, name),
+      h("div", { class: "field field-color" }, h("label", { for: uid("c"), text: `The ${which} partner's colour` }))),
+    h("button", { type: "submit", class: "small", text: "Save", dataset: { focus: `partner-save-${partner}` },
+      "aria-label": `Save the ${which} partner's name and colour` }));
+  const colorField = form.querySelector(".field-color");
+  color.id = colorField.querySelector("label").htmlFor;
+  colorField.append(color);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const args = { partner };
+    if (name.value.trim() && name.value.trim() !== info.name) args.name = name.value.trim();
+    if (color.value.toLowerCase() !== String(info.color).toLowerCase()) args.color = color.value;
+    if (Object.keys(args).length === 1) return;
+    app.send("partner.update", args).then(() => drafts.delete(nameKey), () => {});
+  });
+  return h("li", { class: "item" }, form);
 }

@@ -204,6 +204,12 @@ def test_the_therapist_moves_back_only_after_confirming_and_previews(room, open_
     for person in (therapist, alex, sam):
         expect(person.page.locator("#stage-title")).to_contain_text("Stage 4 of 5")
     expect(t.locator("#preview")).to_be_hidden()
+    # The therapist changes a partner's display name; everyone sees it.
+    form = t.locator("#partners-edit form").nth(1)
+    form.get_by_role("textbox", name="The second partner's name").fill("Sam R.")
+    form.get_by_role("button", name="Save the second partner's name and colour").click()
+    expect(alex.page.locator("#presence")).to_contain_text("Sam R.")
+    expect(sam.page.locator("#presence")).to_contain_text("Sam R. (you)")
 
 
 def test_drafts_only_their_owner_sees(server, open_person) -> None:  # type: ignore[no-untyped-def]
