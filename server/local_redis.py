@@ -225,7 +225,6 @@ class LocalRedis:
         os.chmod(workdir, 0o700)
         self.dir = workdir
         out_path = workdir / "server.out"
-        tie = self.die_with_parent and threading.current_thread() is threading.main_thread()
         with open(out_path, "wb") as out:
             self.process = subprocess.Popen(
                 self._command(port, workdir),
@@ -234,7 +233,7 @@ class LocalRedis:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the owner first; it stops us in order
-                preexec_fn=_parent_death_signal(os.getpid()) if tie else None,
+                preexec_fn=die_with_parent() if self.die_with_parent else None,
             )
         deadline = time.monotonic() + self.startup_timeout
         while True:
@@ -261,10 +260,17 @@ class LocalRedis:
             self.dir = None
 
 
-def _parent_death_signal(parent: int) -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the child when its parent dies (None elsewhere)."""
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for Popen: Linux sends the child SIGTERM when this process dies.
+
+    None (no tie) off Linux, and off the main thread: Linux ties the signal to the *thread*
+    that forked, so a child started from a worker thread would die with that thread.
+    """
     if not sys.platform.startswith("linux"):
         return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
     prctl = ctypes.CDLL(None, use_errno=True).prctl
 
     def preexec() -> None:  # runs in the child between fork and exec: keep it minimal

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import redis
 
-from server.local_redis import LocalRedis, free_port
+from server.local_redis import LocalRedis, die_with_parent, free_port
 
 pytest_plugins = ["pytester"]  # tests of this harness run pytest on small inner suites
 
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 THERAPIST_KEY = "test-key"
 SERVER_START_TIMEOUT = 20.0
 SERVER_STOP_TIMEOUT = 10.0
+PORT_ATTEMPTS = 3
 
 
 # -- Redis ---------------------------------------------------------------------------------
@@ -134,8 +135,8 @@ class ServerProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
-    def start(self) -> ServerProcess:
-        """Start the process (appending to its log) and wait until GET /healthz is 200."""
+    def spawn(self) -> ServerProcess:
+        """Start the process (appending to its log) without waiting for it."""
         assert not self.running, "server already running"
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -145,7 +146,13 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(),  # no orphan servers if pytest itself dies
             )
+        return self
+
+    def start(self) -> ServerProcess:
+        """Start the process and wait until GET /healthz answers 200."""
+        self.spawn()
         self._wait_healthy()
         return self
 
@@ -201,15 +208,23 @@ class ServerProcess:
 
     async def astart(self) -> ServerProcess:
         """:meth:`start` without blocking the running event loop."""
-        return await asyncio.to_thread(self.start)
+        self.spawn()  # on the loop's thread: die_with_parent ties to the forking thread
+        await asyncio.to_thread(self._wait_healthy)
+        return self
 
     async def arestart(self) -> ServerProcess:
         """:meth:`restart` without blocking the running event loop."""
-        return await asyncio.to_thread(self.restart)
+        await asyncio.to_thread(self.terminate)
+        return await self.astart()
 
 
 class ServerStartError(RuntimeError):
     pass
+
+
+def _port_collision(proc: ServerProcess) -> bool:
+    """The free port was taken by someone else meanwhile: worth another try on a new port."""
+    return "address already in use" in proc.log_text().lower()
 
 
 class ServerFactory:
@@ -233,17 +248,14 @@ class ServerFactory:
         argv: Sequence[str] | None = None,
         start: bool = True,
     ) -> ServerProcess:
-        attempts = 3
-        for attempt in range(attempts):
+        for attempt in range(PORT_ATTEMPTS):
             proc = self._make(env, argv)
             if not start:
                 return proc
             try:
                 return proc.start()
             except ServerStartError:
-                # a port collision (the free port was taken meanwhile) earns another try
-                collision = "address already in use" in proc.log_text().lower()
-                if not collision or attempt == attempts - 1:
+                if not _port_collision(proc) or attempt == PORT_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
@@ -254,7 +266,14 @@ class ServerFactory:
         argv: Sequence[str] | None = None,
     ) -> ServerProcess:
         """``await server_factory.start(env)``: the same without blocking the event loop."""
-        return await asyncio.to_thread(self, env, argv=argv)
+        for attempt in range(PORT_ATTEMPTS):
+            proc = self._make(env, argv)
+            try:
+                return await proc.astart()
+            except ServerStartError:
+                if not _port_collision(proc) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _make(
         self, env: Mapping[str, str | None] | None, argv: Sequence[str] | None
