@@ -281,7 +281,7 @@ def _partner_update(room: Room, actor: Role, cmd: a.PartnerUpdate, ctx: Context)
     name = old.name
     if cmd.name is not None:
         name = clean_text(cmd.name, _limits(room).display_name_length, "name", single_line=True)
-    info = PartnerInfo(name, cmd.color if cmd.color is not None else old.color)
+    info = PartnerInfo(name, checked_color(cmd.color) if cmd.color is not None else old.color)
     return replace(room, partners=_with(room.partners, cmd.partner, info))
 
 

@@ -29,7 +29,7 @@ from rooms.wire import field_of
 from . import metrics
 from .export_render import render_export
 from .settings import Settings
-from .store import Auth, Store, new_room_id, new_secret, secret_hash
+from .store import Auth, Store, new_entity_id, new_room_id, new_secret, secret_hash
 
 log = logging.getLogger("partsboard.api")
 
@@ -135,7 +135,8 @@ class Api:
         room_id, epoch, now = new_room_id(), self.store.new_epoch(), time.time()
         if body.continue_from is not None:
             room = room_from_export(body.continue_from, room_id=room_id, epoch=epoch, now=now,
-                                    limits=self.settings.limits, stages=self.settings.stages)
+                                    limits=self.settings.limits, stages=self.settings.stages,
+                                    new_id=new_entity_id)
         else:
             if body.partners is None or set(body.partners) != set(PARTNERS):
                 raise BadRequest("Both partners need a name.", field="partners")
