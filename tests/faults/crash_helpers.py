@@ -66,12 +66,12 @@ async def room_seq(redis_url: str, room_id: str) -> int:
     return int(value)
 
 
-async def settle(rooms: Iterable[Room], redis_url: str, timeout: float = 30.0) -> None:
+async def settle(rooms: Iterable[Room], redis_url: str, within: float = 30.0) -> None:
     """Wait until every member has applied every committed event of its room."""
     for room in rooms:
         seq = await room_seq(redis_url, room.id)
         for _, client in room.members:
-            await client.wait_seq(seq, timeout=timeout)
+            await client.wait_seq(seq, timeout=within)
 
 
 async def assert_invariants(rooms: Iterable[Room], redis_url: str, base_url: str,
@@ -134,8 +134,8 @@ async def therapist_load(client: Client, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.1)
 
 
-async def wait_connected(clients: Iterable[Client], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
+async def wait_connected(clients: Iterable[Client], within: float = 30.0) -> None:
+    async with asyncio.timeout(within):
         for client in clients:
             while not client.connected:
                 if client.terminal is not None:

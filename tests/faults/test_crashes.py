@@ -204,7 +204,7 @@ async def test_a_reconnect_storm_of_three_hundred_clients(server, redis_url) -> 
 
     queued = [asyncio.create_task(add_while_down(room)) for room in rooms]
     await server.astart()
-    await wait_connected(every_client, timeout=60)
+    await wait_connected(every_client, within=60)
     await asyncio.wait_for(asyncio.gather(*queued), 60)
     assert all(c.reconnects >= 1 for c in every_client)
     await settle(rooms, redis_url)
