@@ -50,7 +50,7 @@ def play() -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, Any]]:
         partners={"a": PartnerInfo("Noor", "#224488"), "b": PartnerInfo("Teo", "#884422")},
         therapist_sees_drafts=False, now=0.0)
     viewers: tuple[Role, ...] = ("therapist", "a", "b")
-    first = {viewer: views.snapshot_for(room, viewer) for viewer in viewers}
+    first: dict[str, Any] = {viewer: views.snapshot_for(room, viewer) for viewer in viewers}
     events: dict[str, list[Any]] = {viewer: [] for viewer in viewers}
 
     def do(actor: Role, op: str, **args: Any) -> None:
@@ -86,7 +86,7 @@ def play() -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, Any]]:
     do("b", "request.make", part=part_named("Door slammer"), text="let me step out for a bit")
     do("a", "request.answer", part=part_named("Door slammer"), answer="lets_talk", note="how long?")
     do("b", "part.remove", id=part_named("Door slammer"))
-    final = {viewer: views.snapshot_for(room, viewer) for viewer in viewers}
+    final: dict[str, Any] = {viewer: views.snapshot_for(room, viewer) for viewer in viewers}
     return first, events, final
 
 
