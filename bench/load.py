@@ -50,6 +50,8 @@ BURST = 10  # drag updates per burst
 BURST_HZ = 10.0  # drag updates per second while dragging
 MAX_EXTRA_PARTS = 12  # parts a partner adds during the load before it removes some
 SUBPROTOCOL = "partsboard.v1"
+BACKOFF_INITIAL = 0.05  # reconnect delays as the project's client (client/backoff.py)
+BACKOFF_CAP = 3.0
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
@@ -153,6 +155,7 @@ class Worker:
         self.reconnect = True
         self.handler_error: str | None = None
         self.reveals: dict[str, str] = {}  # reveal command id -> part id
+        self.waiters: dict[str, asyncio.Future[str]] = {}  # set-up commands awaiting answers
         self._sending: set[asyncio.Task[None]] = set()
 
     # ---- identifiers ------------------------------------------------------
@@ -233,10 +236,13 @@ class Worker:
                     m.dead = f"closed {code}"
                     self.totals["dead"] += 1
                     return
-            for attempt in range(400):
+            ceiling = BACKOFF_INITIAL
+            for _ in range(200):
                 if self.closing:
                     return
-                await asyncio.sleep(min(0.05 * 1.5**attempt, 0.5) * self.rng.uniform(0.5, 1.0))
+                # like client/backoff.py: full jitter, ceiling doubling up to a cap
+                await asyncio.sleep(self.rng.random() * ceiling)
+                ceiling = min(BACKOFF_CAP, ceiling * 2)
                 try:
                     await self.connect(m, resume=True)
                     break
@@ -284,6 +290,9 @@ class Worker:
                 if cid is not None:
                     m.unacked.pop(cid, None)
                     self.cmds.pop(cid, None)
+                    waiter = self.waiters.get(cid)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(str(frame.get("code")))
             elif t == "presence":
                 pass
             elif t == "ended":
@@ -351,6 +360,9 @@ class Worker:
 
     def on_ack(self, m: Member, frame: dict[str, Any], now: float) -> None:
         cid = frame.get("id")
+        waiter = self.waiters.get(cid)  # type: ignore[arg-type]
+        if waiter is not None and not waiter.done():
+            waiter.set_result("ack")
         m.unacked.pop(cid, None)  # type: ignore[arg-type]
         info = self.cmds.pop(cid, None)  # type: ignore[arg-type]
         if info is None:
@@ -489,46 +501,60 @@ class Worker:
 
     async def setup_rooms(self, rooms: list[Room]) -> None:
         """Therapist moves to stage 3 (parts and blending); each partner adds and
-        reveals two parts. Waits until every command is acked and every part is known."""
+        reveals two parts. Each step is retried if the server refuses it (a busy shared
+        machine can time a Redis call out)."""
         if not self.pb:
             for room in rooms:
                 room.parts = {i: [f"p{i}-{k}" for k in range(2)] for i in PARTNERS}
             return
-        for room in rooms:
-            self.command(room.members[0], "stage.set", {"stage": 3})
-        await self.wait_acked(rooms, 30)
-        adds: dict[float, tuple[Room, int]] = {}
-        for room in rooms:
-            for index in PARTNERS:
-                for _ in range(2):
-                    x = self.next_x()
-                    adds[x] = (room, index)
-                    self.command(room.members[index], "part.add",
-                                 {"name": "Bench part", "kind": "manager", "x": x, "y": 0.5})
-        await self.wait_acked(rooms, 30)
-        for _ in range(600):  # up to 30 s
-            if all(x in r.learnt for x, (r, _) in adds.items()):
-                break
-            await asyncio.sleep(0.05)
-        for x, (room, index) in adds.items():
-            pid = room.learnt.get(x)
-            if pid is None:
-                raise RuntimeError("a part added during set-up never arrived "
-                                   f"(checks so far: {dict(self.totals)})")
-            self.command(room.members[index], "part.reveal", {"id": pid})
-            room.parts[index].append(pid)
-        await self.wait_acked(rooms, 30)
+        sem = asyncio.Semaphore(64)
 
-    async def wait_acked(self, rooms: list[Room], seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        for _ in range(int(seconds / 0.02) + 1):
-            if all(not m.unacked for r in rooms for m in r.members):
+        async def one(room: Room) -> None:
+            async with sem:
+                await self.setup_room(room)
+
+        await asyncio.gather(*(one(room) for room in rooms))
+
+    async def setup_room(self, room: Room) -> None:
+        await self.call(room.members[0], "stage.set", {"stage": 3}, ok=("bad_request",))
+
+        async def add_and_reveal(index: int) -> None:
+            x = self.next_x()
+            await self.call(room.members[index], "part.add",
+                            {"name": "Bench part", "kind": "manager", "x": x, "y": 0.5})
+            for _ in range(400):  # the ack can come before the event: up to 20 s
+                if x in room.learnt:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("a part added during set-up never arrived")
+            pid = room.learnt[x]
+            await self.call(room.members[index], "part.reveal", {"id": pid})
+            room.parts[index].append(pid)
+
+        await asyncio.gather(*(add_and_reveal(i) for i in PARTNERS for _ in range(2)))
+
+    async def call(self, m: Member, op: str, args: dict[str, Any],
+                   ok: tuple[str, ...] = (), attempts: int = 5) -> None:
+        """Send a command and wait for its ack; retry on an error (codes in `ok` count as
+        done: a retried stage.set that had committed is refused as a no-op)."""
+        for attempt in range(attempts):
+            cid = self.command(m, op, args)
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self.waiters[cid] = future
+            try:
+                outcome = await asyncio.wait_for(future, 30)
+            except TimeoutError:
+                outcome = "timeout"
+            finally:
+                self.waiters.pop(cid, None)
+            if outcome == "ack" or outcome in ok:
                 return
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.02)
-        raise RuntimeError("commands not acknowledged during set-up "
-                           f"(errors so far: {dict(self.totals)})")
+            self.totals[f"setup_retry_{outcome}"] += 1
+            m.unacked.pop(cid, None)
+            self.cmds.pop(cid, None)
+            await asyncio.sleep(0.2 * (attempt + 1))
+        raise RuntimeError(f"set-up command {op} kept failing ({dict(self.totals)})")
 
     async def open(self, count: int, concurrency: int = 16) -> dict[str, Any]:
         t0 = time.monotonic()

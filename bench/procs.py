@@ -78,6 +78,14 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all processes, all CPUs)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(v) for v in fields[:8]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks) - idle) / CLK_TCK
+
+
 @dataclass
 class CpuMeter:
     """CPU used by a set of processes between start() and stop(), as cores busy."""

@@ -84,6 +84,10 @@ def render(results: Results) -> str:
                         _get(d_p, "cpu", "redis"), 2))
         out.append(_row("generator CPU (cores)", _get(d_r, "cpu", "generator"),
                         _get(d_p, "cpu", "generator"), 2))
+        out.append(_row("other processes' CPU (cores)", _get(d_r, "cpu", "others"),
+                        _get(d_p, "cpu", "others"), 2))
+        out.append(_row("refused (error frames)", sum(d_r["errors"].values()),
+                        sum(d_p["errors"].values()) if d_p else None))
         out.append(_row("server RSS (MiB)", _get(d_r, "rss_mib"), _get(d_p, "rss_mib")))
         out.append(_row("server peak RSS (MiB)", _get(d_r, "peak_rss_mib"),
                         _get(d_p, "peak_rss_mib")))
@@ -108,6 +112,10 @@ def render(results: Results) -> str:
                      _get(mp, "rooms_per_gib")),
                 _row("Redis KiB per room", _get(mr, "redis_kib_per_room"),
                      _get(mp, "redis_kib_per_room")),
+                _row("server CPU while idle (cores)", _get(r, "idle", "cpu", "server"),
+                     _get(p, "idle", "cpu", "server"), 3),
+                _row("redis CPU while idle (cores)", _get(r, "idle", "cpu", "redis"),
+                     _get(p, "idle", "cpu", "redis"), 3),
                 ""]
     # saturation
     if r.get("saturation") or p.get("saturation"):

@@ -35,6 +35,7 @@ class Plan:
     sat_drag: tuple[float, ...] = (500, 1000, 1500, 2000, 3000, 4000, 5000, 6500, 8000)
     sat_seconds: float = 4.0
     sat_p99_ms: float = 100.0
+    idle_seconds: float = 5.0
     storm: bool = True
     storm_kill_after: float = 4.0
     storm_seconds: float = 20.0
@@ -106,14 +107,24 @@ class Bench:
         self.log = log
         self.redis = procs.start_redis()
         self.service = procs.server_service(kind, self.redis.url, workdir)
-        procs.start_server(self.service)
+        try:
+            procs.start_server(self.service)
+        except BaseException:
+            self.redis.stop()
+            raise
         time.sleep(1.0)
         self.base_rss_kib = self.service.memory_kib()[0]
         self.base_redis = procs.redis_info_memory(self.redis.port)
-        self.gen = LoadGen(kind, self.service.port, plan.workers,
-                           key=procs.THERAPIST_KEY if kind == "partsboard" else "")
+        try:
+            self.gen = LoadGen(kind, self.service.port, plan.workers,
+                               key=procs.THERAPIST_KEY if kind == "partsboard" else "")
+        except BaseException:
+            procs.stop_all(self.service)
+            self.redis.stop()
+            raise
         self.out: dict[str, Any] = {"kind": kind, "base_rss_mib": self.base_rss_kib / 1024,
                                     "steady": [], "saturation": {}}
+        self._opened = (0.0, 0)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -132,11 +143,14 @@ class Bench:
 
     def measured(self, **run: Any) -> dict[str, Any]:
         meters = self.meters()
-        t0 = time.monotonic()
+        busy0, t0 = procs.machine_busy_seconds(), time.monotonic()
         self.gen.send(self.gen.run_requests(**run))
         # CPU over the sending part only, not the drain
         time.sleep(run["duration"])
         cpu = {k: m.stop() for k, m in meters.items()}
+        busy = (procs.machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+        cpu["machine"] = busy
+        cpu["others"] = max(busy - cpu["server"] - cpu["redis"] - cpu["generator"], 0.0)
         result = merge(self.gen.gather(run["duration"] + run["drain"] + 120))
         d = digest(result)
         d["cpu"] = cpu
@@ -147,21 +161,34 @@ class Bench:
                             if k != "ack") / max(result["seconds"], 1e-9)
         return d
 
-    def sweep(self) -> None:
+    def open(self, rooms: int) -> None:
+        opened = self.gen.open(rooms)
+        self._opened = (opened, self.service.memory_kib()[0])
+        self.log(f"{self.kind}: {rooms} rooms open ({opened:.1f} s)")
+
+    def steady(self, rooms: int) -> None:
         p = self.plan
-        for rooms in p.sweep:
-            opened = self.gen.open(rooms)
-            rss = self.service.memory_kib()[0]
-            self.log(f"{self.kind}: {rooms} rooms open ({opened:.1f} s); running steady load")
-            d = self.measured(cmd_rate=p.cmd_rate, drag_rate=p.drag_rate,
-                              duration=p.step_seconds, drain=p.drain)
-            d["rooms"] = rooms
-            d["open_seconds"] = opened
-            d["idle_rss_mib"] = rss / 1024
-            self.out["steady"].append(d)
-            self.log(f"  cmd p99 {d['lat']['cmd']['p99']} ms, drag p99 "
-                     f"{d['lat']['drag']['p99']} ms, loss {loss(d)}, cpu {d['cpu']}")
-        rooms = p.rooms
+        opened, rss = self._opened
+        d = self.measured(cmd_rate=p.cmd_rate, drag_rate=p.drag_rate,
+                          duration=p.step_seconds, drain=p.drain)
+        d["rooms"] = rooms
+        d["open_seconds"] = opened
+        d["idle_rss_mib"] = rss / 1024
+        self.out["steady"].append(d)
+        self.log(f"  {self.kind} steady {rooms} rooms: cmd p99 {_ms(d['lat']['cmd']['p99'])} "
+                 f"drag p99 {_ms(d['lat']['drag']['p99'])} loss {loss(d)} "
+                 f"errors {d['errors'] or 0} cpu {_cpu(d['cpu'])}")
+
+    def idle(self) -> None:
+        """CPU with every room connected and nobody doing anything (heartbeats, sweeps,
+        pings: the cost of merely holding the rooms)."""
+        d = self.measured(cmd_rate=0.0, drag_rate=0.0, duration=self.plan.idle_seconds,
+                          drain=0.5)
+        self.out["idle"] = {"rooms": self.plan.rooms, "cpu": d["cpu"]}
+        self.log(f"  {self.kind} idle {self.plan.rooms} rooms: cpu {_cpu(d['cpu'])}")
+
+    def memory(self) -> None:
+        rooms = self.plan.rooms
         connections = 3 * rooms
         delta_kib = self.out["steady"][-1]["idle_rss_mib"] * 1024 - self.base_rss_kib
         redis_delta = procs.redis_info_memory(self.redis.port) - self.base_redis
@@ -175,33 +202,33 @@ class Bench:
             "redis_kib_per_room": redis_delta / 1024 / rooms,
         }
 
-    def saturate(self, what: str, rates: tuple[float, ...]) -> None:
+    def saturated(self, what: str) -> bool:
+        s = self.out["saturation"].get(what)
+        return bool(s and s["saturated"])
+
+    def saturation_step(self, what: str, rate: float) -> None:
         p = self.plan
-        steps: list[dict[str, Any]] = []
-        best: dict[str, Any] | None = None
-        for rate in rates:
-            per_room = rate / p.rooms
-            run = ({"cmd_rate": per_room, "drag_rate": 0.0} if what == "cmd"
-                   else {"cmd_rate": 0.0, "drag_rate": per_room})
-            d = self.measured(**run, duration=p.sat_seconds, drain=p.drain)
-            d["offered"] = rate
-            p99 = d["lat"][what]["p99"]
-            kept_up = (d["lag_p99"] or 0.0) <= 50.0  # the generator sent on time
-            ok = (p99 is not None and p99 <= p.sat_p99_ms and loss(d, (what,)) == 0
-                  and not d["errors"] and kept_up)
-            d["ok"] = ok
-            steps.append(d)
-            self.log(f"  {self.kind} {what} {rate:.0f}/s: in {d['rate_in']:.0f}/s out "
-                     f"{d['rate_out']:.0f}/s p99 {p99} ms loss {loss(d, (what,))} "
-                     f"errors {d['errors']} server cpu {d['cpu']['server']:.2f} ok={ok}")
-            if not ok:
-                break
-            best = d
-        self.out["saturation"][what] = {
-            "steps": steps,
-            "best": best,
-            "saturated": bool(steps) and not steps[-1]["ok"],
-        }
+        s = self.out["saturation"].setdefault(what, {"steps": [], "best": None,
+                                                     "saturated": False})
+        per_room = rate / p.rooms
+        run = ({"cmd_rate": per_room, "drag_rate": 0.0} if what == "cmd"
+               else {"cmd_rate": 0.0, "drag_rate": per_room})
+        d = self.measured(**run, duration=p.sat_seconds, drain=p.drain)
+        d["offered"] = rate
+        p99 = d["lat"][what]["p99"]
+        kept_up = (d["lag_p99"] or 0.0) <= 50.0  # the generator sent on time
+        ok = (p99 is not None and p99 <= p.sat_p99_ms and loss(d, (what,)) == 0
+              and not d["errors"] and kept_up)
+        d["ok"] = ok
+        d["generator_kept_up"] = kept_up
+        s["steps"].append(d)
+        if ok:
+            s["best"] = d
+        else:
+            s["saturated"] = True
+        self.log(f"  {self.kind} {what} {rate:.0f}/s: in {d['rate_in']:.0f}/s out "
+                 f"{d['rate_out']:.0f}/s p99 {_ms(p99)} loss {loss(d, (what,))} "
+                 f"errors {d['errors'] or 0} cpu {_cpu(d['cpu'])} ok={ok}")
 
     def storm(self) -> None:
         p = self.plan
@@ -232,6 +259,14 @@ class Bench:
         self.log(f"  resumed {len(resumed)}/{3 * p.rooms} in {d['recovery_s']} s after restart; "
                  f"gaps {d['seq_gaps']} dups {d['seq_dups']} lost cmd "
                  f"{d['lost'].get('cmd', 0)} unacked {d['unacked']} checks {d['checks']}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def _cpu(cpu: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.2f}" for k, v in cpu.items())
 
 
 def machine() -> dict[str, Any]:
@@ -272,25 +307,42 @@ class Results:
 
 def run_all(plan: Plan, log: Callable[[str], None] = print, keep_logs: bool = False,
             systems: tuple[str, ...] = SYSTEMS) -> Results:
+    """Both systems are up at once and every step is run on one, then on the other, so
+    that both see the same (drifting) background load of a shared machine."""
     t0 = time.monotonic()
     results = Results(plan=asdict(plan), machine=machine())
     workdir = procs.Workdir(keep=keep_logs)
+    if keep_logs:
+        log(f"server logs in {workdir.path}")
+    benches: list[Bench] = []
     try:
         for kind in systems:
-            bench = Bench(kind, plan, workdir.path, log)
-            try:
-                bench.sweep()
-                if plan.sat_cmd:
-                    bench.saturate("cmd", plan.sat_cmd)
-                if plan.sat_drag:
-                    bench.saturate("drag", plan.sat_drag)
-                if plan.storm:
-                    bench.storm()
-                bench.out["server_log_tail"] = bench.service.tail(20)
-            finally:
-                bench.close()
-            results.systems[kind] = bench.out
+            benches.append(Bench(kind, plan, workdir.path, log))
+        for rooms in plan.sweep:
+            for bench in benches:
+                bench.open(rooms)
+            for bench in benches:
+                bench.steady(rooms)
+        for bench in benches:
+            bench.memory()
+            if plan.idle_seconds > 0:
+                bench.idle()
+        for what, rates in (("cmd", plan.sat_cmd), ("drag", plan.sat_drag)):
+            for rate in rates:
+                running = [b for b in benches if not b.saturated(what)]
+                if not running:
+                    break
+                for bench in running:
+                    bench.saturation_step(what, rate)
+        if plan.storm:
+            for bench in benches:
+                bench.storm()
+        for bench in benches:
+            bench.out["server_log_tail"] = bench.service.tail(20)
+            results.systems[bench.kind] = bench.out
     finally:
+        for bench in benches:
+            bench.close()
         workdir.close()
     results.seconds = time.monotonic() - t0
     return results
