@@ -240,8 +240,10 @@ class Hub:
             return False
         body = {"t": "drag", "part": part, "x": x, "y": y, "by": actor}
         self._fan_out_drag(feed, body, known[1], exclude_role=None)
-        await self.store.publish(room_id, TAG_DRAG + _drag_encoder.encode(
-            {"p": self.process_id, "d": body}))
+        # Drags are not stored: other processes only need them when they have members.
+        if sum(feed.presence.values()) > len(feed.members):
+            await self.store.publish(room_id, TAG_DRAG + _drag_encoder.encode(
+                {"p": self.process_id, "d": body}))
         return True
 
     def _fan_out_drag(self, feed: Feed, body: dict[str, Any], audience: frozenset[str],

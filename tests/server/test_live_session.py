@@ -240,3 +240,49 @@ async def test_ending_tells_everyone_and_leaves_no_key(server_factory, redis_url
         await Client.connect(room.links["a"], give_up_after=2)
     assert "ended" in str(refused.value).lower() or "not valid" in str(refused.value).lower()
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("therapist_sees_drafts", [True, False])
+async def test_drags_reach_exactly_those_who_may_see_the_part(
+        server_factory, therapist_sees_drafts: bool) -> None:
+    first = await server_factory.start()
+    second = await server_factory.start()
+    room = await open_room(first.base_url, bases={"b": second.base_url}, record=True,
+                           therapist_sees_drafts=therapist_sees_drafts)
+    t, a, b = room.therapist, room.a, room.b
+    try:
+        await t.send("stage.set", stage=2)
+        draft = (await a.send("part.add", name=canary("draft"), kind="exile"))["changes"][0][1]
+        shared = (await a.send("part.add", name=canary("shared"), kind="manager"))["changes"][0][1]
+        await a.send("part.reveal", id=shared)
+        await b.wait_seq(a.seq)
+
+        async def drag_until_seen(part: str, watcher: Client, x: float) -> None:
+            for _ in range(50):
+                await a.drag(part, x, 0.5)
+                if watcher.drags.get(part, {}).get("x") == x:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError("the drag never arrived")
+
+        await drag_until_seen(shared, b, 0.31)  # across processes
+        await drag_until_seen(shared, t, 0.32)
+        for _ in range(10):
+            await a.drag(draft, 0.41, 0.5)
+        await b.drag(shared, 0.9, 0.9)  # not B's part: dropped
+        await drag_until_seen(shared, b, 0.33)  # later drags arrive: earlier ones were sent
+        assert draft not in b.drags
+        assert (draft in t.drags) == therapist_sees_drafts
+        assert all(frame.get("by") == "a" for frame in b.drags.values())
+        await t.send("freeze.set", frozen=True)
+        await b.wait_seq(t.seq)
+        for _ in range(10):
+            await a.drag(shared, 0.77, 0.5)
+        await t.send("freeze.set", frozen=False)
+        await b.wait_seq(t.seq)
+        await drag_until_seen(shared, b, 0.34)
+        seen_x = [f.get("x") for f in decoded_frames(b) if f.get("t") == "drag"]
+        assert 0.77 not in seen_x, "a drag on a frozen board went out"
+        assert 0.9 not in seen_x
+    finally:
+        await room.close()
