@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -51,13 +52,21 @@ def redis_url(redis_server: LocalRedis) -> str:
 
 
 def keys_without_ttl(url: str) -> list[str]:
-    """Every key of the Redis at ``url`` that has no TTL."""
+    """Every key that has no TTL, in every database of the Redis at ``url`` ("db<n>:" prefix
+    for databases other than the URL's own)."""
     with redis.Redis.from_url(url) as client:
-        return [
-            key.decode(errors="replace")
-            for key in client.scan_iter(count=1000)
-            if client.pttl(key) == -1
-        ]
+        own = int(client.connection_pool.connection_kwargs.get("db", 0))
+        databases = [int(name[2:]) for name in client.info("keyspace")]
+    untimed: list[str] = []
+    for db in databases:
+        prefix = "" if db == own else f"db{db}:"
+        with redis.Redis.from_url(urlsplit(url)._replace(path=f"/{db}").geturl()) as client:
+            untimed += [
+                prefix + key.decode(errors="replace")
+                for key in client.scan_iter(count=1000)
+                if client.pttl(key) == -1
+            ]
+    return untimed
 
 
 @pytest.fixture(autouse=True)

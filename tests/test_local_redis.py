@@ -206,11 +206,20 @@ def test_a_test_that_leaves_a_key_without_ttl_errors(pytester: pytest.Pytester) 
         def test_flushed_after_the_untimed_one(redis_url):
             with redis.Redis.from_url(redis_url) as client:
                 assert client.dbsize() == 0
+
+        def test_untimed_in_another_database(redis_url):
+            with redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/2") as client:
+                client.set("stray", "1")
+
+        def test_every_database_flushed(redis_url):
+            with redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/2") as client:
+                assert client.dbsize() == 0
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3, errors=1)
+    result.assert_outcomes(passed=5, errors=2)
     result.stdout.fnmatch_lines(["*keys without a TTL*room:{r2}:forever*"])
+    result.stdout.fnmatch_lines(["*keys without a TTL*db2:stray*"])
 
 
 def test_killed_session_redis_is_brought_back_after_the_test(redis_server: LocalRedis) -> None:
