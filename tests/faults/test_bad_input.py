@@ -132,7 +132,7 @@ async def case_on_fresh_connection(trio: Trio, server: Any, redis_url: str, role
 # -- undecodable frames, wrong types, unknown frames and ops --------------------------------
 
 
-async def test_undecodable_frames_are_answered_bad_frame(server, redis_url) -> None:
+async def test_undecodable_frames_are_answered_bad_frame(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     rng = random.Random(4)
@@ -170,7 +170,7 @@ async def test_undecodable_frames_are_answered_bad_frame(server, redis_url) -> N
 
 
 async def test_wrong_types_in_fields_are_answered_bad_request_naming_the_field(
-        server, redis_url) -> None:
+        server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     # (role, frame, field(s), command id the error must name or None)
@@ -231,7 +231,7 @@ async def test_wrong_types_in_fields_are_answered_bad_request_naming_the_field(
     assert_log_clean(server, mark)
 
 
-async def test_unknown_frame_types_and_unknown_ops(server, redis_url) -> None:
+async def test_unknown_frame_types_and_unknown_ops(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     frame_types: dict[str, bytes] = {
@@ -269,7 +269,7 @@ async def test_unknown_frame_types_and_unknown_ops(server, redis_url) -> None:
     assert_log_clean(server, mark)
 
 
-async def test_every_refused_command_names_its_id(server, redis_url) -> None:
+async def test_every_refused_command_names_its_id(server: Any, redis_url: str) -> None:
     """Spec 6: every refusal of a command carries its id, so a client can fail the one
     command it waits on; here the id is always readable (a string of 1..64 chars)."""
     mark = log_mark(server)
@@ -332,7 +332,7 @@ async def test_every_refused_command_names_its_id(server, redis_url) -> None:
 # -- depth, size, strings, NaN --------------------------------------------------------------
 
 
-async def test_deep_nesting_within_the_frame_limit(server, redis_url) -> None:
+async def test_deep_nesting_within_the_frame_limit(server: Any, redis_url: str) -> None:
     """As deep as 64 KiB allows (one byte per level: ~65,000 levels; 100,000 cannot fit)."""
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
@@ -387,7 +387,8 @@ async def raw_error(raw: Raw, data: bytes) -> dict[str, Any]:
     return await raw.error()
 
 
-async def test_oversized_frames_close_1009(server, server_factory, redis_url) -> None:
+async def test_oversized_frames_close_1009(server: Any, server_factory: Any,
+                                           redis_url: str) -> None:
     mark = log_mark(server)
     small = await server_factory.start({"PARTSBOARD_MAX_FRAME": "4096"})
     trio = await open_trio(server.base_url)
@@ -440,7 +441,7 @@ async def test_oversized_frames_close_1009(server, server_factory, redis_url) ->
     assert_log_clean(small)
 
 
-async def test_huge_and_bad_strings(server, redis_url) -> None:
+async def test_huge_and_bad_strings(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     await trio.therapist.set_stage(2)
@@ -503,7 +504,7 @@ async def test_huge_and_bad_strings(server, redis_url) -> None:
     assert_log_clean(server, mark)
 
 
-async def test_nan_and_infinity_are_refused(server, redis_url) -> None:
+async def test_nan_and_infinity_are_refused(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     await trio.therapist.set_stage(3)
@@ -558,20 +559,21 @@ async def test_nan_and_infinity_are_refused(server, redis_url) -> None:
 # -- the handshake -------------------------------------------------------------------------
 
 
-async def test_hello_must_come_first_and_only_once(server, redis_url) -> None:
+async def test_hello_must_come_first_and_only_once(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     link = parse_link(trio.links["b"])
     therapist_secret = parse_link(trio.links["therapist"]).secret
     silent = await Raw.open(trio.links["a"], hello=False)  # says nothing at all
     try:
-        for name, first in {
+        firsts: dict[str, bytes | str] = {
             "a command before the hello": cmd("h1", "pause.raise"),
             "a drag before the hello": pack({"t": "drag", "part": "p", "x": 0.1, "y": 0.1}),
             "garbage before the hello": b"\xc1\xc1\xc1",
             "a text frame before the hello": "hello",
             "an empty frame before the hello": b"",
-        }.items():
+        }
+        for name, first in firsts.items():
             raw = await Raw.open(trio.links["b"], hello=False)
             await raw.send(first)
             assert await raw.closed() == CLOSE_POLICY, name
@@ -622,7 +624,7 @@ def note_texts(view: dict[str, Any]) -> set[str]:
 
 
 async def test_a_burst_over_40_commands_is_rate_limited_and_changes_nothing(
-        server, redis_url) -> None:
+        server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     try:
@@ -656,7 +658,7 @@ async def test_a_burst_over_40_commands_is_rate_limited_and_changes_nothing(
 
 
 async def test_a_sustained_command_stream_is_rate_limited_then_closed_1008(
-        server, redis_url) -> None:
+        server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     try:
@@ -695,7 +697,8 @@ async def test_a_sustained_command_stream_is_rate_limited_then_closed_1008(
     assert_log_clean(server, mark)
 
 
-async def test_a_few_bad_frames_are_forgiven_a_stream_is_closed_1008(server, redis_url) -> None:
+async def test_a_few_bad_frames_are_forgiven_a_stream_is_closed_1008(
+        server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     rng = random.Random(8)
@@ -724,7 +727,7 @@ async def test_a_few_bad_frames_are_forgiven_a_stream_is_closed_1008(server, red
 
 
 async def test_drag_floods_are_dropped_and_a_real_flood_is_closed_1008(
-        server, redis_url) -> None:
+        server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     await trio.therapist.set_stage(2)
@@ -779,7 +782,7 @@ async def test_drag_floods_are_dropped_and_a_real_flood_is_closed_1008(
 # -- secrets, links, origins, subprotocols, connection counts -------------------------------
 
 
-async def test_forged_and_foreign_secrets_get_the_same_answer(server, redis_url) -> None:
+async def test_forged_and_foreign_secrets_get_the_same_answer(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     other = await create_room(server.base_url, key="test-key")
@@ -828,7 +831,7 @@ async def test_forged_and_foreign_secrets_get_the_same_answer(server, redis_url)
     assert_log_clean(server, mark)
 
 
-async def test_a_replaced_partner_link_stops_working_at_once(server, redis_url) -> None:
+async def test_a_replaced_partner_link_stops_working_at_once(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     old_a = trio.links["a"]
@@ -863,7 +866,7 @@ async def test_a_replaced_partner_link_stops_working_at_once(server, redis_url) 
     assert_log_clean(server, mark)
 
 
-async def test_websocket_origins(server, server_factory, redis_url) -> None:
+async def test_websocket_origins(server: Any, server_factory: Any, redis_url: str) -> None:
     mark = log_mark(server)
     allowed = await server_factory.start(
         {"PARTSBOARD_ALLOWED_ORIGINS": "https://board.example, https://other.example/"})
@@ -871,22 +874,24 @@ async def test_websocket_origins(server, server_factory, redis_url) -> None:
     trio_allowed = await open_trio(allowed.base_url, origin="https://board.example")
     host = f"127.0.0.1:{server.port}"
     try:
-        for origin in ("http://evil.example", "null", f"http://{host}.evil.example",
+        for bad in ("http://evil.example", "null", f"http://{host}.evil.example",
                        f"http://evil.example:{server.port}", "https://board.example",
                        f"http://127.0.0.1:{server.port + 1}"):
-            how = await refused(trio.links["b"], origin=origin)
-            assert how.startswith("http 4"), (origin, how)
-            await carries_on(trio, server, f"origin {origin}")
-        for origin in (f"http://{host}", None):
+            how = await refused(trio.links["b"], origin=bad)
+            assert how.startswith("http 4"), (bad, how)
+            await carries_on(trio, server, f"origin {bad}")
+        welcomed: tuple[str | None, ...] = (f"http://{host}", None)
+        for origin in welcomed:
             raw = await Raw.open(trio.links["b"], origin=origin)  # welcomed
             await raw.probe()
             await raw.close()
         # With PARTSBOARD_ALLOWED_ORIGINS, only those (and clients sending no origin).
         allowed_host = f"http://127.0.0.1:{allowed.port}"
-        for origin in (allowed_host, "http://evil.example", "https://board.example.evil"):
-            how = await refused(trio_allowed.links["b"], origin=origin)
-            assert how.startswith("http 4"), (origin, how)
-        for origin in ("https://board.example", "https://other.example", None):
+        for bad in (allowed_host, "http://evil.example", "https://board.example.evil"):
+            how = await refused(trio_allowed.links["b"], origin=bad)
+            assert how.startswith("http 4"), (bad, how)
+        welcomed = ("https://board.example", "https://other.example", None)
+        for origin in welcomed:
             raw = await Raw.open(trio_allowed.links["b"], origin=origin)
             await raw.probe()
             await raw.close()
@@ -898,7 +903,7 @@ async def test_websocket_origins(server, server_factory, redis_url) -> None:
     assert_log_clean(allowed)
 
 
-async def test_the_subprotocol_is_required(server, redis_url) -> None:
+async def test_the_subprotocol_is_required(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     try:
@@ -915,7 +920,8 @@ async def test_the_subprotocol_is_required(server, redis_url) -> None:
     assert_log_clean(server, mark)
 
 
-async def test_more_than_8_connections_for_one_role_are_refused_4429(server, redis_url) -> None:
+async def test_more_than_8_connections_for_one_role_are_refused_4429(
+        server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
     extra: list[Raw] = []

@@ -137,7 +137,7 @@ async def redis_contents(url: str) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     try:
         async for key in client.scan_iter(count=1000):
-            kind = (await client.type(key)).decode()
+            kind = (await client.type(key)).decode()  # type: ignore[union-attr]
             if kind == "string":
                 value: Any = await client.get(key)
             elif kind == "hash":
@@ -332,7 +332,7 @@ async def bad_http(base_url: str, trio: Trio, c: Canaries) -> list[bytes]:
 
 
 async def test_canaries_never_reach_logs_errors_metrics_or_files(
-        server, redis_url, tmp_path_factory) -> None:
+        server: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     c = Canaries()
     roots, exclude = scanned(server.pid, tmp_path_factory.getbasetemp())
     before = await asyncio.to_thread(stamps, roots, exclude)

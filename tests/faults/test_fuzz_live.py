@@ -438,8 +438,8 @@ class Fuzz:
         finally:
             await client.aclose()
         committed: dict[int, tuple[str, str]] = {}
-        for key, value in table.items():
-            role, _, command_id = key.decode().partition(":")
+        for field_name, value in table.items():  # bytes, as the client does not decode
+            role, _, command_id = field_name.decode().partition(":")  # type: ignore[union-attr]
             seq = int(value)
             if seq > self.start_seq:
                 assert seq not in committed, f"two commands committed as seq {seq}"
@@ -464,18 +464,18 @@ class Fuzz:
                     f"seq {seq}: ({role}, {command_id!r}) committed, refused "
                     f"{ledger.refused.get((role, command_id))}, never acked")
         committed_ids = set(committed.values())
-        for key, acks in ledger.acks.items():
-            if key[1].startswith("sync-"):
+        for sender, acked in ledger.acks.items():
+            if sender[1].startswith("sync-"):
                 continue
-            assert key in committed_ids or all(seq <= self.start_seq for seq in acks), (
-                f"{key} acked {acks} but not committed")
-        for key, codes in ledger.refused.items():
-            if key not in ledger.acks and len(ledger.sent.get(key, ())) == 1:
-                assert key not in committed_ids, f"{key} refused {codes} yet committed"
+            assert sender in committed_ids or all(seq <= self.start_seq for seq in acked), (
+                f"{sender} acked {acked} but not committed")
+        for sender, codes in ledger.refused.items():
+            if sender not in ledger.acks and len(ledger.sent.get(sender, ())) == 1:
+                assert sender not in committed_ids, f"{sender} refused {codes} yet committed"
 
 
 def test_thousands_of_random_frames_leave_no_crash_and_no_stray_effect(
-        server, redis_url) -> None:
+        server: Any, redis_url: str) -> None:
     with asyncio.Runner() as runner:
         fuzz = runner.run(Fuzz.open(server, redis_url))
         try:
