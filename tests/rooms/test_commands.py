@@ -1054,7 +1054,7 @@ def test_therapist_updates_partner_name_and_color_separately() -> None:
     s.do("therapist", "partner.update", partner="b", color="#ABCDEF")
     assert s.room.partners["b"] == PartnerInfo("Ola", "#abcdef")  # colours are stored lowercased
     s.do("therapist", "partner.update", partner="b", name="Ola M.")
-    assert s.room.partners["b"] == PartnerInfo("Ola M.", "#ABCDEF")
+    assert s.room.partners["b"] == PartnerInfo("Ola M.", "#abcdef")
 
 
 def test_error_messages_never_echo_the_input() -> None:
