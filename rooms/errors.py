@@ -26,9 +26,11 @@ class RoomError(Exception):
     code = "internal"
     default_message = "Something went wrong."
 
-    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 command_id: str | None = None) -> None:
         self.message = message or self.default_message
         self.field = field
+        self.command_id = command_id
         super().__init__(self.message)
 
     def to_wire(self) -> dict[str, str]:

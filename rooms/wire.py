@@ -70,14 +70,17 @@ def decode_client(data: bytes | str, max_bytes: int = MAX_FRAME_BYTES) -> Client
     try:
         frame: ClientFrame = _client_decoder.decode(data)
     except msgspec.ValidationError as error:
-        raise _validation_error(error) from None
-    except (msgspec.DecodeError, RecursionError):
-        raise BadFrame() from None
-    if isinstance(frame, Drag) and (frame.x != frame.x or frame.y != frame.y):
-        raise BadRequest(field="x")
-    return frame
-
-
+        refusal: BadFrame | BadRequest = _validation_error(error)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 in a union's tag value.
+        refusal = BadFrame()
+    else:
+        if isinstance(frame, Drag) and (frame.x != frame.x or frame.y != frame.y):
+            raise BadRequest(field="x")
+        return frame
+    # Every refused command names its id, so the sender can match the refusal.
+    refusal.command_id = command_id_of(bytes(data))
+    raise refusal
 def field_of(error: msgspec.ValidationError, fields: Collection[str]) -> str | None:
     """The top-level field a msgspec validation error is about, never its value.
 
@@ -103,6 +106,106 @@ def _validation_error(error: msgspec.ValidationError) -> BadFrame | BadRequest:
     if field is None or field == "t":
         return BadFrame("Unknown frame type.")
     return BadRequest(field=field)
+
+
+_FIXED_WIDTH = {
+    0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8,
+    0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8, 0xD4: 2, 0xD5: 3, 0xD6: 5, 0xD7: 9, 0xD8: 17,
+}
+_LENGTH_PREFIXED = {  # type byte -> (width of the length, extra bytes after it)
+    0xC4: (1, 0), 0xC5: (2, 0), 0xC6: (4, 0), 0xC7: (1, 1), 0xC8: (2, 1), 0xC9: (4, 1),
+    0xD9: (1, 0), 0xDA: (2, 0), 0xDB: (4, 0),
+}
+_CONTAINERS = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
+
+
+class _Scanner:
+    """Walks msgpack bytes without recursion, however deep they nest."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def _take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError("truncated")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def _uint(self, width: int) -> int:
+        return int.from_bytes(self._take(width), "big")
+
+    def header(self) -> tuple[str, int]:
+        """The next item's kind ("str", "map", "array", "scalar") and its length or size."""
+        b = self._take(1)[0]
+        if b <= 0x7F or b >= 0xE0:
+            return "scalar", 0
+        if 0x80 <= b <= 0x8F:
+            return "map", b & 0x0F
+        if 0x90 <= b <= 0x9F:
+            return "array", b & 0x0F
+        if 0xA0 <= b <= 0xBF:
+            return "str", b & 0x1F
+        if b in _FIXED_WIDTH:
+            self._take(_FIXED_WIDTH[b])
+            return "scalar", 0
+        if b in _LENGTH_PREFIXED:
+            width, extra = _LENGTH_PREFIXED[b]
+            length = self._uint(width) + extra
+            if b in (0xD9, 0xDA, 0xDB):
+                return "str", length
+            self._take(length)
+            return "scalar", 0
+        if b in _CONTAINERS:
+            width, per_item = _CONTAINERS[b]
+            return ("map" if per_item == 2 else "array"), self._uint(width)
+        raise ValueError("invalid type byte")
+
+    def text(self, length: int) -> str:
+        return self._take(length).decode()
+
+    def skip_value(self) -> None:
+        remaining = 1
+        while remaining:
+            remaining -= 1
+            kind, size = self.header()
+            if kind == "str":
+                self._take(size)
+            elif kind == "map":
+                remaining += 2 * size
+            elif kind == "array":
+                remaining += size
+
+
+def command_id_of(data: bytes) -> str | None:
+    """The id of a refused command frame, read as leniently as possible, or None."""
+    scanner = _Scanner(data)
+    found: dict[str, str] = {}
+    try:
+        kind, entries = scanner.header()
+        if kind != "map":
+            return None
+        for _ in range(entries):
+            kind, size = scanner.header()
+            if kind != "str":
+                return None
+            key = scanner.text(size)
+            if key in ("t", "id"):
+                kind, size = scanner.header()
+                if kind != "str":
+                    return None
+                found[key] = scanner.text(size)
+            else:
+                scanner.skip_value()
+            if len(found) == 2:
+                break
+    except (ValueError, UnicodeDecodeError):
+        return None
+    command_id = found.get("id")
+    if found.get("t") != "cmd" or command_id is None or not 1 <= len(command_id) <= 64:
+        return None
+    return command_id
 
 
 def encode(frame: dict[str, Any]) -> bytes:

@@ -116,7 +116,10 @@ class Connection:
         except RoomError as error:
             await self._refuse(error)
             return
-        except (RedisError, OSError, TimeoutError) as error:
+        except TimeoutError:
+            await self._refuse(BadFrame("No hello arrived in time."))
+            return
+        except (RedisError, OSError) as error:
             log.warning("handshake failed (%s)", type(error).__name__)
             await self._refuse(RoomError())
             return
@@ -269,7 +272,9 @@ class Connection:
             frame = wire.decode_client(data, self.settings.max_frame_bytes)
         except RoomError as error:
             metrics.BAD_FRAMES.labels(error.code).inc()
-            self.push(None, wire.encode(wire.error(error.code, error.message, field=error.field)))
+            self.push(None, wire.encode(wire.error(error.code, error.message,
+                                                   command_id=error.command_id,
+                                                   field=error.field)))
             self._strike()
             return
         if isinstance(frame, wire.Cmd):

@@ -118,6 +118,7 @@ class Settings:
             drag_rate=_float(env, "PARTSBOARD_DRAG_RATE", 30.0),
             connections_per_role=_int(env, "PARTSBOARD_MAX_CONNECTIONS_PER_ROLE", 8),
             send_queue=_int(env, "PARTSBOARD_SEND_QUEUE", 512),
+            hello_timeout=_float(env, "PARTSBOARD_HELLO_TIMEOUT", 10.0),
             ping_interval=_float(env, "PARTSBOARD_PING_INTERVAL", 20.0),
             ping_timeout=_float(env, "PARTSBOARD_PING_TIMEOUT", 20.0),
             presence_ttl=_float(env, "PARTSBOARD_PRESENCE_TTL", 15.0),
