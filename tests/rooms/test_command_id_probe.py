@@ -36,7 +36,7 @@ def test_the_probe_never_raises(data: bytes) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(command_id=st.text(min_size=1, max_size=64),
-       junk=st.recursive(st.none() | st.integers() | st.text(max_size=5),
+       junk=st.recursive(st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
                          lambda inner: st.lists(inner, max_size=3)
                          | st.dictionaries(st.text(max_size=3), inner, max_size=3)))
 def test_a_refused_command_carries_its_id(command_id: str, junk: object) -> None:
