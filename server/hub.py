@@ -362,19 +362,27 @@ class Hub:
     async def _heartbeat_forever(self) -> None:
         while not self._closing:
             await asyncio.sleep(self.presence_ttl / 3)
-            for feed in list(self.feeds.values()):
-                try:
-                    await self.store.presence_put(
-                        feed.room_id, [m.presence_id for m in feed.members], self.presence_ttl)
-                    await self.store.touch(feed.room_id)
-                    await self._presence_changed(feed, announce=False)
-                except (RedisError, OSError) as error:
-                    log.warning("heartbeat failed (%s)", type(error).__name__)
+            rooms = {room_id: [m.presence_id for m in feed.members]
+                     for room_id, feed in self.feeds.items()}
+            if not rooms:
+                continue
+            try:
+                counts = await self.store.heartbeat(rooms, self.presence_ttl)
+            except (RedisError, OSError) as error:
+                log.warning("heartbeat failed (%s)", type(error).__name__)
+                continue
+            for room_id, present in counts.items():
+                feed = self.feeds.get(room_id)
+                if feed is not None:
+                    self._show_presence(feed, present)
 
     async def _presence_changed(self, feed: Feed, *, announce: bool) -> None:
         counts = await self.store.presence_counts(feed.room_id)
         if announce:
             await self.store.publish(feed.room_id, TAG_PRESENCE)
+        self._show_presence(feed, counts)
+
+    def _show_presence(self, feed: Feed, counts: dict[str, int]) -> None:
         if counts != feed.presence:
             feed.presence = counts
             frame = wire.encode({"t": "presence", "presence": counts})

@@ -284,9 +284,6 @@ class Store:
         value = await self.redis.hget(Keys(room_id).meta, "seq")
         return int(value) if value is not None else None
 
-    async def touch(self, room_id: str) -> bool:
-        return bool(await self._touch(keys=Keys(room_id).all(), args=[self.idle_ms]))
-
     async def end(self, room_id: str) -> bool:
         keys = Keys(room_id)
         return bool(await self._end(keys=keys.all(), args=[keys.channel, TAG_ENDED]))
@@ -313,18 +310,40 @@ class Store:
             pipe.pexpire(keys.presence, int(ttl_s * 3000))
             await pipe.execute()
 
+    async def heartbeat(self, rooms: dict[str, list[str]], ttl_s: float,
+                        chunk: int = 200) -> dict[str, dict[str, int]]:
+        """For many rooms at once: refresh this process's presence entries and the
+        room's TTLs (a room with people in it is not idle), and read who is present."""
+        now_ms = await self._now_ms()
+        expiry = now_ms + int(ttl_s * 1000)
+        counts: dict[str, dict[str, int]] = {}
+        room_ids = list(rooms)
+        for start in range(0, len(room_ids), chunk):
+            batch = room_ids[start:start + chunk]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room_id in batch:
+                    keys = Keys(room_id)
+                    pipe.zremrangebyscore(keys.presence, "-inf", now_ms)
+                    if rooms[room_id]:
+                        pipe.zadd(keys.presence, dict.fromkeys(rooms[room_id], expiry))
+                    pipe.pexpire(keys.presence, int(ttl_s * 3000))
+                    await self._touch(keys=keys.all(), args=[self.idle_ms], client=pipe)
+                    pipe.zrangebyscore(keys.presence, now_ms, "+inf")
+                replies = await pipe.execute()
+            position = 0
+            for room_id in batch:
+                position += 4 if rooms[room_id] else 3
+                counts[room_id] = _role_counts(replies[position])
+                position += 1
+        return counts
+
     async def presence_remove(self, room_id: str, member: str) -> None:
         await self.redis.zrem(Keys(room_id).presence, member)
 
     async def presence_counts(self, room_id: str) -> dict[str, int]:
         now_ms = await self._now_ms()
         members: Any = await self.redis.zrangebyscore(Keys(room_id).presence, now_ms, "+inf")
-        counts: dict[str, int] = dict.fromkeys(ROLES, 0)
-        for member in members:
-            role = member.decode().rsplit("|", 1)[-1]
-            if role in counts:
-                counts[role] += 1
-        return counts
+        return _role_counts(members)
 
     async def persistence_settings(self) -> dict[str, str] | None:
         """Redis's disk persistence settings, or None when CONFIG is not allowed."""
@@ -334,6 +353,15 @@ class Store:
         except aioredis.ResponseError:
             return None
         return {"save": str(save.get("save", "")), "appendonly": str(aof.get("appendonly", ""))}
+
+
+def _role_counts(members: list[bytes]) -> dict[str, int]:
+    counts: dict[str, int] = dict.fromkeys(ROLES, 0)
+    for member in members:
+        role = member.decode().rsplit("|", 1)[-1]
+        if role in counts:
+            counts[role] += 1
+    return counts
 
 
 def decode_event(blob: bytes) -> Event:

@@ -1,0 +1,60 @@
+"""Presence across processes: each person once, healed when a process dies."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+from crash_helpers import join, make_room
+
+pytestmark = pytest.mark.timeout(120)
+
+FAST_PRESENCE = {"PARTSBOARD_PRESENCE_TTL": "1.5", "PARTSBOARD_SWEEP_INTERVAL": "0.5"}
+
+
+async def test_a_dead_process_leaves_no_ghost_members(server_factory) -> None:
+    steady = await server_factory.start(FAST_PRESENCE)
+    doomed = await server_factory.start(FAST_PRESENCE)
+    room = await make_room(steady.base_url, 0)
+    therapist = await join(room, "therapist", steady.base_url, steady.base_url)
+    tabs = [await join(room, "a", doomed.base_url, steady.base_url) for _ in range(2)]
+    phone = await join(room, "b", steady.base_url, steady.base_url)
+    await therapist.wait_for(lambda _: therapist.presence == {"therapist": 1, "a": 2, "b": 1})
+    doomed.kill()  # no goodbye from its connections
+    await therapist.wait_for(lambda _: therapist.presence.get("a") == 0, timeout=15)
+    assert therapist.presence == {"therapist": 1, "a": 0, "b": 1}
+    assert phone.presence == therapist.presence
+    for client in (therapist, *tabs, phone):
+        await client.close()
+
+
+async def test_tabs_count_per_role_and_leaving_is_seen_at_once(server_factory) -> None:
+    first = await server_factory.start()
+    second = await server_factory.start()
+    room = await make_room(first.base_url, 0)
+    therapist = await join(room, "therapist", first.base_url, first.base_url)
+    tab = await join(room, "b", first.base_url, first.base_url)
+    other_tab = await join(room, "b", second.base_url, first.base_url)
+    await therapist.wait_for(lambda _: therapist.presence.get("b") == 2)
+    await other_tab.close()
+    await therapist.wait_for(lambda _: therapist.presence.get("b") == 1)
+    await tab.close()
+    await therapist.wait_for(lambda _: therapist.presence.get("b") == 0)
+    await therapist.close()
+
+
+async def test_a_room_with_people_in_it_is_not_idle(server_factory, redis_url) -> None:
+    short = await server_factory.start({"PARTSBOARD_IDLE_TTL": "2",
+                                        "PARTSBOARD_PRESENCE_TTL": "1.5"})
+    room = await make_room(short.base_url, 0)
+    therapist = await join(room, "therapist", short.base_url, short.base_url)
+    await asyncio.sleep(4)  # twice the idle time-out, with someone connected
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.exists(f"pb:{{{room.id}}}:state")
+    await therapist.close()
+    deadline = asyncio.get_running_loop().time() + 15
+    with redis.Redis.from_url(redis_url) as client:
+        while client.exists(f"pb:{{{room.id}}}:state"):
+            assert asyncio.get_running_loop().time() < deadline, "the empty room never expired"
+            await asyncio.sleep(0.2)
