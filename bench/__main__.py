@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="benchmark only this system (repeatable)")
     parser.add_argument("--workers", type=int, help="load generator processes")
     parser.add_argument("--rooms", type=int, nargs="+", help="the steady sweep's room counts")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="scheduling priority for every benchmarked process (e.g. -5 on a "
+                             "machine shared with other work; needs root)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the server logs (their directory is printed)")
     args = parser.parse_args(argv)
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - t0:6.1f}s] {line}", flush=True)
 
     results = scenarios.run_all(plan, log=log, keep_logs=args.keep_logs,
-                                systems=tuple(args.only or scenarios.SYSTEMS))
+                                systems=tuple(args.only or scenarios.SYSTEMS), nice=args.nice)
     text = report.render(results)
     print(text)
     if args.out:

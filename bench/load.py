@@ -43,6 +43,8 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from .procs import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("therapist", "a", "b")
 PARTNERS = (1, 2)
@@ -679,18 +681,25 @@ class Worker:
         self.pending.clear()
         unacked = sum(len(m.unacked) for r in rooms for m in r.members)
         unexpected = 0
+        details: list[str] = []  # a few examples of what went wrong, for debugging
         if self.pb:
             for room in rooms:
                 for seq, sent in room.seq_sent.items():
                     arrivals = room.seq_arrivals.get(seq) or [0.0, 0.0, 0.0]
-                    for t in arrivals:
+                    for index, t in enumerate(arrivals):
                         if t:
                             w.lat["cmd"].append((t - sent) * 1000.0)
                         else:
                             lost["cmd"] += 1
+                            if len(details) < 10:
+                                m = room.members[index]
+                                details.append(f"lost seq {seq} at {m.role} (last seen "
+                                               f"{m.last_seq}, drops {m.drops})")
                 for seq in room.seq_arrivals:
                     if seq not in room.seq_sent and seq not in room.ignore_seqs:
                         unexpected += 1
+                        if len(details) < 20:
+                            details.append(f"unexpected seq {seq}")
         resumed = [m.resumed_at for r in rooms for m in r.members]
         return {
             "seconds": seconds,
@@ -705,6 +714,7 @@ class Worker:
             "dead": sum(1 for r in rooms for m in r.members if m.dead is not None),
             "resumed_at": resumed,
             "handler_error": self.handler_error,
+            "details": details,
         }
 
     async def close(self) -> None:
@@ -771,7 +781,7 @@ class LoadGen:
             argv = [sys.executable, "-m", "bench.load", "--fd", str(child.fileno()),
                     "--config", json.dumps(dataclasses.asdict(config))]
             proc = subprocess.Popen(argv, pass_fds=[child.fileno()], cwd=ROOT,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
             child.close()
             self.conns.append(Connection(parent.detach()))
             self.procs.append(proc)
@@ -842,6 +852,7 @@ def merge(replies: list[dict[str, Any]]) -> dict[str, Any]:
         "lag": [v for r in replies for v in r["lag"]],
         "resumed_at": [v for r in replies for v in r["resumed_at"]],
         "handler_error": next((r["handler_error"] for r in replies if r["handler_error"]), None),
+        "details": [v for r in replies for v in r["details"]],
     }
     for key in ("sent", "lost", "counts", "checks"):
         total: Counter[str] = Counter()

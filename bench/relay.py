@@ -10,7 +10,9 @@ persistence, no privacy: only publish-to-room and fan-out, so it is the floor
 that Partsboard is measured against.
 
 One pub/sub connection per process, one subscription per room with local
-sockets. Run it as its own process:
+sockets. Each socket has a bounded send queue drained by its own task, as in
+Partsboard (a socket whose queue overflows is closed), so one slow reader
+never stalls the fan-out to everyone else. Run it as its own process:
 
     python -m bench.relay --port 8100 --redis redis://127.0.0.1:6380/0
 """
@@ -52,16 +54,45 @@ _encode = msgspec.msgpack.Encoder().encode
 WELCOME = _encode({"t": "welcome"})
 
 
+SEND_QUEUE = 512  # frames, as Partsboard's default PARTSBOARD_SEND_QUEUE
+CLOSE_TOO_SLOW = 4408
+
+
+class Client:
+    """One socket and its send queue."""
+
+    __slots__ = ("queue", "ws")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(SEND_QUEUE)
+
+    def push(self, frame: bytes) -> None:
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.queue = asyncio.Queue(1)
+            self.queue.put_nowait(None)  # the writer closes the socket
+
+    async def write(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            if frame is None:
+                await self.ws.close(CLOSE_TOO_SLOW)
+                return
+            await self.ws.send_bytes(frame)
+
+
 class Hub:
     """This process's one pub/sub connection and its rooms' local sockets."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self.pubsub: PubSub = redis.pubsub()
-        self.rooms: dict[str, set[WebSocket]] = {}
+        self.rooms: dict[str, set[Client]] = {}
         self._reader: asyncio.Task[None] | None = None
 
-    async def join(self, room: str, ws: WebSocket) -> None:
+    async def join(self, room: str, ws: Client) -> None:
         sockets = self.rooms.get(room)
         if sockets is None:
             sockets = self.rooms[room] = set()
@@ -72,7 +103,7 @@ class Hub:
         else:
             sockets.add(ws)
 
-    async def leave(self, room: str, ws: WebSocket) -> None:
+    async def leave(self, room: str, ws: Client) -> None:
         sockets = self.rooms.get(room)
         if sockets is None:
             return
@@ -98,9 +129,8 @@ class Hub:
                 continue
             room = message["channel"][skip:].decode()
             data: bytes = message["data"]
-            for ws in list(self.rooms.get(room, ())):
-                with contextlib.suppress(Exception):
-                    await ws.send_bytes(data)
+            for client in self.rooms.get(room, ()):
+                client.push(data)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -133,6 +163,8 @@ def create_app(redis_url: str) -> Starlette:
         offered = ws.scope.get("subprotocols") or []
         await ws.accept(subprotocol=offered[0] if offered else None)
         room: str | None = None
+        client = Client(ws)
+        writer: asyncio.Task[None] | None = None
         try:
             hello = _decode(await ws.receive_bytes())
             if hello.t != "hello" or not hello.room:
@@ -140,22 +172,27 @@ def create_app(redis_url: str) -> Starlette:
                 return
             room = hello.room
             channel = PREFIX + room
-            await hub.join(room, ws)
             await ws.send_bytes(WELCOME)
+            writer = asyncio.create_task(client.write())
+            await hub.join(room, client)
             publish = hub.redis.publish
             while True:
                 data = await ws.receive_bytes()
                 frame = _decode(data)
                 if frame.t == "cmd":
                     await publish(channel, data)
-                    await ws.send_bytes(_encode({"t": "ack", "id": frame.id}))
+                    client.push(_encode({"t": "ack", "id": frame.id}))
                 elif frame.t == "drag":
                     await publish(channel, data)
-        except (WebSocketDisconnect, msgspec.DecodeError, KeyError):
+        except (WebSocketDisconnect, msgspec.DecodeError, KeyError, RuntimeError):
             pass
         finally:
             if room is not None:
-                await hub.leave(room, ws)
+                await hub.leave(room, client)
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(BaseException):
+                    await writer
 
     routes: list[Any] = [Route("/healthz", healthz), WebSocketRoute("/ws", relay)]
     return Starlette(routes=routes, lifespan=lifespan)

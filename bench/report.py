@@ -40,6 +40,25 @@ def _get(d: dict[str, Any] | None, *path: str) -> Any:
     return cur
 
 
+def _per_msg(d: dict[str, Any] | None) -> float | None:
+    """Server CPU microseconds per message received or sent (acks not counted)."""
+    if not d:
+        return None
+    msgs = d["rate_in"] + d["rate_out"]
+    return d["cpu"]["server"] / msgs * 1e6 if msgs else None
+
+
+def _others(results: Results) -> float | None:
+    """Mean CPU (cores) used by processes outside the benchmark during measured steps."""
+    values = []
+    for system in results.systems.values():
+        steps = list(system.get("steady", []))
+        for sat in system.get("saturation", {}).values():
+            steps += sat["steps"]
+        values += [d["cpu"]["others"] for d in steps if "others" in d.get("cpu", {})]
+    return sum(values) / len(values) if values else None
+
+
 def render(results: Results) -> str:
     r = results.systems.get("relay", {})
     p = results.systems.get("partsboard", {})
@@ -52,7 +71,11 @@ def render(results: Results) -> str:
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']} GiB RAM, Python "
         f"{m['python']}, Linux {m['kernel']}, {m['redis']}. Server, redis-server and "
         f"{plan['workers']} load generator processes share the machine; all traffic is on "
-        "127.0.0.1.",
+        "127.0.0.1."
+        + (f" Benchmarked processes ran at nice {m['nice']}." if m.get("nice") else "")
+        + (f" Other work on the machine used {_others(results):.2f} cores on average during "
+           "the measured steps (the machine is shared; see \"other processes' CPU\")."
+           if _others(results) is not None else ""),
         "",
         f"Load per room: {plan['cmd_rate']} committed commands/s (60% part.move, 25% "
         f"part.blend, 15% part.add then part.reveal; part.remove once a partner has added "
@@ -80,6 +103,7 @@ def render(results: Results) -> str:
         out.append(_row("lost + duplicated + gaps", loss(d_r), loss(d_p) if d_p else None))
         out.append(_row("server CPU (cores)", _get(d_r, "cpu", "server"),
                         _get(d_p, "cpu", "server"), 2))
+        out.append(_row("server CPU per message in+out (us)", _per_msg(d_r), _per_msg(d_p)))
         out.append(_row("redis CPU (cores)", _get(d_r, "cpu", "redis"),
                         _get(d_p, "cpu", "redis"), 2))
         out.append(_row("generator CPU (cores)", _get(d_r, "cpu", "generator"),

@@ -90,6 +90,7 @@ def digest(result: dict[str, Any]) -> dict[str, Any]:
         "connections": result["connections"],
         "dead": result["dead"],
         "handler_error": result["handler_error"],
+        "details": result["details"],
     }
 
 
@@ -101,8 +102,10 @@ def loss(d: dict[str, Any], kinds: tuple[str, ...] = ("cmd", "drag")) -> int:
 class Bench:
     """One system under test: its redis, its server, its generators and meters."""
 
-    def __init__(self, kind: str, plan: Plan, workdir: Path, log: Callable[[str], None]) -> None:
+    def __init__(self, kind: str, plan: Plan, workdir: Path, log: Callable[[str], None],
+                 nice: int = 0) -> None:
         self.kind = kind
+        self.nice = nice
         self.plan = plan
         self.log = log
         self.redis = procs.start_redis()
@@ -112,6 +115,7 @@ class Bench:
         except BaseException:
             self.redis.stop()
             raise
+        procs.renice([self.redis.pid, *self.service.pids()], nice)
         time.sleep(1.0)
         self.base_rss_kib = self.service.memory_kib()[0]
         self.base_redis = procs.redis_info_memory(self.redis.port)
@@ -122,6 +126,7 @@ class Bench:
             procs.stop_all(self.service)
             self.redis.stop()
             raise
+        procs.renice(self.gen.pids, nice)
         self.out: dict[str, Any] = {"kind": kind, "base_rss_mib": self.base_rss_kib / 1024,
                                     "steady": [], "saturation": {}}
         self._opened = (0.0, 0)
@@ -242,6 +247,7 @@ class Bench:
         self.service.kill9()
         t_restart = time.time()
         procs.start_server(self.service)
+        procs.renice(self.service.pids(), self.nice)
         t_ready = self.service.ready_at
         result = merge(self.gen.gather(p.storm_seconds + p.storm_drain + 120))
         d = digest(result)
@@ -306,18 +312,19 @@ class Results:
 
 
 def run_all(plan: Plan, log: Callable[[str], None] = print, keep_logs: bool = False,
-            systems: tuple[str, ...] = SYSTEMS) -> Results:
+            systems: tuple[str, ...] = SYSTEMS, nice: int = 0) -> Results:
     """Both systems are up at once and every step is run on one, then on the other, so
     that both see the same (drifting) background load of a shared machine."""
     t0 = time.monotonic()
     results = Results(plan=asdict(plan), machine=machine())
+    results.machine["nice"] = nice
     workdir = procs.Workdir(keep=keep_logs)
     if keep_logs:
         log(f"server logs in {workdir.path}")
     benches: list[Bench] = []
     try:
         for kind in systems:
-            benches.append(Bench(kind, plan, workdir.path, log))
+            benches.append(Bench(kind, plan, workdir.path, log, nice))
         for rooms in plan.sweep:
             for bench in benches:
                 bench.open(rooms)
