@@ -31,21 +31,20 @@ def main() -> int:
     log.info("therapist start page: %s/", base)
     if settings.dev_mode:
         log.warning("no PARTSBOARD_THERAPIST_KEY set: development mode, no practice key needed")
-    try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            ws_max_size=settings.max_frame_bytes,
-            ws_ping_interval=settings.ping_interval,
-            ws_ping_timeout=settings.ping_timeout,
-            access_log=False,
-            log_level="info",
-            proxy_headers=True,
-        )
-    finally:
-        if local is not None:
-            local.stop()
+    # uvicorn re-raises SIGTERM once it has shut down, so cleanup lives in the app's
+    # lifespan, not in a `finally` here.
+    app = create_app(settings, on_shutdown=local.stop if local is not None else None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=settings.ping_interval,
+        ws_ping_timeout=settings.ping_timeout,
+        access_log=False,
+        log_level="info",
+        proxy_headers=True,
+    )
     return 0
 
 

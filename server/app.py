@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -65,7 +65,7 @@ def redis_client(settings: Settings, url: str, *, pool_size: int) -> aioredis.Re
     return aioredis.Redis(connection_pool=pool)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = None) -> Starlette:
     if settings.redis_url is None:
         raise ValueError("create_app needs settings.redis_url")
     client = redis_client(settings, settings.redis_url, pool_size=settings.redis_pool_size)
@@ -99,6 +99,8 @@ def create_app(settings: Settings) -> Starlette:
             await hub.stop()
             await client.aclose()
             await pubsub_client.aclose()
+            if on_shutdown is not None:
+                on_shutdown()
 
     async def websocket_endpoint(websocket: WebSocket) -> None:
         await Connection(websocket, settings, store, hub, executor).run()
