@@ -72,7 +72,7 @@ def decode_client(data: bytes | str, max_bytes: int = MAX_FRAME_BYTES) -> Client
     except msgspec.ValidationError as error:
         refusal: BadFrame | BadRequest = _validation_error(error)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-        # msgspec raises UnicodeDecodeError for invalid UTF-8 in a union's tag value.
+        # msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 in a string.
         refusal = BadFrame()
     else:
         if isinstance(frame, Drag) and (frame.x != frame.x or frame.y != frame.y):
