@@ -228,9 +228,10 @@ export class Board {
   // A place on this partner's side where a new card covers no other card, if there is one.
   freeSpot(partner) {
     const area = this.cardsEl.getBoundingClientRect();
-    const sample = this.cardsEl.querySelector("li.part");
-    const cardW = sample ? sample.offsetWidth : 150;
-    const cardH = sample ? sample.offsetHeight : 110;
+    // The biggest card sets the spacing (a private card, with its note, is taller).
+    const shown = Array.from(this.cardsEl.querySelectorAll("li.part"));
+    const cardW = shown.length ? Math.max(...shown.map((li) => li.offsetWidth)) : 150;
+    const cardH = shown.length ? Math.max(...shown.map((li) => li.offsetHeight)) : 110;
     const freeW = Math.max(1, area.width - cardW);
     const freeH = Math.max(1, area.height - cardH);
     const taken = Array.from(this.cards.values(), (card) => this.position(card.part));

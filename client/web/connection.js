@@ -291,7 +291,9 @@ export class RoomClient extends EventTarget {
       return;
     }
     if (frame.code === "room_ended" || frame.code === "room_lost") {
-      this.finish(frame.code === "room_ended" ? "ended" : "lost");
+      // An ended session says {"t": "ended"}; room_ended here means this link stopped
+      // working (replaced by the therapist) or the session is gone: "this link no longer works".
+      this.finish(frame.code === "room_ended" ? this.refused("invalid") : "lost");
       return;
     }
     this.emit("servererror", { error: frame });

@@ -396,6 +396,27 @@ function ownNeedItem(app, part, need, editable) {
     app.send("need.set", { part: part.id, text: needArea.value }).then(() => drafts.delete(needKey), () => {});
   });
   li.append(needForm);
+  if (need && app.can("need.remove")) {
+    li.append(h("div", { class: "actions" }, h("button", {
+      type: "button", class: "small danger", text: "Remove this need",
+      "aria-label": `Remove this need (${part.name})`, dataset: { focus: `need-remove-${part.id}` },
+      onclick: async () => {
+        const ok = await app.confirm({
+          title: `Remove what ${part.name} needs?`,
+          text: need.request
+            ? `The need, your request to ${other} and ${other}'s answer are taken off the board for everyone.`
+            : "The need is taken off the board for everyone.",
+          ok: "Remove the need",
+        });
+        if (ok) {
+          app.send("need.remove", { part: part.id }).then(() => {
+            drafts.delete(needKey);
+            drafts.delete(`request-${part.id}`);
+          }, () => {});
+        }
+      },
+    })));
+  }
   if (need && app.can("request.make")) {
     const requestKey = `request-${part.id}`;
     const requestArea = h("textarea", { rows: 2, maxlength: 2000, dataset: { key: requestKey } });

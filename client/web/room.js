@@ -21,7 +21,7 @@ const STATUS_TEXT = {
   ended: "The session has ended",
   lost: "The session was lost",
   invalid: "This link is not valid",
-  closed: "This session is closed",
+  closed: "This link no longer works",
 };
 
 const TERMINAL = {
@@ -34,9 +34,10 @@ const TERMINAL = {
   invalid: ["This link is not valid",
     "This session does not exist or has ended. Nothing from it was kept. If you expected to " +
     "join a session, ask your therapist for a new link."],
-  closed: ["This session is closed",
-    "The session has ended, or this link was replaced by a new one. Nothing from the session " +
-    "was kept on the server. If you expected to go on, ask your therapist for a new link."],
+  closed: ["This link no longer works",
+    "Your therapist may have given you a new link, or the session has ended. This window has " +
+    "been closed and nothing from the session was kept in it. If you expected to go on, ask " +
+    "your therapist for the new link."],
   nosecret: ["This link is incomplete",
     "The link you opened is missing its key (the part after #). Open the whole link you were " +
     "given, or ask your therapist for a new one."],
@@ -145,10 +146,12 @@ class App {
     document.body.dataset.stage = String(this.stage);
     if (!this.wired) this.wire();
     $("room").hidden = false;
+    if (!this.barParts) this.watchBars();
     this.renderPresence();
     this.renderBanners();
     this.renderStages();
     this.renderPartnerActions();
+    this.renderRoomBar();
     this.renderBoardMeta();
     this.boardView.render();
     renderPartPanel(this);
@@ -172,6 +175,12 @@ class App {
     }
     if (el.textContent !== text) el.textContent = text;
     el.dataset.state = status;
+    // Too many windows for this link: say so plainly in the page, not only in the status.
+    const busy = document.getElementById("busy");
+    if (busy && busy.hidden !== (status !== "busy")) {
+      busy.hidden = status !== "busy";
+      if (!busy.hidden && !this.view) $("busy-title").focus();
+    }
     const was = this.lastStatus;
     this.lastStatus = status;
     if (status === "reconnecting" && was !== "reconnecting") this.announce("Connection lost. Reconnecting…");
@@ -309,6 +318,44 @@ class App {
     quiet.textContent = overwhelmed ? "Your therapist knows you're overwhelmed" : "I'm getting overwhelmed";
   }
 
+  // The bar with the pause in it shows for partners always, and for everyone during a pause.
+  renderRoomBar() {
+    const bar = $("room-bar");
+    const show = this.isPartner || Boolean(this.board.pause);
+    if (bar.hidden === show) {
+      bar.hidden = !show;
+      this.measureBars();
+    }
+  }
+
+  // The heights of the sticky header and of the phone's bottom bar, for the page's padding and
+  // its scroll padding (so that nothing focused or scrolled to ends up under them).
+  watchBars() {
+    const header = document.querySelector(".site-header");
+    const bar = $("room-bar");
+    const measure = () => this.measureBars();
+    window.addEventListener("resize", measure);
+    if (typeof ResizeObserver === "function") {
+      const observer = new ResizeObserver(measure);
+      observer.observe(header);
+      observer.observe(bar);
+    }
+    this.barParts = { header, bar };
+    measure();
+  }
+
+  measureBars() {
+    if (!this.barParts) return;
+    const { header, bar } = this.barParts;
+    const root = document.documentElement;
+    const sticky = getComputedStyle(header).position === "sticky";
+    const fixed = bar.isConnected && getComputedStyle(bar).position === "fixed";
+    const headerH = sticky ? `${Math.ceil(header.getBoundingClientRect().height)}px` : "0px";
+    const barH = fixed && !bar.hidden ? `${Math.ceil(bar.getBoundingClientRect().height)}px` : "0px";
+    if (root.style.getPropertyValue("--header-h") !== headerH) root.style.setProperty("--header-h", headerH);
+    if (root.style.getPropertyValue("--bar-h") !== barH) root.style.setProperty("--bar-h", barH);
+  }
+
   renderBoardMeta() {
     for (const partner of ["a", "b"]) {
       const name = this.partnerName(partner);
@@ -317,10 +364,13 @@ class App {
         .filter((p) => p.owner === partner && !p.shared).length;
       // Counts of parts this viewer cannot see: numbers only, never content.
       const unseen = Math.max(0, count - hiddenCount);
-      let text = partner === this.role ? `Your side (${name})` : `${name}'s side`;
-      if (unseen) text += ` · ${name} has ${unseen} ${unseen === 1 ? "part" : "parts"} not yet shared`;
+      const side = partner === this.role ? `Your side (${name})` : `${name}'s side`;
+      const counted = unseen ? `${name} has ${unseen} ${unseen === 1 ? "part" : "parts"} not yet shared` : "";
       const label = $(`zone-${partner}-label`);
-      if (label.textContent !== text) label.textContent = text;
+      const sideEl = label.querySelector(".zone-name");
+      const countEl = label.querySelector(".zone-count");
+      if (sideEl.textContent !== side) sideEl.textContent = side;
+      if (countEl.textContent !== counted) countEl.textContent = counted;
       const color = this.partnerColor(partner);
       if (color) $("board").style.setProperty(`--partner-${partner}`, color);
     }
@@ -604,6 +654,9 @@ class App {
     }
     drafts.clear();
     $("room").remove();
+    $("room-bar").remove();
+    $("busy").remove();
+    document.documentElement.style.setProperty("--bar-h", "0px");
     if ($("confirm-dialog").open) $("confirm-dialog").close();
     try {
       sessionStorage.removeItem(SECRET_KEY);
