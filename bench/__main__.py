@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=0,
                         help="scheduling priority for every benchmarked process (e.g. -5 on a "
                              "machine shared with other work; needs root)")
+    parser.add_argument("--from-json", type=Path,
+                        help="do not run anything: render the results of an earlier --json")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the server logs (their directory is printed)")
     args = parser.parse_args(argv)
@@ -38,8 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {line}", flush=True)
 
-    results = scenarios.run_all(plan, log=log, keep_logs=args.keep_logs,
-                                systems=tuple(args.only or scenarios.SYSTEMS), nice=args.nice)
+    if args.from_json:
+        results = scenarios.Results(**json.loads(args.from_json.read_text()))
+    else:
+        results = scenarios.run_all(plan, log=log, keep_logs=args.keep_logs,
+                                    systems=tuple(args.only or scenarios.SYSTEMS),
+                                    nice=args.nice)
     text = report.render(results)
     print(text)
     if args.out:
