@@ -145,6 +145,11 @@ def _visible_part(room: Room, actor: Role, part_id: str, field: str) -> Part:
     return part
 
 
+def _sees(room: Room, actor: Role, part_id: str) -> bool:
+    part = room.parts.get(part_id)
+    return part is not None and (part.shared or part.owner == actor)
+
+
 def _partner(actor: Role) -> Partner:
     assert actor in PARTNERS
     return actor
@@ -375,7 +380,10 @@ def _link_add(room: Room, actor: Role, cmd: a.LinkAdd, ctx: Context) -> Room:
 
 def _link_remove(room: Room, actor: Role, cmd: a.LinkRemove, ctx: Context) -> Room:
     link = room.links.get(cmd.id)
-    if link is None or link.owner != actor:
+    # A link onto a part the other partner has since withdrawn is hidden from its owner
+    # too; it answers like a link that never existed, so the answer does not tell the
+    # owner whether that part was withdrawn or removed. It comes back if the part does.
+    if link is None or link.owner != actor or not _sees(room, actor, link.target):
         raise NotFound(field="id")
     return replace(room, links=_without(room.links, link.id))
 
@@ -446,9 +454,11 @@ def _request_make(room: Room, actor: Role, cmd: a.RequestMake, ctx: Context) -> 
 
 def _request_answer(room: Room, actor: Role, cmd: a.RequestAnswer, ctx: Context) -> Room:
     need = room.needs.get(cmd.part)
-    if need is None or need.owner != other_partner(_partner(actor)):
+    # The need of a withdrawn part answers exactly like one that never existed.
+    if need is None or need.owner != other_partner(_partner(actor)) \
+            or not room.parts[need.part].shared:
         raise NotFound(field="part")
-    if not room.parts[need.part].shared or need.request is None:
+    if need.request is None:
         raise NotFound("There is no request to answer.", field="part")
     note = clean_text(cmd.note, _limits(room).text_length, "note", allow_empty=True)
     need = replace(need, answer=cmd.answer, answer_note=note)

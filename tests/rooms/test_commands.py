@@ -814,6 +814,19 @@ def test_reacts_to_only_the_other_partners_shared_part() -> None:
     assert s.room.links[link] == model.Link(link, "a", "reacts_to", mine, shared_other)
 
 
+def test_a_link_onto_a_withdrawn_part_is_not_found_for_its_owner_too() -> None:
+    s = Session(stage=3, drafts=False)
+    mine, theirs = s.part("a", "Alarm"), s.part("b", "Quiet", shared=True)
+    link = s.link("a", "reacts_to", mine, theirs)
+    s.do("b", "part.withdraw", id=theirs)
+    assert link not in s.view("a")["colls"]["links"]
+    withdrawn = s.refuse("a", "link.remove", NotFound, id=link)
+    assert withdrawn.to_wire() == s.refuse("a", "link.remove", NotFound, id="gone").to_wire()
+    s.do("b", "part.reveal", id=theirs)
+    assert link in s.view("a")["colls"]["links"]
+    s.do("a", "link.remove", id=link)
+
+
 def test_link_remove_only_own_links() -> None:
     s = Session(stage=3)
     x, y = s.part("a", shared=True), s.part("a", shared=True)
@@ -913,8 +926,11 @@ def test_withdraw_hides_needs_and_links_from_the_other_partner(drafts: bool) -> 
     # The owner keeps seeing their part and its need; the therapist does when drafts are on.
     assert left in s.view("a")["colls"]["needs"]
     assert (left in s.view("therapist")["colls"]["needs"]) is drafts
-    # b cannot answer a request of a part that is no longer shared.
-    s.refuse("b", "request.answer", NotFound, part=left, answer="yes")
+    # b cannot answer a request of a part that is no longer shared, and the refusal is
+    # the same as for a part that never existed: it does not confirm the part is still there.
+    withdrawn = s.refuse("b", "request.answer", NotFound, part=left, answer="yes")
+    missing = s.refuse("b", "request.answer", NotFound, part="never-existed", answer="yes")
+    assert withdrawn.to_wire() == missing.to_wire()
     s.do("a", "part.reveal", id=left)
     assert link in s.view("b")["colls"]["links"]
     s.do("b", "request.answer", part=left, answer="yes")
