@@ -109,8 +109,9 @@ def clean_text(text: str, limit: int, field: str, *, single_line: bool = False,
         raise BadRequest("This cannot be empty.", field=field)
     if len(text) > limit:
         raise LimitExceeded("This text is too long.", field=field)
-    allowed = "" if single_line else "\n\t"
-    if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in text):
+    allowed = "" if single_line else "\n\t\u2028\u2029"
+    refused = ("Cc", "Zl", "Zp")  # control characters, and line breaks in a one-line name
+    if any(unicodedata.category(ch) in refused and ch not in allowed for ch in text):
         raise BadRequest("This text contains control characters.", field=field)
     return text
 
