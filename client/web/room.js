@@ -577,6 +577,9 @@ class App {
     return new Promise((resolve) => {
       const done = () => {
         dialog.removeEventListener("close", done);
+        // What the dialog quoted (an agreement's words, a part's name) leaves the page with it.
+        for (const id of ["confirm-title", "confirm-text", "confirm-ok"]) $(id).textContent = "";
+        replaceChildren($("confirm-extra"), []);
         resolve(dialog.returnValue === "ok");
         if (opener && opener.isConnected) opener.focus();
       };

@@ -207,12 +207,17 @@ class Person:
         """A full-page screenshot at desktop size and at phone size."""
         folder.mkdir(parents=True, exist_ok=True)
         size = self.page.viewport_size or DESKTOP
+        scrolled = self.page.evaluate("() => [window.scrollX, window.scrollY]")
+        # From the top of the page: a sticky header is drawn where it sits in the page.
+        self.page.evaluate("() => window.scrollTo(0, 0)")
         self.page.set_viewport_size(DESKTOP)
         self.page.screenshot(path=folder / f"{name}-desktop.png", full_page=True)
         self.page.set_viewport_size(PHONE)
         self.assert_fits_width()
+        self.page.evaluate("() => window.scrollTo(0, 0)")
         self.page.screenshot(path=folder / f"{name}-phone.png", full_page=True)
         self.page.set_viewport_size(size)
+        self.page.evaluate("([x, y]) => window.scrollTo(x, y)", scrolled)
 
 
 WIDER_THAN_VIEWPORT = """() => {
@@ -238,3 +243,28 @@ def tab_to(page: Page, selector: str, *, backwards: bool = False, limit: int = 1
 def focused_matches(page: Page, selector: str) -> bool:
     return bool(page.evaluate("s => document.activeElement && document.activeElement.matches(s)",
                               selector))
+
+
+# ---------------------------------------------------------------- rooms with people in them
+
+def move_to_stage(therapist: Person, others: list[Person], number: int) -> None:
+    """The therapist presses "Next stage" until everyone is at stage ``number``."""
+    title = therapist.page.locator("#stage-title")
+    for _ in range(5):
+        if f"Stage {number} of 5" in (title.text_content() or ""):
+            break
+        current = int(re.search(r"Stage (\d)", title.text_content() or "").group(1))  # type: ignore[union-attr]
+        therapist.page.click("#stage-next")
+        expect(title).to_contain_text(f"Stage {current + 1} of 5")
+    for person in (therapist, *others):
+        expect(person.page.locator("#stage-title")).to_contain_text(f"Stage {number} of 5")
+
+
+def confirm(person: Person, button: str) -> str:
+    """Answer the page's confirm dialog with ``button``; returns what the dialog said."""
+    dialog = person.page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    said = dialog.inner_text()
+    dialog.get_by_role("button", name=button, exact=True).click()
+    expect(dialog).to_be_hidden()
+    return said

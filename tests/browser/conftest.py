@@ -5,6 +5,10 @@ first test that asks for it and stopped after the last test of this folder,
 before any other test runs: between its sync calls, Playwright leaves its own
 asyncio loop marked as running in this thread, which the asyncio tests of the
 other folders could not live with.
+
+One server per test module (``module_server``; ``server`` is that server here), against the
+session's test Redis, which is still checked for TTLs and flushed after every test; each test
+makes its own rooms. Tests that need a server of their own (its own Redis) start it themselves.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from pathlib import Path
 import pytest
 from browser_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Person, RoomLinks, create_room
 from playwright.sync_api import Browser, Playwright, sync_playwright
+
+from server.local_redis import LocalRedis
+from tests.conftest import ServerFactory, ServerProcess
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,6 +82,25 @@ def open_person(browser: Browser, people: list[Person]):  # type: ignore[no-unty
         return person
 
     return _open
+
+
+@pytest.fixture(scope="module")
+def module_server(redis_server: LocalRedis,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server for a whole test module, against the session's test Redis (each test
+    makes its own rooms; the Redis is still checked and flushed after every test)."""
+    factory = ServerFactory(redis_server.url, tmp_path_factory.mktemp("module-server"))
+    try:
+        yield factory()
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture
+def server(module_server: ServerProcess) -> ServerProcess:
+    """In this folder, ``server`` is the module's server (starting one per test costs time)."""
+    assert module_server.running, f"the module's server died:\n{module_server.log_tail()}"
+    return module_server
 
 
 @pytest.fixture

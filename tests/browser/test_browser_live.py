@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from axe_playwright_python.sync_playwright import Axe
-from browser_helpers import Person, tab_to
+from browser_helpers import DESKTOP, PHONE, Person, tab_to
 from playwright.sync_api import expect
 
 
@@ -140,6 +140,9 @@ def test_accessibility_scan_of_the_start_and_room_pages(server, room, open_perso
     visitor = open_person("start")
     visitor.goto(f"{server.base_url}/")
     found["start"] = serious_violations(visitor)
+    visitor.page.set_viewport_size(PHONE)
+    found["start, phone"] = serious_violations(visitor)
+    visitor.page.set_viewport_size(DESKTOP)
     visitor.page.fill("#name-a", "Alex")
     visitor.page.fill("#name-b", "Sam")
     visitor.page.fill("#practice-key", "test-key")
@@ -169,6 +172,12 @@ def test_accessibility_scan_of_the_start_and_room_pages(server, room, open_perso
     expect(therapist.page.locator("#preview")).to_be_visible()
     for person in (therapist, alex, sam):
         found[f"room stage 5, {person.label}"] = serious_violations(person)
+    # Phone sizes, with a pause on: the bar fixed to the bottom holds the notice and buttons.
+    sam.page.click("#pause-raise")
+    expect(therapist.page.locator("#pause-banner")).to_be_visible()
+    for person in (therapist, alex, sam):
+        person.page.set_viewport_size(PHONE)
+        found[f"room stage 5, pause, {person.label}, phone"] = serious_violations(person)
     phone = open_person("alex on a phone", phone=True)
     phone.join(room.a)
     found["room stage 5, phone"] = serious_violations(phone)
