@@ -234,6 +234,7 @@ class Worker:
                     return
                 m.drops += 1
                 self.totals["drops"] += 1
+                self.totals[f"closed_{code}"] += 1
                 if code in (4000, 4404, 4409) or not self.reconnect:
                     m.dead = f"closed {code}"
                     self.totals["dead"] += 1
