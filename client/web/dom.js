@@ -149,8 +149,14 @@ export function reconcile(container, items, keyOf, sigOf, build) {
       restoreDrafts(fresh);
       if (el) {
         const focusKey = focusKeyIn(el);
+        const hadFocus = el.contains(document.activeElement);
         el.replaceWith(fresh);
         refocus(fresh, focusKey);
+        if (hadFocus && !fresh.contains(document.activeElement)) {
+          // The focused control is gone from the new item: stay in the item, not on <body>.
+          const first = fresh.querySelector("button") || fresh.querySelector("input, select, textarea");
+          if (first) first.focus({ preventScroll: true });
+        }
       }
       el = fresh;
     }

@@ -387,17 +387,11 @@ function ownNeedItem(app, part, need, editable) {
   const needKey = `need-${part.id}`;
   const needArea = h("textarea", { rows: 2, maxlength: 2000, dataset: { key: needKey } });
   needArea.value = need ? need.text : "";
-  const needForm = h("form", { class: "form inline-form" },
-    field(`What does ${part.name} need?`, needArea),
+  const needActions = h("div", { class: "actions" },
     h("button", { type: "submit", class: "small", text: need ? "Update the need" : "Save the need",
       dataset: { focus: `need-save-${part.id}` } }));
-  needForm.addEventListener("submit", (event) => {
-    event.preventDefault();
-    app.send("need.set", { part: part.id, text: needArea.value }).then(() => drafts.delete(needKey), () => {});
-  });
-  li.append(needForm);
   if (need && app.can("need.remove")) {
-    li.append(h("div", { class: "actions" }, h("button", {
+    needActions.append(h("button", {
       type: "button", class: "small danger", text: "Remove this need",
       "aria-label": `Remove this need (${part.name})`, dataset: { focus: `need-remove-${part.id}` },
       onclick: async () => {
@@ -415,8 +409,15 @@ function ownNeedItem(app, part, need, editable) {
           }, () => {});
         }
       },
-    })));
+    }));
   }
+  const needForm = h("form", { class: "form inline-form" },
+    field(`What does ${part.name} need?`, needArea), needActions);
+  needForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    app.send("need.set", { part: part.id, text: needArea.value }).then(() => drafts.delete(needKey), () => {});
+  });
+  li.append(needForm);
   if (need && app.can("request.make")) {
     const requestKey = `request-${part.id}`;
     const requestArea = h("textarea", { rows: 2, maxlength: 2000, dataset: { key: requestKey } });

@@ -204,20 +204,26 @@ class Person:
         assert not wide, f"{self.label}: wider than the screen: {wide[:8]}"
 
     def shoot(self, folder: Path, name: str) -> None:
-        """A full-page screenshot at desktop size and at phone size."""
+        """A whole-page screenshot at desktop size and at phone size."""
         folder.mkdir(parents=True, exist_ok=True)
         size = self.page.viewport_size or DESKTOP
         scrolled = self.page.evaluate("() => [window.scrollX, window.scrollY]")
-        # From the top of the page: a sticky header is drawn where it sits in the page.
-        self.page.evaluate("() => window.scrollTo(0, 0)")
-        self.page.set_viewport_size(DESKTOP)
-        self.page.screenshot(path=folder / f"{name}-desktop.png", full_page=True)
+        self._whole_page(folder / f"{name}-desktop.png", DESKTOP)
         self.page.set_viewport_size(PHONE)
         self.assert_fits_width()
-        self.page.evaluate("() => window.scrollTo(0, 0)")
-        self.page.screenshot(path=folder / f"{name}-phone.png", full_page=True)
+        self._whole_page(folder / f"{name}-phone.png", PHONE)
         self.page.set_viewport_size(size)
         self.page.evaluate("([x, y]) => window.scrollTo(x, y)", scrolled)
+
+    def _whole_page(self, path: Path, size: ViewportSize) -> None:
+        """The whole page in one window as tall as the page: the sticky header at the top
+        and the phone's fixed bottom bar at the bottom, where they sit at either end of the
+        page (a full_page capture would paint them where the first screenful has them)."""
+        self.page.set_viewport_size(size)
+        self.page.evaluate("() => window.scrollTo(0, 0)")
+        height = int(self.page.evaluate("() => document.documentElement.scrollHeight"))
+        self.page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+        self.page.screenshot(path=path)
 
 
 WIDER_THAN_VIEWPORT = """() => {

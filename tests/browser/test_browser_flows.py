@@ -279,7 +279,8 @@ def test_a_partner_edits_parts_and_removes_an_arrow_and_a_need(module_server, op
     expect(sam.page.locator("#needs-list li.need")).to_have_count(0)
     expect(sam.page.locator("#live")).to_contain_text("Alex removed a need.")
     item = a.locator("#needs-list li.need").filter(has_text="The Critic")
-    expect(item.get_by_role("button", name="Save the need")).to_be_visible()
+    # The focus stays with the part's need, ready for a new one.
+    expect(item.get_by_role("button", name="Save the need")).to_be_focused()
     expect(item.get_by_label("What does The Critic need?")).to_have_value("")
     for person in (therapist, alex, sam):
         person.saved()
