@@ -560,6 +560,7 @@ class App {
     }
     $("relink-result").hidden = false;
     $("relink-label").textContent = `New link for ${name}`;
+    $("relink-help").textContent = `Send it to ${name} the way you sent the first one. The old link no longer works.`;
     $("relink-url").value = data.link;
     $("relink-url").focus();
     $("relink-url").select();

@@ -11,6 +11,7 @@ One server for the module (each test makes its own room).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from axe_playwright_python.sync_playwright import Axe
 from browser_helpers import Person, RoomLinks, confirm, create_room, move_to_stage
@@ -33,6 +34,12 @@ def join_three(open_person, links: RoomLinks, *, a: str = "Alex",  # type: ignor
     return therapist, first, second
 
 
+def screens(artifacts: Path) -> Path:
+    folder = artifacts / "screens"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def serious_violations(page: Page) -> list[str]:
     results = Axe().run(page)
     return [f"{v['id']} ({v['impact']})" for v in results.response["violations"]
@@ -42,7 +49,8 @@ def serious_violations(page: Page) -> list[str]:
 # ---------------------------------------------------------------- a replaced link
 
 
-def test_the_therapist_replaces_a_partners_link(module_server, open_person) -> None:  # type: ignore[no-untyped-def]
+def test_the_therapist_replaces_a_partners_link(module_server, open_person,  # type: ignore[no-untyped-def]
+                                                artifacts: Path) -> None:
     links = create_room(module_server.base_url, a="Robin", b="Kai")
     therapist, robin, kai = join_three(open_person, links, a="Robin", b="Kai")
     t = therapist.page
@@ -62,6 +70,9 @@ def test_the_therapist_replaces_a_partners_link(module_server, open_person) -> N
     assert "Robin's current link stops working at once" in said
     expect(t.locator("#relink-result")).to_be_visible()
     expect(t.locator("#relink-label")).to_have_text("New link for Robin")
+    expect(t.locator("#relink-help")).to_have_text(
+        "Send it to Robin the way you sent the first one. The old link no longer works.")
+    expect(t.get_by_label("New link for Robin")).to_be_focused()
     new_link = t.input_value("#relink-url")
     assert re.fullmatch(LINK, new_link) and new_link != links.a
     assert new_link.split("#")[0] == links.a.split("#")[0]  # the same room, a new secret
@@ -79,6 +90,9 @@ def test_the_therapist_replaces_a_partners_link(module_server, open_person) -> N
     robin.assert_not_on_page([*private, "Kai"])
     assert page.evaluate("() => sessionStorage.length") == 0
     assert serious_violations(page) == []
+    page.screenshot(path=screens(artifacts) / "link-replaced-desktop.png")
+    t.locator("#relink-result").scroll_into_view_if_needed()
+    t.screenshot(path=screens(artifacts) / "therapist-new-link-desktop.png")
 
     # The old link, opened again, is not valid; the new one opens the room.
     stale = open_person("robin, old link")
@@ -290,7 +304,8 @@ def test_a_partner_edits_parts_and_removes_an_arrow_and_a_need(module_server, op
 # ---------------------------------------------------------------- too many windows
 
 
-def test_a_ninth_window_for_one_person_is_told_plainly(module_server, open_person) -> None:  # type: ignore[no-untyped-def]
+def test_a_ninth_window_for_one_person_is_told_plainly(module_server, open_person,  # type: ignore[no-untyped-def]
+                                                       artifacts: Path) -> None:
     links = create_room(module_server.base_url)
     therapist = open_person("therapist")
     therapist.join(links.therapist)
@@ -325,6 +340,7 @@ def test_a_ninth_window_for_one_person_is_told_plainly(module_server, open_perso
     expect(ninth.locator("#terminal")).to_be_hidden()
     assert "The Bookkeeper" not in ninth.content()
     assert serious_violations(ninth) == []
+    ninth.screenshot(path=screens(artifacts) / "too-many-windows-desktop.png")
 
     # One window closes: the ninth joins by itself, and the notice goes.
     windows.pop().close()

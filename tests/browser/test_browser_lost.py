@@ -34,7 +34,7 @@ def lonely_server(own_redis: LocalRedis, tmp_path: Path) -> Iterator[ServerProce
 
 def test_every_page_says_a_lost_session_was_lost(own_redis: LocalRedis,  # type: ignore[no-untyped-def]
                                                  lonely_server: ServerProcess,
-                                                 open_person) -> None:
+                                                 open_person, artifacts: Path) -> None:
     links = create_room(lonely_server.base_url, a="Noor", b="Eli")
     therapist = open_person("therapist")
     therapist.join(links.therapist)
@@ -72,6 +72,9 @@ def test_every_page_says_a_lost_session_was_lost(own_redis: LocalRedis,  # type:
         person.assert_not_on_page(content)
         assert page.evaluate("() => sessionStorage.length") == 0
         expect(page).to_have_title("Partsboard — session")
+    folder = artifacts / "screens"
+    folder.mkdir(parents=True, exist_ok=True)
+    eli.page.screenshot(path=folder / "session-lost-phone.png")
     # The link, opened again, leads to the plain page for a session that is not there.
     late = open_person("late")
     response = late.page.goto(links.a)
