@@ -49,6 +49,8 @@ CLOSE_ENDED = 4000
 CLOSE_INVALID_LINK = 4404
 CLOSE_RESYNC = 4408
 CLOSE_LOST = 4409
+SWEEP_SLICE = 100
+PRESENCE_COALESCE = 0.05
 
 
 class Member(Protocol):
@@ -72,6 +74,8 @@ class Feed:
     drags_allowed: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: bool = False
+    recount_pending: bool = False
 
     def learn_parts(self, room: Room) -> None:
         self.parts = {key: (part.owner, audience)
@@ -89,7 +93,8 @@ _drag_decoder = msgspec.msgpack.Decoder()
 
 class Hub:
     def __init__(self, store: Store, pubsub_client: aioredis.Redis, *,
-                 sweep_interval: float = 2.0, presence_ttl: float = 15.0) -> None:
+                 sweep_interval: float = 2.0, presence_ttl: float = 15.0,
+                 concurrent_handshakes: int = 32) -> None:
         self.store = store
         self.pubsub_client = pubsub_client
         self.sweep_interval = sweep_interval
@@ -100,6 +105,13 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
         self._closing = False
+        self._own_channel = f"pb:hub:{self.process_id}".encode()
+        self._pings_sent = 0
+        self._pings_seen = 0
+        self._deaf = False
+        self._sweep_cursor = 0
+        self._recounts: set[asyncio.Task[None]] = set()
+        self.handshakes = asyncio.Semaphore(concurrent_handshakes)
 
     # ------------------------------------------------------------ life
 
@@ -131,30 +143,39 @@ class Hub:
     async def join(self, room_id: str, epoch: str, member: Member) -> tuple[Feed, Room | None]:
         """Register a member. Returns the feed, and the room state when this join
         loaded it (the first member of a room here), so the caller can reuse it."""
-        loaded: Room | None = None
-        feed = self.feeds.get(room_id)
-        if feed is None:
-            feed = Feed(room_id, epoch, last_seq=-1)
-            self.feeds[room_id] = feed
-            try:
-                with contextlib.suppress(RedisError, OSError, AttributeError):
-                    # If the subscription is down, the listener resubscribes every feed.
-                    await self._pubsub.subscribe(Keys(room_id).channel)
-                loaded = await self.store.load(room_id)
-            except BaseException:
-                self.feeds.pop(room_id, None)
-                feed.ready.set()
-                raise
-            if loaded is not None:
-                feed.last_seq = loaded.seq
-                feed.learn_parts(loaded)
-            feed.ready.set()
-        else:
-            await feed.ready.wait()
-        feed.members.add(member)
+        while True:
+            loaded: Room | None = None
+            feed = self.feeds.get(room_id)
+            if feed is None:
+                feed = Feed(room_id, epoch, last_seq=-1)
+                self.feeds[room_id] = feed
+                try:
+                    with contextlib.suppress(RedisError, OSError, AttributeError):
+                        # If the subscription is down, the listener resubscribes every feed.
+                        await self._pubsub.subscribe(Keys(room_id).channel)
+                    loaded = await self.store.load(room_id)
+                except BaseException:
+                    feed.failed = True
+                    if self.feeds.get(room_id) is feed:
+                        del self.feeds[room_id]
+                    raise
+                finally:
+                    feed.ready.set()
+                if loaded is not None:
+                    feed.last_seq = loaded.seq
+                    feed.learn_parts(loaded)
+            else:
+                await feed.ready.wait()
+            # A member only ever joins the feed that is current for the room (one whose
+            # first join failed, or that emptied meanwhile, would never hear of events),
+            # and nothing awaits between this check and joining it.
+            if feed.failed or self.feeds.get(room_id) is not feed:
+                continue
+            feed.members.add(member)
+            break
         metrics.CONNECTIONS.inc()
-        await self.store.presence_put(room_id, [member.presence_id], self.presence_ttl)
-        await self._presence_changed(feed, announce=True)
+        self._show_presence(feed, await self.store.presence_join(
+            room_id, member.presence_id, self.presence_ttl))
         return feed, loaded
 
     async def leave(self, room_id: str, member: Member) -> bool:
@@ -164,14 +185,16 @@ class Hub:
             return feed is None
         feed.members.discard(member)
         metrics.CONNECTIONS.dec()
-        with contextlib.suppress(RedisError, OSError):
-            await self.store.presence_remove(room_id, member.presence_id)
         if not feed.members:
-            self.feeds.pop(room_id, None)
+            del self.feeds[room_id]
             with contextlib.suppress(Exception):
                 await self._pubsub.unsubscribe(Keys(room_id).channel)
+            if room_id in self.feeds:  # someone joined again while we unsubscribed
+                with contextlib.suppress(Exception):
+                    await self._pubsub.subscribe(Keys(room_id).channel)
         with contextlib.suppress(RedisError, OSError):
-            await self._presence_changed(feed, announce=True)
+            self._show_presence(feed, await self.store.presence_leave(
+                room_id, member.presence_id))
         return not feed.members
 
     # ------------------------------------------------------------ events
@@ -231,15 +254,15 @@ class Hub:
 
     # ------------------------------------------------------------ drags
 
-    async def drag(self, room_id: str, actor: Role, part: str, x: float, y: float) -> bool:
+    async def drag(self, room_id: str, sender: Member, part: str, x: float, y: float) -> bool:
         feed = self.feeds.get(room_id)
         if feed is None:
             return False
         known = feed.parts.get(part)
-        if known is None or known[0] != actor or not feed.drags_allowed:
+        if known is None or known[0] != sender.role or not feed.drags_allowed:
             return False
-        body = {"t": "drag", "part": part, "x": x, "y": y, "by": actor}
-        self._fan_out_drag(feed, body, known[1], exclude_role=None)
+        body = {"t": "drag", "part": part, "x": x, "y": y, "by": sender.role}
+        self._fan_out_drag(feed, body, known[1], exclude=sender)
         # Drags are not stored: other processes only need them when they have members.
         if sum(feed.presence.values()) > len(feed.members):
             await self.store.publish(room_id, TAG_DRAG + _drag_encoder.encode(
@@ -247,10 +270,11 @@ class Hub:
         return True
 
     def _fan_out_drag(self, feed: Feed, body: dict[str, Any], audience: frozenset[str],
-                      exclude_role: Role | None) -> None:
+                      exclude: Member | None) -> None:
         frame = wire.encode(body)
         for member in list(feed.members):
-            if member.role in audience and member.role != exclude_role:
+            # The same person's other tabs see the drag; the dragging connection does not.
+            if member.role in audience and member is not exclude:
                 member.push(None, frame)
 
     def _remote_drag(self, feed: Feed, payload: bytes) -> None:
@@ -263,7 +287,7 @@ class Hub:
         known = feed.parts.get(body["part"])
         if known is None or known[0] != body["by"] or not feed.drags_allowed:
             return
-        self._fan_out_drag(feed, body, known[1], exclude_role=None)
+        self._fan_out_drag(feed, body, known[1], exclude=None)
 
     # ------------------------------------------------------------ pub/sub
 
@@ -272,16 +296,20 @@ class Hub:
         while not self._closing:
             try:
                 self._pubsub = self.pubsub_client.pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(f"pb:hub:{self.process_id}")
+                await self._pubsub.subscribe(self._own_channel)
                 for room_id in list(self.feeds):
                     await self._pubsub.subscribe(Keys(room_id).channel)
                 self._subscribed.set()
                 delays = _backoff()
+                self._pings_seen = self._pings_sent
                 await self.sweep()
                 while not self._closing:
                     message = await self._pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
                         await self._on_message(message["channel"], message["data"])
+                    if self._deaf:
+                        self._deaf = False
+                        raise ConnectionError("the subscription stopped delivering")
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as error:
@@ -295,6 +323,9 @@ class Hub:
                 await asyncio.sleep(next(delays))
 
     async def _on_message(self, channel: bytes, data: bytes) -> None:
+        if channel == self._own_channel:
+            self._pings_seen = max(self._pings_seen, int(data))
+            return
         room_id = room_of_channel(channel)
         feed = self.feeds.get(room_id)
         if feed is None or not data:
@@ -305,7 +336,7 @@ class Hub:
         elif tag == TAG_DRAG:
             self._remote_drag(feed, payload)
         elif tag == TAG_PRESENCE:
-            await self._presence_changed(feed, announce=False)
+            self._recount_soon(feed)
         elif tag == TAG_ENDED:
             self._close_all(feed, CLOSE_ENDED, wire.encode({"t": "ended"}))
         elif tag == TAG_RELINK:
@@ -321,11 +352,12 @@ class Hub:
 
     # ------------------------------------------------------------ sweep
 
-    async def sweep(self) -> None:
-        """Catch up every feed with Redis; tell members of rooms that vanished."""
-        if not self.feeds:
+    async def sweep(self, room_ids: list[str] | None = None) -> None:
+        """Catch up feeds (all by default) with Redis; tell members of rooms that vanished."""
+        if room_ids is None:
+            room_ids = list(self.feeds)
+        if not room_ids:
             return
-        room_ids = list(self.feeds)
         rows = await self.store.meta_seq_epoch(room_ids)
         run_changed = False
         if any(row is None for row in rows):
@@ -351,11 +383,34 @@ class Hub:
         while not self._closing:
             await asyncio.sleep(self.sweep_interval)
             try:
-                await self.sweep()
+                await self._check_hearing()
+                await self.sweep(self._next_slice())
             except (RedisError, OSError) as error:
                 log.warning("sweep failed (%s)", type(error).__name__)
             except Exception:
                 log.exception("sweep failed")
+
+    async def _check_hearing(self) -> None:
+        """Pub/sub loses messages only with its connection, and the listener then
+        resubscribes and sweeps everything. A ping to this process's own channel each
+        interval proves the subscription still delivers; one that never comes back
+        makes the listener reconnect (and sweep) as if the connection had dropped."""
+        if self._pings_seen < self._pings_sent - 1:  # one interval of slack for a busy loop
+            log.warning("pub/sub missed its own ping; resubscribing")
+            self._deaf = True
+            return
+        self._pings_sent += 1
+        await self.store.redis.publish(self._own_channel, str(self._pings_sent))
+
+    def _next_slice(self) -> list[str]:
+        # A bounded, rotating share of the rooms is also compared with Redis every
+        # interval: a second line of defence that costs the same at any scale.
+        room_ids = list(self.feeds)
+        if len(room_ids) <= SWEEP_SLICE:
+            return room_ids
+        start = self._sweep_cursor % len(room_ids)
+        self._sweep_cursor = start + SWEEP_SLICE
+        return (room_ids + room_ids)[start:start + SWEEP_SLICE]
 
     # ------------------------------------------------------------ presence
 
@@ -376,11 +431,21 @@ class Hub:
                 if feed is not None:
                     self._show_presence(feed, present)
 
-    async def _presence_changed(self, feed: Feed, *, announce: bool) -> None:
-        counts = await self.store.presence_counts(feed.room_id)
-        if announce:
-            await self.store.publish(feed.room_id, TAG_PRESENCE)
-        self._show_presence(feed, counts)
+    def _recount_soon(self, feed: Feed) -> None:
+        # Joins and leaves come in bursts (a reconnect storm): one recount per burst.
+        if feed.recount_pending:
+            return
+        feed.recount_pending = True
+
+        async def recount() -> None:
+            await asyncio.sleep(PRESENCE_COALESCE)
+            feed.recount_pending = False
+            with contextlib.suppress(RedisError, OSError):
+                self._show_presence(feed, await self.store.presence_counts(feed.room_id))
+
+        task = asyncio.create_task(recount())
+        self._recounts.add(task)
+        task.add_done_callback(self._recounts.discard)
 
     def _show_presence(self, feed: Feed, counts: dict[str, int]) -> None:
         if counts != feed.presence:

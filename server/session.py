@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from rooms import wire
 from rooms.actions import parse_args
 from rooms.errors import BadFrame, LimitExceeded, RoomEnded, RoomError, RoomLost
-from rooms.model import Role
+from rooms.model import Role, Room
 from rooms.views import event_for, snapshot_for
 
 from . import metrics
@@ -167,7 +167,7 @@ class Connection:
         host = self.ws.headers.get("host", "")
         return origin.split("://", 1)[-1] == host
 
-    async def _handshake(self) -> dict[str, Any] | None:
+    async def _handshake(self) -> dict[str, Any]:
         message = await asyncio.wait_for(self.ws.receive(), self.settings.hello_timeout)
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect()
@@ -175,7 +175,12 @@ class Connection:
                                    self.settings.max_frame_bytes)
         if not isinstance(frame, wire.Hello):
             raise BadFrame("The first frame must be hello.")
-        auth = await self.store.authenticate(frame.room, frame.secret)
+        # A reconnect storm queues here rather than exhausting the Redis pool.
+        async with self.hub.handshakes:
+            return await self._welcome_for(frame)
+
+    async def _welcome_for(self, frame: wire.Hello) -> dict[str, Any]:
+        auth, counts = await self.store.authenticate_and_count(frame.room, frame.secret)
         resume = frame.resume
         if auth is None:
             if resume is not None:
@@ -186,12 +191,16 @@ class Connection:
         if resume is not None and resume.epoch != auth.epoch:
             raise RoomLost()
         self.role, self.room_id, self.secret_hash = auth.role, frame.room, auth.secret_hash
-        counts = await self.store.presence_counts(self.room_id)
         if counts.get(self.role, 0) >= self.settings.connections_per_role:
             raise LimitExceeded("Too many connections for this role.")
         self.presence_id = f"{self.hub.process_id}|{secrets.token_hex(6)}|{self.role}"
         _, loaded = await self.hub.join(self.room_id, auth.epoch, self)
-        room = loaded or await self.store.load(self.room_id)
+        since = resume.seq if resume is not None else None
+        blobs: list[bytes] | None = None
+        if loaded is not None and since is None:
+            room: Room | None = loaded
+        else:
+            room, blobs = await self.store.load_and_replay(self.room_id, since)
         if room is None:
             raise RoomEnded()
         view: dict[str, Any] | None = None
@@ -199,7 +208,6 @@ class Connection:
         if resume is not None and resume.seq > room.seq:
             raise RoomLost()  # the client saw more than the store holds: it was rolled back
         if resume is not None:
-            blobs = await self.store.events_since(self.room_id, resume.seq)
             if blobs is not None:
                 replay = []
                 for blob in blobs:
@@ -330,7 +338,7 @@ class Connection:
                 self._strike()
             return
         try:
-            routed = await self.hub.drag(self.room_id, self.role, frame.part, frame.x, frame.y)
+            routed = await self.hub.drag(self.room_id, self, frame.part, frame.x, frame.y)
         except (RedisError, OSError):
             metrics.DRAGS.labels("error").inc()
             return

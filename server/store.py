@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -220,13 +221,32 @@ class Store:
     async def authenticate(self, room_id: str, secret: str) -> Auth | None:
         fields = ["epoch", *(f"h:{role}" for role in ROLES)]
         values: list[Any] = await self.redis.hmget(Keys(room_id).meta, fields)
-        if values[0] is None:
-            return None
-        digest = secret_hash(secret)
-        for role, stored in zip(ROLES, values[1:], strict=True):
-            if stored is not None and hmac.compare_digest(stored.decode(), digest):
-                return Auth(role, values[0].decode(), digest)
-        return None
+        return _match_secret(values, secret)
+
+    async def authenticate_and_count(self, room_id: str,
+                                     secret: str) -> tuple[Auth | None, dict[str, int]]:
+        """The role a secret opens, and who is present in the room: one round trip."""
+        keys = Keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.meta, ["epoch", *(f"h:{role}" for role in ROLES)])
+            pipe.zrangebyscore(keys.presence, _presence_clock(), "+inf")
+            values, members = await pipe.execute()
+        return _match_secret(values, secret), _role_counts(members)
+
+    async def load_and_replay(self, room_id: str,
+                              since: int | None) -> tuple[Room | None, list[bytes] | None]:
+        """The room, and when `since` is given the events after it (None when the log
+        no longer reaches back): one round trip."""
+        keys = Keys(room_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.state)
+            if since is not None:
+                pipe.xrange(keys.log, min=f"{since + 1}-1", max="+")
+            replies = await pipe.execute()
+        room = _room_decoder.decode(replies[0]) if replies[0] is not None else None
+        if since is None:
+            return room, None
+        return room, _events_after(replies[1], since)
 
     async def role_hash(self, room_id: str, role: Role) -> str | None:
         value: Any = await self.redis.hget(Keys(room_id).meta, f"h:{role}")
@@ -273,12 +293,7 @@ class Store:
         """Every event after `seq`, or None when the log no longer reaches back that far."""
         keys = Keys(room_id)
         entries: Any = await self.redis.xrange(keys.log, min=f"{seq + 1}-1", max="+")
-        blobs = [fields[b"e"] for _, fields in entries]
-        if entries:
-            first = int(entries[0][0].split(b"-")[0])
-            if first != seq + 1:
-                return None
-        return blobs
+        return _events_after(entries, seq)
 
     async def current_seq(self, room_id: str) -> int | None:
         value = await self.redis.hget(Keys(room_id).meta, "seq")
@@ -299,22 +314,11 @@ class Store:
 
     # presence: a zset per room, members refreshed by their process's heartbeat
 
-    async def presence_put(self, room_id: str, members: list[str], ttl_s: float) -> None:
-        keys = Keys(room_id)
-        now_ms = await self._now_ms()
-        expiry = now_ms + int(ttl_s * 1000)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(keys.presence, "-inf", now_ms)
-            if members:
-                pipe.zadd(keys.presence, {member: expiry for member in members})
-            pipe.pexpire(keys.presence, int(ttl_s * 3000))
-            await pipe.execute()
-
     async def heartbeat(self, rooms: dict[str, list[str]], ttl_s: float,
                         chunk: int = 200) -> dict[str, dict[str, int]]:
         """For many rooms at once: refresh this process's presence entries and the
         room's TTLs (a room with people in it is not idle), and read who is present."""
-        now_ms = await self._now_ms()
+        now_ms = _presence_clock()
         expiry = now_ms + int(ttl_s * 1000)
         counts: dict[str, dict[str, int]] = {}
         room_ids = list(rooms)
@@ -337,12 +341,36 @@ class Store:
                 position += 1
         return counts
 
+    async def presence_join(self, room_id: str, member: str, ttl_s: float) -> dict[str, int]:
+        """Add a connection to the room's presence, tell the other processes, and
+        return who is present now: one round trip."""
+        keys = Keys(room_id)
+        now_ms = _presence_clock()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(keys.presence, "-inf", now_ms)
+            pipe.zadd(keys.presence, {member: now_ms + int(ttl_s * 1000)})
+            pipe.pexpire(keys.presence, int(ttl_s * 3000))
+            pipe.zrangebyscore(keys.presence, now_ms, "+inf")
+            pipe.publish(keys.channel, TAG_PRESENCE)
+            replies = await pipe.execute()
+        return _role_counts(replies[3])
+
+    async def presence_leave(self, room_id: str, member: str) -> dict[str, int]:
+        keys = Keys(room_id)
+        now_ms = _presence_clock()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.presence, member)
+            pipe.zrangebyscore(keys.presence, now_ms, "+inf")
+            pipe.publish(keys.channel, TAG_PRESENCE)
+            replies = await pipe.execute()
+        return _role_counts(replies[1])
+
     async def presence_remove(self, room_id: str, member: str) -> None:
         await self.redis.zrem(Keys(room_id).presence, member)
 
     async def presence_counts(self, room_id: str) -> dict[str, int]:
-        now_ms = await self._now_ms()
-        members: Any = await self.redis.zrangebyscore(Keys(room_id).presence, now_ms, "+inf")
+        members: Any = await self.redis.zrangebyscore(
+            Keys(room_id).presence, _presence_clock(), "+inf")
         return _role_counts(members)
 
     async def persistence_settings(self) -> dict[str, str] | None:
@@ -353,6 +381,29 @@ class Store:
         except aioredis.ResponseError:
             return None
         return {"save": str(save.get("save", "")), "appendonly": str(aof.get("appendonly", ""))}
+
+
+def _match_secret(values: list[Any], secret: str) -> Auth | None:
+    if values[0] is None:
+        return None
+    digest = secret_hash(secret)
+    for role, stored in zip(ROLES, values[1:], strict=True):
+        if stored is not None and hmac.compare_digest(stored.decode(), digest):
+            return Auth(role, values[0].decode(), digest)
+    return None
+
+
+def _events_after(entries: Any, seq: int) -> list[bytes] | None:
+    blobs = [fields[b"e"] for _, fields in entries]
+    if entries and int(entries[0][0].split(b"-")[0]) != seq + 1:
+        return None
+    return blobs
+
+
+def _presence_clock() -> int:
+    # Presence scores use each process's own clock (NTP keeps them well within the
+    # presence TTL), which saves a round trip per join; room TTLs use Redis's TIME.
+    return int(time.time() * 1000)
 
 
 def _role_counts(members: list[bytes]) -> dict[str, int]:
