@@ -42,7 +42,7 @@ def main() -> int:
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,
         access_log=False,
-        log_level="info",
+        log_level="warning",  # uvicorn logs two lines per websocket at info
         proxy_headers=True,
     )
     return 0
