@@ -28,8 +28,9 @@ from typing import Any
 
 import msgspec
 import uvicorn
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -55,6 +56,7 @@ WELCOME = _encode({"t": "welcome"})
 
 
 SEND_QUEUE = 512  # frames, as Partsboard's default PARTSBOARD_SEND_QUEUE
+POOL_SIZE = 64  # Redis connections, as Partsboard's default PARTSBOARD_REDIS_POOL
 CLOSE_TOO_SLOW = 4408
 
 
@@ -83,14 +85,29 @@ class Client:
             await self.ws.send_bytes(frame)
 
 
+def redis_client(url: str, pool_size: int) -> Redis:
+    """A waiting pool of `pool_size` connections (5 s time-out), as Partsboard's server
+    has (server/redis_urls.py): under load, publishers queue instead of opening ever more
+    connections."""
+    return Redis.from_pool(BlockingConnectionPool.from_url(
+        url, max_connections=pool_size, timeout=5.0, socket_connect_timeout=5.0))
+
+
 class Hub:
     """This process's one pub/sub connection and its rooms' local sockets."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, pubsub_client: Redis) -> None:
         self.redis = redis
-        self.pubsub: PubSub = redis.pubsub()
+        self.pubsub_client = pubsub_client
+        self.pubsub: PubSub = pubsub_client.pubsub()
         self.rooms: dict[str, set[Client]] = {}
         self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Give the PubSub its connection before any concurrent subscribe: with a waiting
+        # pool, two first subscribes racing would each take a connection of their own.
+        await self.pubsub.subscribe(PREFIX + "-")
+        self._reader = asyncio.create_task(self._read())
 
     async def join(self, room: str, ws: Client) -> None:
         sockets = self.rooms.get(room)
@@ -98,8 +115,6 @@ class Hub:
             sockets = self.rooms[room] = set()
             sockets.add(ws)
             await self.pubsub.subscribe(PREFIX + room)
-            if self._reader is None:
-                self._reader = asyncio.create_task(self._read())
         else:
             sockets.add(ws)
 
@@ -140,6 +155,7 @@ class Hub:
         with contextlib.suppress(Exception):
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         await self.redis.aclose()
+        await self.pubsub_client.aclose()
 
 
 def create_app(redis_url: str) -> Starlette:
@@ -148,8 +164,9 @@ def create_app(redis_url: str) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal hub
-        hub = Hub(Redis.from_url(redis_url))
+        hub = Hub(redis_client(redis_url, POOL_SIZE), redis_client(redis_url, 4))
         await hub.redis.ping()
+        await hub.start()
         try:
             yield
         finally:
@@ -172,18 +189,21 @@ def create_app(redis_url: str) -> Starlette:
                 return
             room = hello.room
             channel = PREFIX + room
-            await ws.send_bytes(WELCOME)
-            writer = asyncio.create_task(client.write())
+            client.push(WELCOME)  # first in the queue, sent once subscribed
             await hub.join(room, client)
+            writer = asyncio.create_task(client.write())
             publish = hub.redis.publish
             while True:
                 data = await ws.receive_bytes()
                 frame = _decode(data)
-                if frame.t == "cmd":
-                    await publish(channel, data)
-                    client.push(_encode({"t": "ack", "id": frame.id}))
-                elif frame.t == "drag":
-                    await publish(channel, data)
+                try:
+                    if frame.t == "cmd":
+                        await publish(channel, data)
+                        client.push(_encode({"t": "ack", "id": frame.id}))
+                    elif frame.t == "drag":
+                        await publish(channel, data)
+                except RedisError:
+                    log.warning("publish failed")  # no ack: the message is lost
         except (WebSocketDisconnect, msgspec.DecodeError, KeyError, RuntimeError):
             pass
         finally:
