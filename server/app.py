@@ -22,6 +22,7 @@ from .api import Api
 from .commands import Executor
 from .hub import Hub
 from .pages import page_routes
+from .redis_urls import make_client
 from .session import Connection
 from .settings import Settings
 from .store import Store
@@ -58,11 +59,8 @@ class SecurityHeaders:
 
 def redis_client(settings: Settings, url: str, *, pool_size: int) -> aioredis.Redis:
     # A waiting pool: under load, callers queue for a connection instead of failing.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=pool_size, timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout, health_check_interval=30,
-    )
-    return aioredis.Redis(connection_pool=pool)
+    # redis://, rediss://, unix:// or redis+sentinel:// (the master, found again on failover).
+    return make_client(url, pool_size=pool_size, timeout=settings.redis_timeout)
 
 
 def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = None) -> Starlette:

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -93,6 +93,10 @@ class LocalRedis:
     ``prefer`` and ``search_path``). ``port``: fixed port (default: a free one, chosen again
     if another process takes it first). The port is kept across :meth:`restart`.
 
+    ``extra_args``: more command-line options, appended after the defaults, for example
+    ``["--replicaof", "127.0.0.1", "6390"]`` for a replica (they must not turn persistence
+    back on). Only the port and the binary are logged, never these.
+
     ``die_with_parent`` (Linux): the server gets SIGTERM when this process dies, however it
     dies (SIGKILL, or a signal re-raised after a graceful shutdown that skips ``finally``), so
     no orphan keeps session content in memory. Linux ties this to the *thread* that started
@@ -109,6 +113,7 @@ class LocalRedis:
         port: int | None = None,
         startup_timeout: float = 15.0,
         die_with_parent: bool = True,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = (
             Path(binary)
@@ -120,6 +125,7 @@ class LocalRedis:
         self._port: int | None = port
         self.startup_timeout = startup_timeout
         self.die_with_parent = die_with_parent
+        self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
         self.dir: Path | None = None
 
@@ -218,6 +224,7 @@ class LocalRedis:
             "--daemonize", "no",
             "--loglevel", "warning",
             "--logfile", "",
+            *self.extra_args,
         ]  # fmt: skip
 
     def _start_once(self, port: int) -> str | None:

@@ -1,0 +1,234 @@
+"""Redis clients from ``REDIS_URL``: a plain server, or the master behind Redis Sentinel.
+
+Accepted URLs:
+
+- ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) and
+  ``unix://[[user]:password@]/path/to/socket[?db=n]``: redis-py's own URL forms.
+- ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service_name[/db]``
+  ``[?sentinel_password=...&sentinel_username=...]``: ask these Sentinels (port 26379 when
+  left out; IPv6 as ``[::1]:26379``) where the master of ``service_name`` is. ``user`` and
+  ``password`` are the Redis master's; the Sentinels' own credentials, if they need any, go
+  in the query. Percent-encode ``@ / : ? # ,`` and ``%`` inside names and passwords.
+
+Every client gets a *waiting* pool of ``pool_size`` connections: under load a caller queues
+for up to ``timeout`` seconds instead of failing at once. redis-py's asyncio Sentinel pool
+does not wait (it raises beyond ``max_connections``), so :class:`BlockingSentinelConnectionPool`
+combines it with :class:`~redis.asyncio.BlockingConnectionPool`. A Sentinel-managed
+connection asks the Sentinels for the master's address every time it (re)connects, so after a
+failover the pool's connections reach the new master by themselves.
+
+A malformed URL raises :class:`ValueError` with a message that never quotes the URL (it may
+carry a password).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+SENTINEL_SCHEME = "redis+sentinel"
+PLAIN_SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_SENTINEL_PORT = 26379
+HEALTH_CHECK_INTERVAL = 30
+_SENTINEL_QUERY = ("sentinel_password", "sentinel_username")
+_SCHEMES_HINT = "redis://, rediss://, unix:// or redis+sentinel://"
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A Sentinel-managed master pool that waits for a free connection instead of raising.
+
+    MRO: this class, SentinelConnectionPool, BlockingConnectionPool, ConnectionPool. The
+    Sentinel pool defines neither ``get_connection`` nor ``release``, so the blocking pool's
+    (wait up to ``timeout`` for one of ``max_connections``) are the ones used; the Sentinel
+    pool supplies the Sentinel-managed connection class and master discovery. The pool owns
+    its Sentinel clients and closes them with itself.
+    """
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await self.sentinel_manager.aclose()
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """A parsed ``redis+sentinel://`` URL. Passwords are left out of the repr."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service_name: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+
+
+def make_client(url: str, *, pool_size: int, timeout: float) -> aioredis.Redis:
+    """An asyncio Redis client for ``url`` with a waiting pool of ``pool_size`` connections.
+
+    ``timeout`` bounds both connecting and waiting for a free connection. Closing the client
+    (``await client.aclose()``) closes its pool too.
+    """
+    if pool_size < 1:
+        raise ValueError("the Redis pool size must be at least 1")
+    scheme = _scheme(url)
+    if scheme in PLAIN_SCHEMES:
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=pool_size, timeout=timeout,
+                socket_connect_timeout=timeout, health_check_interval=HEALTH_CHECK_INTERVAL,
+            )
+        except ValueError:
+            # redis-py's messages are safe, but the cause's traceback may show the URL.
+            raise ValueError(
+                f"REDIS_URL is not a valid {scheme}:// URL (check the port, the database "
+                "number and the query parameters)") from None
+        return aioredis.Redis.from_pool(pool)
+    if scheme == SENTINEL_SCHEME:
+        return _sentinel_client(parse_sentinel_url(url), pool_size=pool_size, timeout=timeout)
+    raise ValueError(f"REDIS_URL must start with {_SCHEMES_HINT}")
+
+
+def _sentinel_client(target: SentinelTarget, *, pool_size: int,
+                     timeout: float) -> aioredis.Redis:
+    sentinel_kwargs: dict[str, object] = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,  # a Sentinel that hangs must not hang every reconnect
+    }
+    if target.sentinel_username is not None:
+        sentinel_kwargs["username"] = target.sentinel_username
+    if target.sentinel_password is not None:
+        sentinel_kwargs["password"] = target.sentinel_password
+    manager = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
+    master_kwargs: dict[str, object] = {"db": target.db}
+    if target.username is not None:
+        master_kwargs["username"] = target.username
+    if target.password is not None:
+        master_kwargs["password"] = target.password
+    pool = BlockingSentinelConnectionPool(  # type: ignore[no-untyped-call]
+        target.service_name, manager,
+        is_master=True,
+        max_connections=pool_size,
+        timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        **master_kwargs,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """Parse a ``redis+sentinel://`` URL (see the module docstring); ValueError if malformed."""
+    if _scheme(url) != SENTINEL_SCHEME:
+        raise _bad("it must start with redis+sentinel://")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise _bad("its host list cannot be read (check the brackets around IPv6 "
+                   "addresses)") from None
+    if "#" in url:
+        raise _bad("it must not contain '#' (percent-encode it as %23 in a password)")
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    username, password = _userinfo(userinfo) if at else (None, None)
+    sentinels = tuple(_host_port(item) for item in hostlist.split(","))
+    service_name, db = _service_and_db(parts.path)
+    query = _query(parts.query)
+    return SentinelTarget(
+        sentinels=sentinels,
+        service_name=service_name,
+        db=db,
+        username=username,
+        password=password,
+        sentinel_username=query.get("sentinel_username"),
+        sentinel_password=query.get("sentinel_password"),
+    )
+
+
+# -- pieces -------------------------------------------------------------------------------
+
+
+def _scheme(url: str) -> str:
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(f"REDIS_URL must start with {_SCHEMES_HINT}")
+    return url.split("://", 1)[0].strip().lower()
+
+
+def _bad(why: str) -> ValueError:
+    return ValueError(f"REDIS_URL is not a valid redis+sentinel:// URL: {why}")
+
+
+def _userinfo(userinfo: str) -> tuple[str | None, str | None]:
+    user, colon, password = userinfo.partition(":")
+    return (unquote(user) or None, unquote(password) if colon and password else None)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    item = item.strip()
+    if not item:
+        raise _bad("it needs at least one Sentinel host:port, and no empty ones")
+    if item.startswith("["):
+        host, bracket, rest = item[1:].partition("]")
+        if not bracket or not host:
+            raise _bad("an IPv6 Sentinel address needs its closing ']'")
+        if rest and not rest.startswith(":"):
+            raise _bad("an IPv6 Sentinel address is written [address]:port")
+        port_text = rest[1:] if rest else ""
+        has_port = bool(rest)
+    else:
+        host, colon, port_text = item.rpartition(":")
+        if not colon:
+            host, port_text = item, ""
+        has_port = bool(colon)
+        if ":" in host or "[" in host or "]" in host:
+            raise _bad("write an IPv6 Sentinel address in brackets: [address]:port")
+    host = unquote(host)
+    if not host or any(c in host for c in " /@?#"):
+        raise _bad("a Sentinel host name is empty or has characters a host cannot have")
+    if not has_port:
+        return host, DEFAULT_SENTINEL_PORT
+    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise _bad("a Sentinel port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def _service_and_db(path: str) -> tuple[str, int]:
+    segments = path.split("/")[1:] if path.startswith("/") else []
+    if segments and segments[-1] == "" and len(segments) > 1:
+        segments = segments[:-1]  # one trailing slash: "/pb/" or "/pb/0/"
+    if not segments or not segments[0]:
+        raise _bad("it needs the Sentinel service name as its path: .../service_name[/db]")
+    if len(segments) > 2:
+        raise _bad("its path is /service_name or /service_name/db, nothing more")
+    service_name = unquote(segments[0])
+    if not service_name.strip() or any(c.isspace() for c in service_name):
+        raise _bad("the service name must not be empty or contain spaces")
+    db = 0
+    if len(segments) == 2:
+        text = segments[1]
+        if not text.isascii() or not text.isdigit():
+            raise _bad("the database after the service name must be a number (0 or more)")
+        db = int(text)
+    return service_name, db
+
+
+def _query(query: str) -> dict[str, str]:
+    if not query:
+        return {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise _bad("its query is not name=value pairs joined by '&'") from None
+    found: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in _SENTINEL_QUERY:
+            raise _bad(f"the only query parameters it takes are {', '.join(_SENTINEL_QUERY)}")
+        if name in found:
+            raise _bad("a query parameter is given twice")
+        found[name] = value
+    return found
