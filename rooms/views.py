@@ -16,7 +16,7 @@ still receives every sequence number.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -66,41 +66,38 @@ def _part_id_audience(room: Room, part_id: str) -> Audience:
     return part_audience(room, part) if part is not None else NOBODY
 
 
+def _members(room: Room, coll: str) -> Mapping[str, Any]:
+    if coll == "room":
+        return {"board": room.board, "settings": room.settings}
+    members: Mapping[str, Any] = getattr(room, coll)
+    return members
+
+
+def audience_of(room: Room, coll: str, key: str, value: Any) -> Audience:
+    """Who may see one entity of the room. The one place that decides it."""
+    if coll in ("room", "partners", "agreements"):
+        return EVERYONE
+    if coll == "parts":
+        return part_audience(room, value)
+    if coll == "links":
+        return _part_id_audience(room, value.source) & _part_id_audience(room, value.target)
+    if coll == "checkins":
+        return EVERYONE if value.shared else drafts_audience(room, value.owner)
+    if coll == "needs":
+        return _part_id_audience(room, value.part)
+    if coll == "notes":
+        return THERAPIST_ONLY
+    if coll == "overwhelm":
+        return frozenset({"therapist", value.by})
+    if coll == "ready":
+        return frozenset({"therapist", key})  # type: ignore[arg-type]
+    raise KeyError(coll)
+
+
 def entities(room: Room, coll: str) -> Iterator[tuple[str, Any, Audience]]:
     """(id, struct, audience) of every entity in one collection of the room."""
-    if coll == "room":
-        yield "board", room.board, EVERYONE
-        yield "settings", room.settings, EVERYONE
-    elif coll == "partners":
-        for key, info in room.partners.items():
-            yield key, info, EVERYONE
-    elif coll == "agreements":
-        for key, agreement in room.agreements.items():
-            yield key, agreement, EVERYONE
-    elif coll == "parts":
-        for key, part in room.parts.items():
-            yield key, part, part_audience(room, part)
-    elif coll == "links":
-        for key, link in room.links.items():
-            audience = _part_id_audience(room, link.source) & _part_id_audience(room, link.target)
-            yield key, link, audience
-    elif coll == "checkins":
-        for key, checkin in room.checkins.items():
-            yield key, checkin, EVERYONE if checkin.shared else drafts_audience(room, checkin.owner)
-    elif coll == "needs":
-        for key, need in room.needs.items():
-            yield key, need, _part_id_audience(room, need.part)
-    elif coll == "notes":
-        for key, note in room.notes.items():
-            yield key, note, THERAPIST_ONLY
-    elif coll == "overwhelm":
-        for key, signal in room.overwhelm.items():
-            yield key, signal, frozenset({"therapist", signal.by})
-    elif coll == "ready":
-        for key in room.ready:
-            yield key, True, frozenset({"therapist", key})  # type: ignore[arg-type]
-    else:
-        raise KeyError(coll)
+    for key, value in _members(room, coll).items():
+        yield key, value, audience_of(room, coll, key, value)
 
 
 def counts(room: Room) -> dict[str, dict[str, int]]:
@@ -127,33 +124,48 @@ def snapshot_for(room: Room, viewer: Role) -> dict[str, Any]:
     return {"seq": room.seq, "viewer": viewer, "counts": counts(room), "colls": colls}
 
 
-# Collections whose audience depends on the parts, so they must be diffed when parts change.
-_DEPENDS_ON_PARTS = ("links", "needs")
+# Entities whose audience follows the parts they name, by collection.
+_PART_REFERENCES: dict[str, Callable[[Any], tuple[str, ...]]] = {
+    "links": lambda link: (link.source, link.target),
+    "needs": lambda need: (need.part,),
+}
+
+
+def _changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[str]:
+    # The reducer keeps every unchanged entity as the very same object.
+    return {key for key in before.keys() | after.keys() if before.get(key) is not after.get(key)}
 
 
 def make_event(old: Room, new: Room, actor: Role, op: str, at: float) -> Event:
+    """The change from `old` to `new`: each entity whose value or audience changed.
+
+    An entity's audience depends only on itself, except that links and needs follow
+    the parts they name; so only entities that are new objects, or that name a part
+    that is, need their audiences compared."""
     changes: list[Change] = []
-    parts_changed = old.parts is not new.parts
+    changed_parts = _changed_keys(old.parts, new.parts) if old.parts is not new.parts else set()
     for coll in COLLECTIONS:
-        attr = "board" if coll == "room" else coll
-        if getattr(old, attr) is getattr(new, attr) and not (
-            coll in _DEPENDS_ON_PARTS and parts_changed
-        ):
-            continue
-        before = {key: (value, audience) for key, value, audience in entities(old, coll)}
-        after = {key: (value, audience) for key, value, audience in entities(new, coll)}
-        for key in sorted(before.keys() | after.keys()):
+        before, after = _members(old, coll), _members(new, coll)
+        keys = _changed_keys(before, after) if before is not after else set()
+        references = _PART_REFERENCES.get(coll)
+        if changed_parts and references is not None:
+            for members in (before, after):
+                keys.update(key for key, value in members.items()
+                            if changed_parts.intersection(references(value)))
+        for key in sorted(keys):
             was, now = before.get(key), after.get(key)
-            if was is not None and now is not None and was[1] == now[1] and (
-                was[0] is now[0] or was[0] == now[0]
+            was_audience = audience_of(old, coll, key, was) if was is not None else NOBODY
+            now_audience = audience_of(new, coll, key, now) if now is not None else NOBODY
+            if was is not None and now is not None and was_audience == now_audience and (
+                was is now or was == now
             ):
                 continue
             changes.append(Change(
                 coll,
                 key,
-                _wire(now[0]) if now is not None else None,
-                tuple(sorted(now[1])) if now is not None else (),
-                tuple(sorted(was[1])) if was is not None else (),
+                _wire(now) if now is not None else None,
+                tuple(sorted(now_audience)) if now is not None else (),
+                tuple(sorted(was_audience)) if was is not None else (),
             ))
     return Event(new.seq, op, actor, at, tuple(changes), counts(new))
 
