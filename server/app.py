@@ -72,7 +72,8 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
     store = Store(client, idle_ttl=settings.idle_ttl, max_lifetime=settings.max_lifetime,
                   log_length=settings.log_length)
     hub = Hub(store, pubsub_client, sweep_interval=settings.sweep_interval,
-              presence_ttl=settings.presence_ttl)
+              presence_ttl=settings.presence_ttl,
+              concurrent_handshakes=max(1, settings.redis_pool_size // 2))
     executor = Executor(store, hub)
     api = Api(settings, store)
 
