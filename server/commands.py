@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import NoReturn
 
 from rooms.actions import Command
 from rooms.errors import Internal, RoomEnded, RoomError, RoomLost
@@ -38,6 +39,11 @@ class Executor:
         lock = self._locks.get(room_id)
         if lock is not None and not lock.locked():
             del self._locks[room_id]
+
+    def _lose(self, room_id: str) -> NoReturn:
+        self._rooms.pop(room_id, None)
+        self.hub.room_lost(room_id)
+        raise RoomLost()
 
     async def execute(self, room_id: str, role: Role, command_id: str, command: Command) -> int:
         field = f"{role}:{command_id}"
@@ -70,10 +76,16 @@ class Executor:
                     return result.seq
                 if result.outcome == "conflict":
                     metrics.COMMIT_CONFLICTS.inc()
+                    if result.seq < room.seq:
+                        # Redis is behind what was committed and acknowledged: a failover
+                        # lost writes. Say so; never build on the shorter history.
+                        self._lose(room_id)
                     room = await self.store.load(room_id)
                     continue
                 self._rooms.pop(room_id, None)
-                if result.outcome == "lost":
-                    raise RoomLost()
+                if result.outcome == "gone":
+                    await self.store.refresh_run_id()
+                if result.outcome == "lost" or not self.store.epoch_is_from_this_run(room.epoch):
+                    self._lose(room_id)
                 raise RoomEnded()
             raise Internal()

@@ -50,6 +50,7 @@ CLOSE_INVALID_LINK = 4404
 CLOSE_RESYNC = 4408
 CLOSE_LOST = 4409
 SWEEP_SLICE = 100
+RECENT_EVENTS = 256
 PRESENCE_COALESCE = 0.05
 
 
@@ -76,6 +77,9 @@ class Feed:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     failed: bool = False
     recount_pending: bool = False
+    # seq -> commit time of recent events: a different event under a seq already
+    # delivered means Redis lost acknowledged writes (a failover) and reused the seq.
+    recent: dict[int, float] = field(default_factory=dict)
 
     def learn_parts(self, room: Room) -> None:
         self.parts = {key: (part.owner, audience)
@@ -204,6 +208,9 @@ class Hub:
         if feed is None:
             return
         if event.seq <= feed.last_seq:
+            seen = feed.recent.get(event.seq)
+            if seen is not None and seen != event.at:
+                self.room_lost(room_id)
             return
         if event.seq == feed.last_seq + 1 and not feed.lock.locked():
             self._fan_out(feed, event)
@@ -234,6 +241,8 @@ class Hub:
 
     def _fan_out(self, feed: Feed, event: Event) -> None:
         feed.last_seq = event.seq
+        feed.recent[event.seq] = event.at
+        feed.recent.pop(event.seq - RECENT_EVENTS, None)
         for change in event.changes:
             if change.coll == "parts":
                 if change.value is None:
@@ -346,6 +355,13 @@ class Hub:
                     member.shut(CLOSE_INVALID_LINK, wire.encode(wire.error(
                         "room_ended", "This link was replaced by your therapist.")))
 
+    def room_lost(self, room_id: str) -> None:
+        """Tell every member here plainly: the store no longer holds what they saw."""
+        feed = self.feeds.get(room_id)
+        if feed is not None:
+            log.warning("room lost by the store: room=%s", room_id)
+            self._close_all(feed, CLOSE_LOST, wire.encode(_LOST_FRAME))
+
     def _close_all(self, feed: Feed, code: int, frame: bytes | None) -> None:
         for member in list(feed.members):
             member.shut(code, frame)
@@ -374,6 +390,9 @@ class Hub:
                 self._close_all(feed, code, frame)
                 continue
             seq = row[0]
+            if seq < feed.last_seq:  # Redis lost acknowledged writes (a failover)
+                self.room_lost(room_id)
+                continue
             if seq > feed.last_seq:
                 async with feed.lock:
                     if seq > feed.last_seq:
