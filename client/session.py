@@ -50,6 +50,7 @@ T = TypeVar("T")
 AUTO: Final = "auto"
 RECENT_EVENTS: Final = 4096
 MAX_FRAME: Final = 16 * 1024 * 1024
+TRY_AGAIN_LATER: Final = 1013  # the server could not reach its store; retry
 KEEP_ANOMALIES: Final = 1000
 
 
@@ -413,7 +414,7 @@ class Client:
             raise SessionEnded()
         if code in CLOSE_ERRORS:
             raise CLOSE_ERRORS[code]()
-        if first and not welcomed:
+        if first and not welcomed and code != TRY_AGAIN_LATER:
             raise ConnectionLost(close_code=code)
         return welcomed
 

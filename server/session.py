@@ -37,6 +37,7 @@ log = logging.getLogger("partsboard.session")
 
 CLOSE_POLICY = 1008
 CLOSE_TOO_MANY = 4429
+CLOSE_TRY_AGAIN = 1013
 
 
 class State(enum.Enum):
@@ -228,6 +229,7 @@ class Connection:
             "room_ended": CLOSE_INVALID_LINK,
             "room_lost": CLOSE_LOST,
             "limit": CLOSE_TOO_MANY,
+            "internal": CLOSE_TRY_AGAIN,  # our fault (Redis away): the client retries
         }.get(error.code, CLOSE_POLICY)
         await self._close(code, wire.encode(wire.error(error.code, error.message,
                                                         field=error.field)))
