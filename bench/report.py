@@ -231,10 +231,11 @@ def targets(results: Results) -> list[str]:
         br = _get(r, "saturation", what, "best", "rate_in")
         bp = _get(p, "saturation", what, "best", "rate_in")
         ratio = bp / br if br and bp else None
+        relay_saturated = bool(_get(r, "saturation", what, "saturated"))
         add(f"saturation {what}: at least {limit:.0%} of relay",
             f"{_num(bp)} vs {_num(br)} /s = {_num(ratio, 2)}"
-            + ("" if _get(r, "saturation", what, "saturated") else " (relay not saturated)"),
-            ratio is not None and ratio >= limit)
+            + ("" if relay_saturated else " (relay not saturated: no verdict)"),
+            (ratio is not None and ratio >= limit) if relay_saturated else None)
     mr, mp = _get(r, "memory", "kib_per_connection"), _get(p, "memory", "kib_per_connection")
     if mr and mp:
         add("memory per connection within 1.5x relay",
