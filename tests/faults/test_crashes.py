@@ -264,3 +264,19 @@ async def test_a_reader_that_stalls_is_cut_and_never_holds_up_the_room(
     await assert_invariants([room], redis_url, server.base_url, server.base_url)
     for _, client in room.members:
         await client.close()
+
+
+async def test_a_hello_while_redis_is_away_is_told_to_try_again(server_factory) -> None:
+    with LocalRedis() as own:
+        server = await server_factory.start({"REDIS_URL": own.url,
+                                             "PARTSBOARD_REDIS_POOL": "4"})
+        own.kill()
+        async with websockets.connect(server.ws_url, subprotocols=[wire.SUBPROTOCOL]) as ws:
+            await ws.send(wire.hello("x" * 22, "y" * 43))
+            answer = wire.decode_server(await ws.recv())
+            assert answer["code"] == "internal"
+            assert "Redis" not in answer["message"] and "Error" not in answer["message"]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        assert server.running
