@@ -374,6 +374,10 @@ class Hub:
             room_ids = list(self.feeds)
         if not room_ids:
             return
+        # What was delivered before the read is committed, so Redis's seq can only be
+        # lower than that if it lost writes; events delivered during the read prove nothing.
+        delivered = {room_id: feed.last_seq for room_id in room_ids
+                     if (feed := self.feeds.get(room_id)) is not None}
         rows = await self.store.meta_seq_epoch(room_ids)
         run_changed = False
         if any(row is None for row in rows):
@@ -390,7 +394,7 @@ class Hub:
                 self._close_all(feed, code, frame)
                 continue
             seq = row[0]
-            if seq < feed.last_seq:  # Redis lost acknowledged writes (a failover)
+            if seq < delivered.get(room_id, -1):  # Redis lost acknowledged writes
                 self.room_lost(room_id)
                 continue
             if seq > feed.last_seq:
