@@ -44,6 +44,9 @@ def main() -> int:
         access_log=False,
         log_level="warning",  # uvicorn logs two lines per websocket at info
         proxy_headers=True,
+        # A restart meets every client reconnecting at once; a short accept queue would
+        # drop their SYNs and leave them waiting on TCP retransmits for seconds.
+        backlog=settings.listen_backlog,
     )
     return 0
 
