@@ -27,7 +27,7 @@ Level = Annotated[int, msgspec.Meta(ge=0, le=10)]
 Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
 
 
-class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     op: ClassVar[str]
 
 

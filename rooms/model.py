@@ -29,8 +29,9 @@ def other_partner(partner: Partner) -> Partner:
     return "b" if partner == "a" else "a"
 
 
-class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    pass
+class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """Room state holds no reference cycles, so the garbage collector need not track it:
+    a server holding a thousand rooms then pauses far less for full collections."""
 
 
 class Limits(Struct, frozen=True):

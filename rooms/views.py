@@ -34,7 +34,7 @@ COLLECTIONS = (
 )
 
 
-class Change(msgspec.Struct, frozen=True, array_like=True):
+class Change(msgspec.Struct, frozen=True, array_like=True, gc=False):
     coll: str
     id: str
     value: Any
@@ -42,7 +42,7 @@ class Change(msgspec.Struct, frozen=True, array_like=True):
     before: tuple[Role, ...]
 
 
-class Event(msgspec.Struct, frozen=True):
+class Event(msgspec.Struct, frozen=True, gc=False):
     seq: int
     op: str
     actor: Role

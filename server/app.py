@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -69,9 +72,10 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
     client = redis_client(settings, settings.redis_url, pool_size=settings.redis_pool_size)
     # Pub/sub holds its own connection for as long as it listens.
     pubsub_client = redis_client(settings, settings.redis_url, pool_size=4)
+    process_id = f"{os.getpid()}-{secrets.token_hex(4)}"
     store = Store(client, idle_ttl=settings.idle_ttl, max_lifetime=settings.max_lifetime,
-                  log_length=settings.log_length)
-    hub = Hub(store, pubsub_client, sweep_interval=settings.sweep_interval,
+                  log_length=settings.log_length, origin=process_id)
+    hub = Hub(store, pubsub_client, process_id=process_id, sweep_interval=settings.sweep_interval,
               presence_ttl=settings.presence_ttl,
               concurrent_handshakes=max(1, settings.redis_pool_size // 2))
     executor = Executor(store, hub)
@@ -92,6 +96,11 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
             log.warning("DEVELOPMENT MODE: no PARTSBOARD_THERAPIST_KEY is set, so anyone who "
                         "can reach this server can create rooms")
         await hub.start()
+        # Everything made so far lives as long as the process: keep it out of every
+        # future collection, and collect the young generation less often.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 20, 20)
         try:
             yield
         finally:

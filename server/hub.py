@@ -97,13 +97,14 @@ _drag_decoder = msgspec.msgpack.Decoder()
 
 class Hub:
     def __init__(self, store: Store, pubsub_client: aioredis.Redis, *,
+                 process_id: str | None = None,
                  sweep_interval: float = 2.0, presence_ttl: float = 15.0,
                  concurrent_handshakes: int = 32) -> None:
         self.store = store
         self.pubsub_client = pubsub_client
         self.sweep_interval = sweep_interval
         self.presence_ttl = presence_ttl
-        self.process_id = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.process_id = process_id or f"{os.getpid()}-{secrets.token_hex(4)}"
         self.feeds: dict[str, Feed] = {}
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -304,8 +305,12 @@ class Hub:
         delays = _backoff()
         while not self._closing:
             try:
-                self._pubsub = self.pubsub_client.pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(self._own_channel)
+                # Subscribing first makes the connection; only then may joins use this
+                # PubSub (two first subscribes at once can each open a connection, and
+                # nobody would read the second one).
+                pubsub = self.pubsub_client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(self._own_channel)
+                self._pubsub = pubsub
                 for room_id in list(self.feeds):
                     await self._pubsub.subscribe(Keys(room_id).channel)
                 self._subscribed.set()
@@ -341,7 +346,9 @@ class Hub:
             return
         tag, payload = data[:1], data[1:]
         if tag == TAG_EVENT:
-            await self.deliver(room_id, decode_event(payload))
+            if data.startswith(self.store.event_prefix):
+                return  # committed here, and delivered here already
+            await self.deliver(room_id, decode_event(payload[1 + payload[0]:]))
         elif tag == TAG_DRAG:
             self._remote_drag(feed, payload)
         elif tag == TAG_PRESENCE:

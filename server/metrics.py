@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 CONNECTIONS = Gauge("partsboard_connections", "Open websocket connections in this process")
@@ -21,3 +24,9 @@ RESYNCS = Counter("partsboard_resyncs_total", "Feeds whose members had to resync
 RESUBSCRIBES = Counter("partsboard_resubscribes_total", "Pub/sub reconnections")
 ROOMS_CREATED = Counter("partsboard_rooms_created_total", "Rooms created")
 ROOMS_ENDED = Counter("partsboard_rooms_ended_total", "Rooms ended by a therapist")
+
+
+@cache
+def command_result(op: str, result: str) -> Any:
+    """The counter child for one (op, result): op names and codes are a small fixed set."""
+    return COMMANDS.labels(op, result)

@@ -298,7 +298,7 @@ class Connection:
 
     async def _on_command(self, frame: wire.Cmd) -> None:
         if not self.commands.take():
-            metrics.COMMANDS.labels("-", "rate_limited").inc()
+            metrics.command_result("-", "rate_limited").inc()
             self.push(None, wire.encode(wire.error(
                 "rate_limited", "Too many messages; slow down.", command_id=frame.id)))
             self._strike()
@@ -310,7 +310,7 @@ class Connection:
             op_label = command.op
             seq = await self.executor.execute(self.room_id, self.role, frame.id, command)
         except RoomError as error:
-            metrics.COMMANDS.labels(op_label, error.code).inc()
+            metrics.command_result(op_label, error.code).inc()
             self.push(None, wire.encode(wire.error(error.code, error.message,
                                                    command_id=frame.id, field=error.field)))
             if error.code in ("room_ended", "room_lost"):
@@ -319,18 +319,18 @@ class Connection:
             return
         except (RedisError, OSError, TimeoutError) as error:
             log.warning("command failed: op=%s error=%s", op_label, type(error).__name__)
-            metrics.COMMANDS.labels(op_label, "internal").inc()
+            metrics.command_result(op_label, "internal").inc()
             self.push(None, wire.encode(wire.error(
                 "internal", "Something went wrong on our side.", command_id=frame.id)))
             return
         except Exception:
             log.exception("command failed: op=%s", op_label)
-            metrics.COMMANDS.labels(op_label, "internal").inc()
+            metrics.command_result(op_label, "internal").inc()
             self.push(None, wire.encode(wire.error(
                 "internal", "Something went wrong on our side.", command_id=frame.id)))
             return
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        metrics.COMMANDS.labels(op_label, "ok").inc()
+        metrics.command_result(op_label, "ok").inc()
         self.push(None, wire.encode(wire.ack(frame.id, seq)))
 
     async def _on_drag(self, frame: wire.Drag) -> None:

@@ -174,8 +174,11 @@ class Auth:
 
 class Store:
     def __init__(self, client: aioredis.Redis, *, idle_ttl: float, max_lifetime: float,
-                 log_length: int) -> None:
+                 log_length: int, origin: str = "") -> None:
         self.redis = client
+        # Published events name the process that committed them, which then skips its
+        # own copy (it delivered the event already) without decoding it.
+        self.event_prefix = TAG_EVENT + bytes([len(origin.encode())]) + origin.encode()
         self.idle_ms = int(idle_ttl * 1000)
         self.lifetime_ms = int(max_lifetime * 1000)
         self.log_length = log_length
@@ -279,7 +282,7 @@ class Store:
             args=[
                 before.epoch, before.seq, _room_encoder.encode(after), event_blob,
                 command_field, self.idle_ms, self.log_length, keys.channel,
-                TAG_EVENT + event_blob,
+                self.event_prefix + event_blob,
             ],
         )
         outcome: Any = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
