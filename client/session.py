@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
+import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Origin, Subprotocol
@@ -224,6 +225,15 @@ class Client:
                 await task
         if self._terminal is None:
             self._fail(ClientClosed())
+
+    def board(self) -> dict[str, Any]:
+        """A plain, deep copy of this viewer's board (collections, counts, seq), in the
+        shapes the wire gives: equal to a fresh snapshot's when the mirror is right."""
+        if self.view is None:
+            raise ConnectionLost("There is no board before the first welcome.")
+        board = {key: self.view[key] for key in ("colls", "counts", "seq")}
+        copied: dict[str, Any] = msgspec.msgpack.decode(msgspec.msgpack.encode(board))
+        return copied
 
     @property
     def seq(self) -> int:

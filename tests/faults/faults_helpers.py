@@ -57,10 +57,7 @@ def normal(value: Any) -> Any:
     return msgspec.msgpack.decode(msgspec.msgpack.encode(value))
 
 
-def board(client: Client) -> Any:
-    assert client.view is not None
-    return normal({"colls": client.view["colls"], "counts": client.view["counts"],
-                   "seq": client.view["seq"]})
+board = Client.board
 
 
 def decoded(client: Client) -> list[Frame]:
