@@ -51,7 +51,10 @@ T = TypeVar("T")
 AUTO: Final = "auto"
 RECENT_EVENTS: Final = 4096
 MAX_FRAME: Final = 16 * 1024 * 1024
-TRY_AGAIN_LATER: Final = 1013  # the server could not reach its store; retry
+# Closes that say "not now" rather than "never": the server could not reach its store
+# (1013), or this link has its maximum of connections open (4429), which may be a
+# crashed server's connections that presence has not yet timed out.
+RETRY_FIRST_CONNECT: Final = frozenset({1013, 4429})
 KEEP_ANOMALIES: Final = 1000
 
 
@@ -424,7 +427,7 @@ class Client:
             raise SessionEnded()
         if code in CLOSE_ERRORS:
             raise CLOSE_ERRORS[code]()
-        if first and not welcomed and code != TRY_AGAIN_LATER:
+        if first and not welcomed and code not in RETRY_FIRST_CONNECT:
             raise ConnectionLost(close_code=code)
         return welcomed
 

@@ -58,3 +58,16 @@ async def test_a_room_with_people_in_it_is_not_idle(server_factory, redis_url) -
         while client.exists(f"pb:{{{room.id}}}:state"):
             assert asyncio.get_running_loop().time() < deadline, "the empty room never expired"
             await asyncio.sleep(0.2)
+
+
+async def test_a_full_link_lets_a_new_window_in_once_a_place_frees(server) -> None:
+    room = await make_room(server.base_url, 0)
+    windows = [await join(room, "b", server.base_url, server.base_url) for _ in range(8)]
+    ninth = asyncio.create_task(join(room, "b", server.base_url, server.base_url))
+    await asyncio.sleep(1.0)
+    assert not ninth.done(), "a ninth window got in while eight were open"
+    await windows.pop().close()
+    latecomer = await asyncio.wait_for(ninth, 30)
+    assert latecomer.connected and latecomer.anomalies == []
+    for client in (*windows, latecomer):
+        await client.close()
