@@ -251,10 +251,6 @@ class Store:
             return room, None
         return room, _events_after(replies[1], since)
 
-    async def role_hash(self, room_id: str, role: Role) -> str | None:
-        value: Any = await self.redis.hget(Keys(room_id).meta, f"h:{role}")
-        return value.decode() if value is not None else None
-
     async def room_exists(self, room_id: str) -> bool:
         if not room_id or len(room_id) > 64:
             return False
@@ -297,10 +293,6 @@ class Store:
         keys = Keys(room_id)
         entries: Any = await self.redis.xrange(keys.log, min=f"{seq + 1}-1", max="+")
         return _events_after(entries, seq)
-
-    async def current_seq(self, room_id: str) -> int | None:
-        value = await self.redis.hget(Keys(room_id).meta, "seq")
-        return int(value) if value is not None else None
 
     async def end(self, room_id: str) -> bool:
         keys = Keys(room_id)
