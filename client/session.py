@@ -351,7 +351,9 @@ class Client:
                     return
                 if welcomed:
                     delays, failing_since = None, None
-                if not self._resume:
+                first_pending = self._welcomed is not None and not self._welcomed.done()
+                not_now = first_pending and self._last_close_code in RETRY_FIRST_CONNECT
+                if not self._resume and not not_now:
                     raise ConnectionLost(close_code=self._last_close_code)
                 if delays is None:
                     delays = self._delays()

@@ -8,6 +8,8 @@ import pytest
 import redis
 from crash_helpers import join, make_room
 
+from client import Client
+
 pytestmark = pytest.mark.timeout(120)
 
 FAST_PRESENCE = {"PARTSBOARD_PRESENCE_TTL": "1.5", "PARTSBOARD_SWEEP_INTERVAL": "0.5"}
@@ -69,5 +71,18 @@ async def test_a_full_link_lets_a_new_window_in_once_a_place_frees(server) -> No
     await windows.pop().close()
     latecomer = await asyncio.wait_for(ninth, 30)
     assert latecomer.connected and latecomer.anomalies == []
+    for client in (*windows, latecomer):
+        await client.close()
+
+
+async def test_a_one_shot_client_also_waits_for_a_place(server) -> None:
+    room = await make_room(server.base_url, 0)
+    windows = [await join(room, "a", server.base_url, server.base_url) for _ in range(8)]
+    one_shot = asyncio.create_task(Client.connect(room.links["a"], resume=False))
+    await asyncio.sleep(1.0)
+    assert not one_shot.done()
+    await windows.pop().close()
+    latecomer = await asyncio.wait_for(one_shot, 30)
+    assert latecomer.connected
     for client in (*windows, latecomer):
         await client.close()
