@@ -155,16 +155,7 @@ export class RoomClient extends EventTarget {
     if (this.terminal) return;
     this.terminal = terminal;
     clearTimeout(this.timer);
-    const ws = this.ws;
-    this.ws = null;
-    this.welcomed = false;
-    if (ws) {
-      try {
-        ws.close(1000);
-      } catch {
-        /* ignore */
-      }
-    }
+    this.dropSocket();
     // Nothing of the session stays in this page's memory.
     this.view = null;
     this.pending.clear();
@@ -173,8 +164,7 @@ export class RoomClient extends EventTarget {
     this.emit("terminal", { terminal });
   }
 
-  // Reconnect now, resuming from the last sequence number this page has.
-  resync() {
+  dropSocket() {
     const ws = this.ws;
     this.ws = null;
     this.welcomed = false;
@@ -185,6 +175,11 @@ export class RoomClient extends EventTarget {
         /* ignore */
       }
     }
+  }
+
+  // Reconnect now, resuming from the last sequence number this page has.
+  resync() {
+    this.dropSocket();
     this.attempt = 0;
     this.connect();
   }

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import msgspec
 import redis.asyncio as aioredis
+from crash_helpers import room_seq as room_seq  # shared with the crash tests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Origin, Subprotocol
@@ -325,17 +326,6 @@ async def room_keys(redis_url: str, room_id: str) -> list[bytes]:
         return [key async for key in client.scan_iter(match=f"*{room_id}*", count=1000)]
     finally:
         await client.aclose()
-
-
-async def room_seq(redis_url: str, room_id: str) -> int:
-    """The room's committed sequence number, read from Redis (the truth, no fan-out lag)."""
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        value = await client.hget(f"pb:{{{room_id}}}:meta", "seq")
-    finally:
-        await client.aclose()
-    assert value is not None, "the room is gone"
-    return int(value)
 
 
 async def refused(link: str, **options: Any) -> str:
