@@ -123,7 +123,10 @@ class Raw:
         return [f for f in self.frames if f.get("t") == "error"]
 
     async def send(self, data: bytes | str | Iterable[bytes]) -> None:
-        await self.ws.send(data)
+        """Send a frame; the server may close while a large one is still being written
+        (1009 after the first bytes of an oversized frame), which `closed()` then reports."""
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(data)
 
     async def cmd(self, command_id: str, op: str, args: dict[str, Any] | None = None) -> None:
         await self.ws.send(wire.cmd(command_id, op, args or {}))
