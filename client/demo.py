@@ -123,7 +123,7 @@ class Demo:
         await sam.add_link("reacts_to", parts["The Quiet One"], parts["The Alarm"])
         await self.step("the cycle: The Quiet One reacts to The Alarm")
         await sam.raise_pause()
-        await t.wait_for(lambda v: v["colls"]["room"]["board"]["pause"] is not None)
+        await t.wait_for(lambda v: v["colls"]["room"]["board"]["pauses"] != [])
         await self.step("Sam asks for a pause; everyone sees it")
         await t.clear_pause()
         await self.step("after a breath, the therapist clears the pause")

@@ -74,15 +74,29 @@ class PauseRaise(Command, frozen=True):
 
 class PauseClear(Command, frozen=True):
     op = "pause.clear"
+    partner: Partner | None = None  # None clears every pause
 
 
 class OverwhelmRaise(Command, frozen=True):
     op = "overwhelm.raise"
 
 
+class OverwhelmAck(Command, frozen=True):
+    op = "overwhelm.ack"
+    partner: Partner
+
+
 class OverwhelmClear(Command, frozen=True):
     op = "overwhelm.clear"
     partner: Partner
+
+
+class EndingStart(Command, frozen=True):
+    op = "ending.start"
+
+
+class EndingCancel(Command, frozen=True):
+    op = "ending.cancel"
 
 
 class ReadySet(Command, frozen=True):

@@ -24,17 +24,19 @@ from .model import (
     Agreement,
     BoardState,
     CheckIn,
+    Ending,
     Limits,
     Link,
     Need,
     Note,
+    Overwhelm,
     Part,
     Partner,
     PartnerInfo,
+    Pause,
     Role,
     Room,
     Settings,
-    Signal,
     StageChange,
     StageInfo,
     other_partner,
@@ -235,24 +237,50 @@ def _freeze_set(room: Room, actor: Role, cmd: a.FreezeSet, ctx: Context) -> Room
 
 
 def _pause_raise(room: Room, actor: Role, cmd: a.PauseRaise, ctx: Context) -> Room:
-    if room.board.pause is not None:
+    partner = _partner(actor)
+    if any(pause.by == partner for pause in room.board.pauses):
         return room
-    return _set_board(room, pause=Signal(_partner(actor), ctx.now))
+    return _set_board(room, pauses=(*room.board.pauses, Pause(partner, ctx.now)))
 
 
 def _pause_clear(room: Room, actor: Role, cmd: a.PauseClear, ctx: Context) -> Room:
-    return _set_board(room, pause=None)
+    pauses = tuple(p for p in room.board.pauses if cmd.partner not in (None, p.by))
+    if len(pauses) == len(room.board.pauses):
+        return room
+    return _set_board(room, pauses=pauses)
 
 
 def _overwhelm_raise(room: Room, actor: Role, cmd: a.OverwhelmRaise, ctx: Context) -> Room:
     if actor in room.overwhelm:
         return room
-    signal = Signal(_partner(actor), ctx.now)
+    signal = Overwhelm(_partner(actor), ctx.now)
     return replace(room, overwhelm=_with(room.overwhelm, actor, signal))
+
+
+def _overwhelm_ack(room: Room, actor: Role, cmd: a.OverwhelmAck, ctx: Context) -> Room:
+    signal = room.overwhelm.get(cmd.partner)
+    if signal is None:
+        raise NotFound("There is no overwhelm signal to acknowledge.", field="partner")
+    if signal.seen_at is not None:
+        return room
+    seen = replace(signal, seen_at=ctx.now)
+    return replace(room, overwhelm=_with(room.overwhelm, cmd.partner, seen))
 
 
 def _overwhelm_clear(room: Room, actor: Role, cmd: a.OverwhelmClear, ctx: Context) -> Room:
     return replace(room, overwhelm=_without(room.overwhelm, cmd.partner))
+
+
+def _ending_start(room: Room, actor: Role, cmd: a.EndingStart, ctx: Context) -> Room:
+    if room.board.ending is not None:
+        return room
+    return _set_board(room, ending=Ending(ctx.now))
+
+
+def _ending_cancel(room: Room, actor: Role, cmd: a.EndingCancel, ctx: Context) -> Room:
+    if room.board.ending is None:
+        return room
+    return _set_board(room, ending=None)
 
 
 def _ready_set(room: Room, actor: Role, cmd: a.ReadySet, ctx: Context) -> Room:
@@ -477,7 +505,10 @@ _HANDLERS: dict[type[a.Command], Callable[..., Room]] = {
     a.PauseRaise: _pause_raise,
     a.PauseClear: _pause_clear,
     a.OverwhelmRaise: _overwhelm_raise,
+    a.OverwhelmAck: _overwhelm_ack,
     a.OverwhelmClear: _overwhelm_clear,
+    a.EndingStart: _ending_start,
+    a.EndingCancel: _ending_cancel,
     a.ReadySet: _ready_set,
     a.NoteAdd: _note_add,
     a.NoteEdit: _note_edit,

@@ -109,10 +109,25 @@ class Note(Struct, frozen=True):
     at: float
 
 
-class Signal(Struct, frozen=True):
-    """A raised pause or a quiet overwhelm signal."""
+class Pause(Struct, frozen=True):
+    """A partner's "I need a pause", up until the therapist clears it."""
 
     by: Partner
+    at: float
+
+
+class Overwhelm(Struct, frozen=True):
+    """A partner's quiet "I'm getting overwhelmed"; `seen_at` is when the therapist
+    acknowledged it (None until then)."""
+
+    by: Partner
+    at: float
+    seen_at: float | None = None
+
+
+class Ending(Struct, frozen=True):
+    """The moment before the end: the partners are asked to save their copy."""
+
     at: float
 
 
@@ -128,8 +143,9 @@ class BoardState(Struct, frozen=True):
     stage: int
     frozen: bool = False
     spotlight: str | None = None
-    pause: Signal | None = None
+    pauses: tuple[Pause, ...] = ()  # at most one per partner, in the order raised
     history: tuple[StageChange, ...] = ()
+    ending: Ending | None = None
 
 
 class Room(Struct, frozen=True):
@@ -146,7 +162,7 @@ class Room(Struct, frozen=True):
     checkins: dict[str, CheckIn] = {}
     needs: dict[str, Need] = {}
     notes: dict[str, Note] = {}
-    overwhelm: dict[str, Signal] = {}
+    overwhelm: dict[str, Overwhelm] = {}
     ready: dict[str, bool] = {}
 
     @property

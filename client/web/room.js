@@ -207,11 +207,11 @@ class App {
 
   renderBanners() {
     const board = this.board;
-    const pause = board.pause;
+    const pause = board.pauses.length > 0;
     const banner = $("pause-banner");
     banner.hidden = !pause;
     if (pause) {
-      const who = pause.by === this.role ? "You" : this.partnerName(pause.by);
+      const who = board.pauses.map((p) => (p.by === this.role ? "You" : this.partnerName(p.by))).join(" and ");
       const text = `${who} asked for a pause. Take a breath; nothing needs to happen right now. ` +
         (this.role === "therapist" ? "Clear the pause when you are ready to go on." : "Your therapist will help you continue.");
       if ($("pause-text").textContent !== text) $("pause-text").textContent = text;
@@ -303,7 +303,7 @@ class App {
     const section = $("partner-actions");
     section.hidden = !this.isPartner;
     if (!this.isPartner) return;
-    const pause = this.board.pause;
+    const pause = this.board.pauses.length > 0;
     const raise = $("pause-raise");
     raise.disabled = false;
     raise.textContent = pause ? "A pause is on" : "I need a pause";
@@ -321,7 +321,7 @@ class App {
   // The bar with the pause in it shows for partners always, and for everyone during a pause.
   renderRoomBar() {
     const bar = $("room-bar");
-    const show = this.isPartner || Boolean(this.board.pause);
+    const show = this.isPartner || this.board.pauses.length > 0;
     if (bar.hidden === show) {
       bar.hidden = !show;
       this.measureBars();
@@ -413,7 +413,7 @@ class App {
       });
     });
     $("pause-raise").addEventListener("click", () => {
-      if (!this.board.pause) this.send("pause.raise");
+      if (!this.board.pauses.length) this.send("pause.raise");
     });
     $("pause-clear").addEventListener("click", () => this.send("pause.clear"));
     $("ready-toggle").addEventListener("click", () =>

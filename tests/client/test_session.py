@@ -74,9 +74,10 @@ async def test_three_roles_every_command_round_trips(room: CreatedRoom) -> None:
                          {"name": "Robin R.", "color": "#2563eb"})
 
         await a.raise_pause()
-        await b.wait_for(lambda v: (v["colls"]["room"]["board"]["pause"] or {}).get("by") == "a")
+        await b.wait_for(lambda v: [p["by"] for p in v["colls"]["room"]["board"]["pauses"]]
+                         == ["a"])
         await t.clear_pause()
-        await b.wait_for(lambda v: v["colls"]["room"]["board"]["pause"] is None)
+        await b.wait_for(lambda v: v["colls"]["room"]["board"]["pauses"] == [])
 
         await b.raise_overwhelm()
         await t.wait_for(lambda v: "b" in v["colls"]["overwhelm"])

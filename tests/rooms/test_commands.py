@@ -100,25 +100,36 @@ def sc_freeze_set(s: Session) -> Scenario:
 
 def sc_pause_raise(s: Session) -> Scenario:
     def check(s: Session, old: Room, ev: views.Event) -> None:
-        assert s.room.board.pause == model.Signal("b", s.now)
-        assert changed(ev, "room")["board"]["pause"] == {"by": "b", "at": s.now}
+        assert s.room.board.pauses == (model.Pause("b", s.now),)
+        assert changed(ev, "room")["board"]["pauses"] == [{"by": "b", "at": s.now}]
     return "b", {}, check
 
 
 def sc_pause_clear(s: Session) -> Scenario:
     s.do("a", "pause.raise")
+    s.do("b", "pause.raise")
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
-        assert s.room.board.pause is None
-        assert changed(ev, "room")["board"]["pause"] is None
+        assert s.room.board.pauses == ()
+        assert changed(ev, "room")["board"]["pauses"] == []
     return "therapist", {}, check
 
 
 def sc_overwhelm_raise(s: Session) -> Scenario:
     def check(s: Session, old: Room, ev: views.Event) -> None:
-        assert s.room.overwhelm == {"a": model.Signal("a", s.now)}
-        assert changed(ev, "overwhelm") == {"a": {"by": "a", "at": s.now}}
+        assert s.room.overwhelm == {"a": model.Overwhelm("a", s.now)}
+        assert changed(ev, "overwhelm") == {"a": {"by": "a", "at": s.now, "seen_at": None}}
     return "a", {}, check
+
+
+def sc_overwhelm_ack(s: Session) -> Scenario:
+    s.do("b", "overwhelm.raise")
+    raised = s.now
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.overwhelm == {"b": model.Overwhelm("b", raised, seen_at=s.now)}
+        assert changed(ev, "overwhelm") == {"b": {"by": "b", "at": raised, "seen_at": s.now}}
+    return "therapist", {"partner": "b"}, check
 
 
 def sc_overwhelm_clear(s: Session) -> Scenario:
@@ -129,6 +140,22 @@ def sc_overwhelm_clear(s: Session) -> Scenario:
         assert set(s.room.overwhelm) == {"a"}
         assert changed(ev, "overwhelm") == {"b": None}
     return "therapist", {"partner": "b"}, check
+
+
+def sc_ending_start(s: Session) -> Scenario:
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.board.ending == model.Ending(s.now)
+        assert changed(ev, "room")["board"]["ending"] == {"at": s.now}
+    return "therapist", {}, check
+
+
+def sc_ending_cancel(s: Session) -> Scenario:
+    s.do("therapist", "ending.start")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.board.ending is None
+        assert changed(ev, "room")["board"]["ending"] is None
+    return "therapist", {}, check
 
 
 def sc_ready_set(s: Session) -> Scenario:
@@ -346,7 +373,10 @@ SCENARIOS: dict[str, Callable[[Session], Scenario]] = {
     "pause.raise": sc_pause_raise,
     "pause.clear": sc_pause_clear,
     "overwhelm.raise": sc_overwhelm_raise,
+    "overwhelm.ack": sc_overwhelm_ack,
     "overwhelm.clear": sc_overwhelm_clear,
+    "ending.start": sc_ending_start,
+    "ending.cancel": sc_ending_cancel,
     "ready.set": sc_ready_set,
     "note.add": sc_note_add,
     "note.edit": sc_note_edit,
@@ -510,6 +540,11 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("freeze.set", {"frozen": 1}, "frozen"),
     ("pause.raise", {"by": "a"}, "args"),
     ("pause.clear", {"now": True}, "args"),
+    ("pause.clear", {"partner": "therapist"}, "partner"),
+    ("overwhelm.ack", {"partner": "c"}, "partner"),
+    ("overwhelm.ack", {"partner": DROP}, "partner"),
+    ("ending.start", {"seconds": 60}, "args"),
+    ("ending.cancel", {"now": True}, "args"),
     ("overwhelm.raise", {"level": 3}, "args"),
     ("overwhelm.clear", {"partner": "c"}, "partner"),
     ("overwhelm.clear", {"partner": "therapist"}, "partner"),
@@ -609,6 +644,7 @@ NOT_FOUND: list[tuple[str, Role, dict[str, Any], str]] = [
     ("agreement.remove", "therapist", {"id": "nope"}, "id"),
     ("agreement.ack", "a", {"id": "nope"}, "id"),
     ("spotlight.set", "therapist", {"part": "nope"}, "part"),
+    ("overwhelm.ack", "therapist", {"partner": "a"}, "partner"),
     ("note.edit", "therapist", {"id": "nope", "text": "x"}, "id"),
     ("note.remove", "therapist", {"id": "nope"}, "id"),
     ("part.edit", "a", {"id": "nope", "name": "x"}, "id"),
@@ -728,7 +764,8 @@ def test_new_room_needs_both_partners_and_five_stages() -> None:
 def test_new_room_starts_empty_at_stage_one() -> None:
     s = Session(names=("Alex", "Sam"), drafts=False)
     room = s.room
-    assert (room.seq, room.stage, room.board.frozen, room.board.pause) == (0, 1, False, None)
+    assert (room.seq, room.stage, room.board.frozen, room.board.pauses) == (0, 1, False, ())
+    assert room.board.ending is None
     assert room.board.history == (model.StageChange(1, 0, 1_000.0),)
     assert room.settings.therapist_sees_drafts is False
     assert list(room.partners) == ["a", "b"]
@@ -1019,14 +1056,25 @@ def test_checkin_stays_shared_when_rewritten() -> None:
     assert "b" not in s.view("a")["colls"]["checkins"]
 
 
-def test_pause_keeps_the_first_partner_who_raised_it() -> None:
+def test_both_partners_pauses_are_kept_and_cleared_one_or_all() -> None:
     s = Session()
-    s.do("a", "pause.raise")
-    at = s.now
     s.do("b", "pause.raise")
-    assert s.room.board.pause == model.Signal("a", at)
+    b_at = s.now
+    s.do("a", "pause.raise")
+    a_at = s.now
+    s.do("a", "pause.raise")  # raising again keeps the first moment
+    both = [{"by": "b", "at": b_at}, {"by": "a", "at": a_at}]
     for viewer in model.ROLES:
-        assert s.view(viewer)["colls"]["room"]["board"]["pause"] == {"by": "a", "at": at}
+        assert s.view(viewer)["colls"]["room"]["board"]["pauses"] == both
+    event = s.do("therapist", "pause.clear", partner="b")
+    assert s.room.board.pauses == (model.Pause("a", a_at),)
+    assert changed(event, "room")["board"]["pauses"] == [{"by": "a", "at": a_at}]
+    # Clearing a pause that is not up changes nothing; every viewer gets a placeholder.
+    event = s.do("therapist", "pause.clear", partner="b")
+    assert event.changes == ()
+    s.do("b", "pause.raise")
+    s.do("therapist", "pause.clear")
+    assert s.room.board.pauses == ()
 
 
 def test_overwhelm_is_quiet() -> None:
@@ -1037,6 +1085,48 @@ def test_overwhelm_is_quiet() -> None:
     assert s.view("a")["colls"]["overwhelm"] == {}
     assert views.event_for(event, "a") == {
         "seq": event.seq, "hidden": True, "owner": "b", "counts": event.counts}
+    # The acknowledgement reaches the partner who raised it, and only them.
+    event = s.do("therapist", "overwhelm.ack", partner="b")
+    assert views.event_for(event, "a")["hidden"] is True
+    seen_by_b = normalised(views.event_for(event, "b"))["changes"]
+    assert seen_by_b == [["overwhelm", "b", {"by": "b", "at": s.now - 1, "seen_at": s.now}]]
+
+
+def test_overwhelm_is_seen_only_once_acknowledged_and_clearing_is_separate() -> None:
+    s = Session()
+    s.do("a", "overwhelm.raise")
+    raised = s.now
+    assert s.view("a")["colls"]["overwhelm"]["a"]["seen_at"] is None
+    s.do("therapist", "overwhelm.ack", partner="a")
+    seen = s.now
+    assert s.view("a")["colls"]["overwhelm"]["a"] == {"by": "a", "at": raised, "seen_at": seen}
+    # Acknowledging or raising again changes nothing: the first moments stay.
+    assert s.do("therapist", "overwhelm.ack", partner="a").changes == ()
+    assert s.do("a", "overwhelm.raise").changes == ()
+    assert s.room.overwhelm["a"] == model.Overwhelm("a", raised, seen)
+    s.do("therapist", "overwhelm.clear", partner="a")
+    assert s.view("a")["colls"]["overwhelm"] == {}
+    # A signal raised anew has not been seen yet.
+    s.do("a", "overwhelm.raise")
+    assert s.room.overwhelm["a"].seen_at is None
+    # Nothing to acknowledge for a partner who raised nothing.
+    assert s.refuse("therapist", "overwhelm.ack", NotFound, partner="b").field == "partner"
+
+
+def test_the_ending_moment_is_shown_to_everyone_until_cancelled() -> None:
+    s = Session(stage=3)
+    s.do("therapist", "ending.start")
+    started = s.now
+    for viewer in model.ROLES:
+        assert s.view(viewer)["colls"]["room"]["board"]["ending"] == {"at": started}
+    assert s.do("therapist", "ending.start").changes == ()  # the moment keeps its start
+    s.part("a", "still working")  # the board goes on working meanwhile
+    s.do("therapist", "ending.cancel")
+    assert s.room.board.ending is None
+    assert s.do("therapist", "ending.cancel").changes == ()
+    for partner in model.PARTNERS:
+        s.refuse(partner, "ending.start", Forbidden)
+        s.refuse(partner, "ending.cancel", Forbidden)
 
 
 def test_notes_are_the_therapists_alone() -> None:

@@ -289,7 +289,7 @@ def test_a_new_room_from_the_therapist_export() -> None:
     assert (room.id, room.epoch, room.seq, room.created_at) == ("new-room", "epoch-2", 0, 9_000.0)
     assert room.stage == 1
     assert [(c.stage, c.seq, c.at) for c in room.board.history] == [(1, 0, 9_000.0)]
-    assert not room.board.frozen and room.board.spotlight is None and room.board.pause is None
+    assert not room.board.frozen and room.board.spotlight is None and room.board.pauses == ()
     assert room.settings.therapist_sees_drafts is True
     assert room.checkins == {} and room.ready == {} and room.overwhelm == {}
     assert [a.acks for a in room.agreements.values()] == [()]  # acknowledged anew

@@ -255,7 +255,8 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
         "agreement.ack": any(actor not in v.acks for v in room.agreements.values()),
         "spotlight.set": any(p.shared for p in room.parts.values()),
         "note.edit": bool(room.notes), "note.remove": bool(room.notes),
-        "pause.clear": room.board.pause is not None, "overwhelm.clear": bool(room.overwhelm),
+        "pause.clear": bool(room.board.pauses), "overwhelm.clear": bool(room.overwhelm),
+        "overwhelm.ack": any(v.seen_at is None for v in room.overwhelm.values()),
         "part.add": len(own) < SMALL_LIMITS.parts_per_partner,
         "part.edit": bool(own), "part.move": bool(own), "part.remove": bool(own),
         "part.blend": bool(own), "part.reveal": any(not p.shared for p in own),
@@ -332,8 +333,10 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
         args = {"part": None if draw(st.integers(0, 5)) == 5 else one_of(shared, parts)}
     elif op == "freeze.set":
         args = {"frozen": not room.board.frozen and draw(st.integers(0, 3)) == 3}
-    elif op == "overwhelm.clear":
+    elif op in ("overwhelm.clear", "overwhelm.ack"):
         args = {"partner": draw(st.sampled_from(model.PARTNERS))}
+    elif op == "pause.clear":
+        args = {"partner": draw(st.sampled_from([None, *model.PARTNERS]))}
     elif op == "ready.set":
         args = {"ready": draw(st.booleans())}
     elif op == "note.add":

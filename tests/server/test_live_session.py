@@ -35,8 +35,11 @@ async def play_every_command(room: Trio, script: Script) -> set[str]:
     await do(a, "agreement.ack", id=calm)
     await do(b, "agreement.ack", id=calm)
     await do(a, "pause.raise")
+    await do(b, "pause.raise")
+    await do(t, "pause.clear", partner="a")
     await do(t, "pause.clear")
     await do(b, "overwhelm.raise")
+    await do(t, "overwhelm.ack", partner="b")
     await do(t, "overwhelm.clear", partner="b")
     await do(a, "ready.set", ready=True)
     await do(b, "ready.set", ready=True)
@@ -90,6 +93,8 @@ async def play_every_command(room: Trio, script: Script) -> set[str]:
     await do(t, "stage.set", stage=4, confirm=True)
     await do(t, "stage.set", stage=5)
     await do(t, "note.remove", id=note)
+    await do(t, "ending.start")
+    await do(t, "ending.cancel")
     return sent
 
 
