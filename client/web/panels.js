@@ -87,7 +87,7 @@ export function renderPartPanel(app) {
         dataset: { focus: "panel-remove" },
         onclick: async () => {
           const ok = await app.confirm({ title: "Remove this part?",
-            text: "The card and its connections will be taken off the board.", ok: "Remove it" });
+            text: "The card and its connections will be taken off the board.", ok: "Remove it", danger: true });
           if (ok) app.send("part.remove", { id: part.id });
         } }));
     }
@@ -155,12 +155,25 @@ export function renderMyParts(app) {
   const mine = Object.values(app.view.colls.parts).filter((p) => p.owner === app.role).sort(byName);
   $("my-parts-empty").hidden = mine.length > 0;
   const canReveal = app.can("part.reveal");
+  const canWithdraw = app.can("part.withdraw");
   reconcile($("my-parts-list"), mine, (p) => p.id,
-    (p) => JSON.stringify([p.name, p.kind, p.shared, canReveal, app.can("part.withdraw"), app.settings.therapist_sees_drafts]),
-    (p) => h("li", { class: "item" },
-      h("button", { type: "button", class: "link-button", dataset: { focus: `open-${p.id}` },
-        onclick: () => app.selectPart(p.id) }, kindIcon(p.kind), ` ${p.name}`),
-      h("span", { class: "help", text: ` ${KIND_LABELS[p.kind]} · ${p.shared ? "shared" : app.privacyText(p.owner)}` })));
+    (p) => JSON.stringify([p.name, p.kind, p.shared, p.blend, canReveal, canWithdraw, app.settings.therapist_sees_drafts]),
+    (p) => {
+      const blend = p.blend !== null && p.blend !== undefined ? ` · blended ${p.blend} of 10` : "";
+      const li = h("li", { class: "item my-part" },
+        h("div", { class: "my-part-text" },
+          h("button", { type: "button", class: "link-button", dataset: { focus: `open-${p.id}` },
+            onclick: () => app.selectPart(p.id) }, kindIcon(p.kind), ` ${p.name}`),
+          h("span", { class: "help", text: ` ${KIND_LABELS[p.kind]} · ${p.shared ? "shared" : app.privacyText(p.owner)}${blend}` })));
+      if (!p.shared && canReveal) {
+        li.append(h("button", { type: "button", class: "small", text: "Share", "aria-label": `Share ${p.name}`,
+          dataset: { focus: `list-share-${p.id}` }, onclick: () => app.send("part.reveal", { id: p.id }) }));
+      } else if (p.shared && canWithdraw) {
+        li.append(h("button", { type: "button", class: "small", text: "Take back", "aria-label": `Take back ${p.name}`,
+          dataset: { focus: `list-share-${p.id}` }, onclick: () => app.send("part.withdraw", { id: p.id }) }));
+      }
+      return li;
+    });
   const unshared = mine.filter((p) => !p.shared).length;
   $("reveal-all").hidden = !(canReveal && unshared > 1);
 }
@@ -188,7 +201,10 @@ export function renderAgreements(app) {
       if (app.isPartner && !a.acks.includes(app.role) && app.can("agreement.ack")) {
         li.append(h("button", { type: "button", class: "primary small", text: "I agree",
           "aria-describedby": textId, dataset: { focus: `ack-${a.id}` },
-          onclick: () => app.send("agreement.ack", { id: a.id }) }));
+          onclick: () => {
+            app.ui.afterAck = a.id;
+            app.send("agreement.ack", { id: a.id }).catch(() => { app.ui.afterAck = null; });
+          } }));
       }
       if (app.role === "therapist") {
         if (editing === a.id) {
@@ -218,7 +234,7 @@ export function renderAgreements(app) {
             h("button", { type: "button", class: "small danger", text: "Remove", "aria-describedby": textId,
               dataset: { focus: `remove-${a.id}` },
               onclick: async () => {
-                if (await app.confirm({ title: "Remove this agreement?", text: a.text, ok: "Remove it" })) {
+                if (await app.confirm({ title: "Remove this agreement?", text: a.text, ok: "Remove it", danger: true })) {
                   app.send("agreement.remove", { id: a.id });
                 }
               } })));
@@ -226,6 +242,23 @@ export function renderAgreements(app) {
       }
       return li;
     });
+  focusAfterAck(app, list);
+}
+
+// Once "I agree" has gone from an agreement, the focus moves on to the next agreement still
+// waiting for this partner, or to the agreements' heading.
+function focusAfterAck(app, list) {
+  const id = app.ui.afterAck;
+  if (!id) return;
+  const acked = app.view.colls.agreements[id];
+  if (acked && !acked.acks.includes(app.role)) return;
+  app.ui.afterAck = null;
+  const active = document.activeElement;
+  if (active && active !== document.body && !$("agreements").contains(active)) return;
+  const at = list.findIndex((a) => a.id === id);
+  const next = [...list.slice(at + 1), ...list.slice(0, Math.max(at, 0))].find((a) => !a.acks.includes(app.role));
+  const button = next ? document.querySelector(`[data-focus="ack-${CSS.escape(next.id)}"]`) : null;
+  (button || $("agreements-title")).focus();
 }
 
 // ---------------------------------------------------------------- links
@@ -344,33 +377,68 @@ export function renderCheckins(app) {
 
 // ---------------------------------------------------------------- needs and requests
 
+// A partner's stage 5 comes in three panels: what is asked of them (waiting first), what their
+// own parts need, and what was agreed to take home. The therapist sees every need and request.
 export function renderNeeds(app) {
-  const section = $("needs-panel");
   const needs = app.view.colls.needs;
-  section.hidden = app.stage < 5 && Object.keys(needs).length === 0;
-  if (section.hidden) return;
   const parts = app.view.colls.parts;
-  $("needs-help").textContent = app.isPartner
-    ? "For each part you have shared, say what it needs. You can turn a need into a request of your partner."
-    : "What the partners' shared parts need, their requests and the answers.";
+  const open = app.stage >= 5 || Object.keys(needs).length > 0;
   const rows = [];
-  const myShared = Object.values(parts).filter((p) => p.owner === app.role && p.shared).sort(byName);
-  for (const part of myShared) rows.push({ key: `mine-${part.id}`, part, need: needs[part.id] || null, mine: true });
+  const asked = [];
+  if (app.isPartner) {
+    const myShared = Object.values(parts).filter((p) => p.owner === app.role && p.shared).sort(byName);
+    for (const part of myShared) rows.push({ key: `mine-${part.id}`, part, need: needs[part.id] || null, mine: true });
+  }
   for (const need of Object.values(needs)) {
     const part = parts[need.part];
     if (!part || part.owner === app.role) continue;
-    rows.push({ key: `other-${part.id}`, part, need, mine: false });
+    const row = { key: `other-${part.id}`, part, need, mine: false };
+    if (app.isPartner && need.request) asked.push(row);
+    else rows.push(row);
   }
+  // Waiting for an answer first.
+  asked.sort((p, q) => Number(Boolean(p.need.answer)) - Number(Boolean(q.need.answer)));
+
+  const needsPanel = $("needs-panel");
+  needsPanel.hidden = !open;
+  const requestsPanel = $("requests-panel");
+  requestsPanel.hidden = !(open && app.isPartner);
+  if (!open) return;
+  $("needs-title").textContent = app.isPartner ? "What your parts need" : "Needs and requests";
+  $("needs-help").textContent = app.isPartner
+    ? `For each part you have shared, say what it needs. You can turn a need into a request of ${app.partnerName(app.other(app.role))}.`
+    : "What the partners' shared parts need, their requests and the answers.";
   const editable = app.can("need.set");
-  reconcile($("needs-list"), rows, (r) => r.key,
-    (r) => JSON.stringify([r.part.name, r.need, editable, app.role, app.view.colls.partners]),
-    (r) => (r.mine ? ownNeedItem(app, r.part, r.need, editable) : otherNeedItem(app, r.part, r.need)));
+  const sigOf = (r) => JSON.stringify([r.part.name, r.need, editable, app.role, app.can("request.answer"),
+    app.view.colls.partners]);
+  const build = (r) => (r.mine ? ownNeedItem(app, r.part, r.need, editable) : otherNeedItem(app, r.part, r.need));
+  reconcile($("needs-list"), rows, (r) => r.key, sigOf, build);
+  if (app.isPartner) {
+    const waiting = asked.filter((r) => !r.need.answer).length;
+    $("requests-title").textContent = waiting ? `Asked of you (${waiting} waiting)` : "Asked of you";
+    reconcile($("requests-list"), asked, (r) => r.key, sigOf, build);
+    $("requests-empty").hidden = asked.length > 0;
+    $("requests-empty").textContent = `Nothing asked of you yet. When ${app.partnerName(app.other(app.role))} makes a request, it shows here.`;
+  }
+  renderHome(app, open);
+}
+
+function renderHome(app, open) {
+  const needs = app.view.colls.needs;
   const home = Object.values(needs).filter((n) => n.request && n.answer === "yes");
+  $("home-panel").hidden = !open;
   $("home-empty").hidden = home.length > 0;
-  reconcile($("home-list"), home, (n) => n.part, (n) => JSON.stringify([n, parts[n.part]?.name, app.view.colls.partners]),
-    (n) => h("li", { class: "item" }, h("span", {
-      text: `${app.partnerName(n.owner)} asked: "${n.request}". ${app.partnerName(otherOf(n.owner))} said yes.`,
-    }), n.answer_note ? h("span", { class: "help", text: ` ${n.answer_note}` }) : null));
+  reconcile($("home-list"), home, (n) => n.part, (n) => JSON.stringify([n, app.role, app.view.colls.partners]),
+    (n) => homeItem(app, n));
+}
+
+function homeItem(app, need) {
+  const asker = need.owner === app.role ? "You" : app.partnerName(need.owner);
+  const answerer = otherOf(need.owner) === app.role ? "you" : app.partnerName(otherOf(need.owner));
+  return h("li", { class: "item home-item" },
+    h("p", { class: "home-request" }, h("q", { text: need.request })),
+    h("p", { class: "help", text: `${asker} asked; ${answerer} said yes.` }),
+    need.answer_note ? h("p", { class: "home-note" }, h("strong", { text: "With a note: " }), need.answer_note) : null);
 }
 
 const otherOf = (partner) => (partner === "a" ? "b" : "a");
@@ -401,6 +469,7 @@ function ownNeedItem(app, part, need, editable) {
             ? `The need, your request to ${other} and ${other}'s answer are taken off the board for everyone.`
             : "The need is taken off the board for everyone.",
           ok: "Remove the need",
+          danger: true,
         });
         if (ok) {
           app.send("need.remove", { part: part.id }).then(() => {
@@ -436,10 +505,15 @@ function ownNeedItem(app, part, need, editable) {
 }
 
 function answerLine(app, need) {
-  const who = app.partnerName(otherOf(need.owner));
-  if (!need.answer) return h("p", { class: "help", text: `Waiting for ${who}'s answer.` });
-  return h("p", { class: `answer answer-${need.answer}` }, h("strong", { text: `${who} answered: ` }),
-    ANSWER_LABELS[need.answer], need.answer_note ? ` — ${need.answer_note}` : "");
+  const answerer = otherOf(need.owner);
+  const you = answerer === app.role;
+  const who = app.partnerName(answerer);
+  if (!need.answer) {
+    return h("p", { class: "help waiting", text: you ? "Waiting for your answer." : `Waiting for ${who}'s answer.` });
+  }
+  return h("div", { class: `answer answer-${need.answer}` },
+    h("p", {}, h("strong", { text: you ? "You answered: " : `${who} answered: ` }), ANSWER_LABELS[need.answer]),
+    need.answer_note ? h("p", { class: "answer-note", text: need.answer_note }) : null);
 }
 
 function otherNeedItem(app, part, need) {
@@ -466,7 +540,7 @@ function otherNeedItem(app, part, need) {
     const form = h("form", { class: "form inline-form" },
       h("fieldset", {}, h("legend", { text: "Your answer" }), radios),
       field("A note with your answer (optional)", note),
-      h("button", { type: "submit", class: "small primary", text: "Send my answer",
+      h("button", { type: "submit", class: "small primary", text: need.answer ? "Send my new answer" : "Send my answer",
         dataset: { focus: `answer-send-${part.id}` } }));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -478,15 +552,19 @@ function otherNeedItem(app, part, need) {
       app.send("request.answer", { part: part.id, answer: chosen.value, note: note.value })
         .then(() => drafts.delete(noteKey), () => {});
     });
-    li.append(form);
+    // Once answered, changing the answer is offered, folded.
+    li.append(need.answer
+      ? h("details", { class: "change-answer" }, h("summary", { text: "Change your answer" }), form)
+      : form);
   }
   return li;
 }
 
 // ---------------------------------------------------------------- the therapist's tools
 
-export function renderTherapist(app) {
-  const section = $("therapist-panel");
+// How each partner is doing, the overwhelm acknowledgement, and the board lock.
+export function renderCouple(app) {
+  const section = $("couple-panel");
   section.hidden = app.role !== "therapist";
   if (section.hidden) return;
   const view = app.view;
@@ -514,19 +592,28 @@ export function renderTherapist(app) {
     }
     return li;
   });
-  const freeze = $("freeze-toggle");
-  freeze.setAttribute("aria-pressed", app.board.frozen ? "true" : "false");
-  freeze.textContent = app.board.frozen ? "Let the couple change the board again" : "Pause changes to the board";
+  const lock = $("freeze-toggle");
+  lock.setAttribute("aria-pressed", app.board.frozen ? "true" : "false");
+  lock.textContent = app.board.frozen ? "Unlock the board" : "Lock the board";
   $("spotlight-clear").hidden = !app.board.spotlight;
+}
 
-  reconcile($("partners-edit"), ["a", "b"], (p) => p, (p) => JSON.stringify(view.colls.partners[p]),
-    (partner) => partnerForm(app, partner));
+const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 
-  const notes = Object.values(view.colls.notes || {}).sort((p, q) => p.at - q.at || (p.id < q.id ? -1 : 1));
+function timeOf(at) {
+  const when = new Date(at * 1000);
+  return h("time", { class: "when", datetime: when.toISOString(), text: TIME.format(when) });
+}
+
+export function renderNotes(app) {
+  const section = $("notes-panel");
+  section.hidden = app.role !== "therapist";
+  if (section.hidden) return;
+  const notes = Object.values(app.view.colls.notes || {}).sort((p, q) => p.at - q.at || (p.id < q.id ? -1 : 1));
   const editing = app.ui.editingNote;
   reconcile($("notes-list"), notes, (n) => n.id, (n) => JSON.stringify([n, editing === n.id]), (n) => {
     const textId = uid("note");
-    const li = h("li", { class: "item note" }, h("p", { id: textId, text: n.text }));
+    const li = h("li", { class: "item note" }, timeOf(n.at), h("p", { id: textId, text: n.text }));
     if (editing === n.id) {
       const key = `note-edit-${n.id}`;
       const area = h("textarea", { rows: 3, maxlength: 2000, dataset: { key } });
@@ -552,13 +639,28 @@ export function renderTherapist(app) {
         h("button", { type: "button", class: "small danger", text: "Delete", "aria-describedby": textId,
           dataset: { focus: `note-del-${n.id}` },
           onclick: async () => {
-            if (await app.confirm({ title: "Delete this note?", text: "It cannot be brought back.", ok: "Delete it" })) {
+            if (await app.confirm({ title: "Delete this note?", text: "It cannot be brought back.", ok: "Delete it",
+              danger: true })) {
               app.send("note.remove", { id: n.id });
             }
           } })));
     }
     return li;
   });
+}
+
+// Names, colours, the drafts setting and new links: set up once, folded away.
+export function renderSettings(app) {
+  const section = $("settings-panel");
+  section.hidden = app.role !== "therapist";
+  if (section.hidden) return;
+  const view = app.view;
+  reconcile($("partners-edit"), ["a", "b"], (p) => p, (p) => JSON.stringify(view.colls.partners[p]),
+    (partner) => partnerForm(app, partner));
+  const setting = app.settings.therapist_sees_drafts
+    ? "You see each partner's parts before they share them; each private card tells its owner so."
+    : "Each partner's parts stay with them until they share them; you see only what is shared.";
+  if ($("drafts-setting").textContent !== setting) $("drafts-setting").textContent = setting;
 }
 
 function partnerForm(app, partner) {

@@ -3,9 +3,10 @@
 import { RoomClient } from "./connection.js";
 import { $, clear, drafts, h, reconcile, replaceChildren } from "./dom.js";
 import { Board } from "./board.js";
+import { arrange } from "./layout.js";
 import {
-  renderAgreements, renderCheckins, renderLinks, renderMyParts, renderNeeds, renderPartPanel,
-  renderTherapist,
+  renderAgreements, renderCheckins, renderCouple, renderLinks, renderMyParts, renderNeeds, renderNotes,
+  renderPartPanel, renderSettings,
 } from "./panels.js";
 import { allowed } from "./rules.js";
 
@@ -78,6 +79,7 @@ class App {
     this.wired = false;
     this.toastTimer = null;
     this.lastStatus = "connecting";
+    this.careShown = new Set();
   }
 
   get view() { return this.client.view; }
@@ -123,11 +125,15 @@ class App {
   }
 
   selectPart(id) {
+    const previous = this.ui.selected;
     this.ui.selected = id;
     this.render();
     if (id) {
-      const title = $("part-panel-title");
-      title.focus({ preventScroll: false });
+      $("part-panel-title").focus({ preventScroll: false });
+    } else if (previous) {
+      // Back to the card the panel was about (or to the board when the card is gone).
+      const card = document.querySelector(`[data-focus="card-${CSS.escape(previous)}"]`);
+      (card || $("board-title")).focus();
     }
   }
 
@@ -142,6 +148,14 @@ class App {
 
   render() {
     if (!this.view || this.client.terminal) return;
+    if (this.shownStage !== this.stage) {
+      // A new stage is a new task: a part's panel left open from before closes, unless it is
+      // being worked in right now.
+      if (this.shownStage !== undefined && this.ui.selected && !$("part-panel").contains(document.activeElement)) {
+        this.ui.selected = null;
+      }
+      this.shownStage = this.stage;
+    }
     document.body.dataset.role = this.role;
     document.body.dataset.stage = String(this.stage);
     if (!this.wired) this.wire();
@@ -151,6 +165,7 @@ class App {
     this.renderBanners();
     this.renderStages();
     this.renderPartnerActions();
+    this.renderCare();
     this.renderRoomBar();
     this.renderBoardMeta();
     this.boardView.render();
@@ -160,8 +175,11 @@ class App {
     renderLinks(this);
     renderCheckins(this);
     renderNeeds(this);
-    renderTherapist(this);
+    renderCouple(this);
+    renderNotes(this);
+    renderSettings(this);
     this.renderExport();
+    arrange(this);
   }
 
   // ---------------------------------------------------------------- header
@@ -246,7 +264,8 @@ class App {
             "aria-label": `Preview stage ${label}${suffix}`,
             onclick: () => this.preview(s.number) }, h("span", { text: label })));
         } else {
-          li.append(h("span", { text: label }), h("span", { class: "visually-hidden", text: suffix }));
+          li.append(h("span", { class: "stage-label" }, h("span", { text: `${s.number}.` }),
+            h("span", { class: "stage-name", text: ` ${s.name}` })), h("span", { class: "visually-hidden", text: suffix }));
         }
         return li;
       });
@@ -318,10 +337,57 @@ class App {
     quiet.textContent = overwhelmed ? "Your therapist knows you're overwhelmed" : "I'm getting overwhelmed";
   }
 
-  // The bar with the pause in it shows for partners always, and for everyone during a pause.
+  // The therapist's care signals, as badges in the room bar (in reach at every scroll
+  // position), each announced once when it appears.
+  renderCare() {
+    const signals = this.role === "therapist" ? this.careSignals() : [];
+    $("care").hidden = signals.length === 0;
+    reconcile($("care-badges"), signals, (s) => s.key, (s) => JSON.stringify(s), (s) =>
+      h("li", { class: `badge badge-${s.kind}` }, h("button", {
+        type: "button", class: "badge-button", dataset: { focus: `badge-${s.key}` },
+        "aria-label": `${s.text}. Go to the couple's panel`,
+        onclick: () => this.goToCouple(s.focus),
+      }, h("span", { class: "badge-dot", "aria-hidden": "true" }), s.short)));
+    const shown = new Set(signals.map((s) => s.key));
+    for (const s of signals) {
+      if (!this.careShown.has(s.key) && s.kind !== "ready") this.announce(s.text, "care-live");
+    }
+    this.careShown = shown;
+  }
+
+  careSignals() {
+    const signals = [];
+    const colls = this.view.colls;
+    for (const partner of ["a", "b"]) {
+      const name = this.partnerName(partner);
+      if (this.board.pauses.some((pause) => pause.by === partner)) {
+        signals.push({ key: `pause-${partner}`, kind: "pause", short: `${name}: pause`,
+          text: `${name} asked for a pause`, focus: "pause-clear" });
+      }
+      if (colls.overwhelm[partner]) {
+        signals.push({ key: `overwhelm-${partner}`, kind: "overwhelm", short: `${name}: overwhelmed`,
+          text: `${name} is getting overwhelmed`, focus: `seen-${partner}` });
+      }
+      if (colls.ready[partner]) {
+        signals.push({ key: `ready-${partner}`, kind: "ready", short: `${name}: ready`,
+          text: `${name} is ready for the next step`, focus: null });
+      }
+    }
+    return signals;
+  }
+
+  goToCouple(focusKey) {
+    const target = (focusKey && (document.getElementById(focusKey) ||
+      document.querySelector(`[data-focus="${CSS.escape(focusKey)}"]`))) || $("couple-title");
+    target.scrollIntoView({ block: "center" });
+    target.focus({ preventScroll: true });
+  }
+
+  // The bar with the pause in it shows for partners always, for everyone during a pause, and
+  // for the therapist while a care signal is up.
   renderRoomBar() {
     const bar = $("room-bar");
-    const show = this.isPartner || this.board.pauses.length > 0;
+    const show = this.isPartner || this.board.pauses.length > 0 || !$("care").hidden;
     if (bar.hidden === show) {
       bar.hidden = !show;
       this.measureBars();
@@ -374,15 +440,14 @@ class App {
       const color = this.partnerColor(partner);
       if (color) $("board").style.setProperty(`--partner-${partner}`, color);
     }
-    const add = $("add-part");
-    add.hidden = !this.can("part.add");
+    $("add-part-panel").hidden = !this.can("part.add");
     $("add-part-privacy").textContent = this.isPartner ? `${this.privacyText(this.role)} until you share it.` : "";
     let help;
     if (this.isPartner) {
       help = this.stage < 2
         ? "Parts can be added from stage 2, Identifying Parts."
         : this.board.frozen
-          ? "The therapist has paused changes for a moment."
+          ? "Your therapist has locked the board for a moment."
           : `Your side is on the ${this.role === "a" ? "left" : "right"}. Drag your parts, or choose one and use the arrow keys.`;
     } else {
       help = "Choose a shared part to put it in the spotlight.";
@@ -416,6 +481,16 @@ class App {
       if (!this.board.pauses.length) this.send("pause.raise");
     });
     $("pause-clear").addEventListener("click", () => this.send("pause.clear"));
+    // Esc closes the part's panel, from the panel or from the card it is about.
+    document.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape" || event.defaultPrevented || !this.ui.selected) return;
+      const at = document.activeElement;
+      const card = at && at.closest ? at.closest("li.part") : null;
+      if ($("part-panel").contains(at) || (card && card.dataset.part === this.ui.selected)) {
+        event.preventDefault();
+        this.selectPart(null);
+      }
+    });
     $("ready-toggle").addEventListener("click", () =>
       this.send("ready.set", { ready: !this.view.colls.ready[this.role] }));
     $("overwhelm-toggle").addEventListener("click", () => {
@@ -438,6 +513,7 @@ class App {
         drafts.delete("new-part-name");
       }, () => {});
       input.value = "";
+      $("part-kind").value = "unsure";
       input.focus();
     });
     $("agreement-add").addEventListener("submit", (event) => {
@@ -522,6 +598,7 @@ class App {
         "Download a copy first if you want to continue next time.",
       ok: "End the session",
       extra,
+      danger: true,
     });
     if (!ok) return;
     let response;
@@ -544,6 +621,7 @@ class App {
       title: `Make a new link for ${name}?`,
       text: `${name}'s current link stops working at once, and any window open with it closes.`,
       ok: "Make a new link",
+      danger: true,
     });
     if (!ok) return;
     let response;
@@ -568,11 +646,13 @@ class App {
 
   // ---------------------------------------------------------------- dialogs and messages
 
-  confirm({ title, text, ok, extra = null }) {
+  confirm({ title, text, ok, extra = null, danger = false }) {
     const dialog = $("confirm-dialog");
     $("confirm-title").textContent = title;
     $("confirm-text").textContent = text;
     $("confirm-ok").textContent = ok;
+    $("confirm-ok").className = danger ? "danger-strong" : "primary";
+    dialog.classList.toggle("confirm-danger", danger);
     replaceChildren($("confirm-extra"), extra ? [extra] : []);
     const opener = document.activeElement;
     return new Promise((resolve) => {
@@ -599,8 +679,8 @@ class App {
     this.toastTimer = setTimeout(() => { box.hidden = true; }, 7000);
   }
 
-  announce(message) {
-    const live = $("live");
+  announce(message, region = "live") {
+    const live = $(region);
     live.append(h("p", { text: message }));
     while (live.childElementCount > 5) live.firstElementChild.remove();
   }
@@ -616,7 +696,7 @@ class App {
       "agreement.remove": "The therapist removed an agreement.",
       "agreement.ack": `${who} agreed to an agreement.`,
       "spotlight.set": this.board.spotlight ? "The therapist put a part in the spotlight." : "The spotlight was cleared.",
-      "freeze.set": this.board.frozen ? "The therapist paused changes to the board." : "The board can be changed again.",
+      "freeze.set": this.board.frozen ? "The therapist locked the board for a moment." : "The board can be changed again.",
       "pause.raise": `${who} asked for a pause.`,
       "pause.clear": "The pause is over.",
       "overwhelm.raise": `${who} is getting overwhelmed.`,
@@ -679,7 +759,7 @@ class App {
 
 function errorText(error) {
   const known = {
-    frozen: "The therapist has paused changes to the board for a moment.",
+    frozen: "Your therapist has locked the board for a moment.",
     stage_locked: "That is not available at this stage.",
     rate_limited: "That was a lot at once. Please wait a moment.",
     limit: error.message,

@@ -63,7 +63,10 @@ def test_the_therapist_replaces_a_partners_link(module_server, open_person,  # t
     expect(kai.card("The Peacemaker")).to_have_count(1)
     private = ["The Lookout", "The Peacemaker", "We slow down when either of us asks"]
 
-    # The therapist makes a new link for Robin, after confirming.
+    # The therapist makes a new link for Robin, from the folded session settings, after
+    # confirming.
+    expect(t.locator("#relink-a")).to_be_hidden()
+    t.get_by_text("Session settings").click()
     t.click("#relink-a")
     said = confirm(therapist, "Make a new link")
     assert "Make a new link for Robin?" in said
@@ -272,7 +275,7 @@ def test_a_partner_edits_parts_and_removes_an_arrow_and_a_need(module_server, op
     item = a.locator("#needs-list li.need").filter(has_text="The Critic")
     item.get_by_label("What would you like to ask Sam?").fill(request)
     item.get_by_role("button", name="Ask Sam").click()
-    theirs = sam.page.locator("#needs-list li.need").filter(has_text="The Critic")
+    theirs = sam.page.locator("#requests-list li.need").filter(has_text="The Critic")
     expect(theirs).to_contain_text(request)
     theirs.get_by_label("Yes").check()
     theirs.get_by_role("button", name="Send my answer").click()
@@ -291,6 +294,7 @@ def test_a_partner_edits_parts_and_removes_an_arrow_and_a_need(module_server, op
         expect(person.page.locator("#home-empty")).to_be_visible()
         expect(person.page.locator("#needs-list")).not_to_contain_text(need)
     expect(sam.page.locator("#needs-list li.need")).to_have_count(0)
+    expect(sam.page.locator("#requests-list li.need")).to_have_count(0)
     expect(sam.page.locator("#live")).to_contain_text("Alex removed a need.")
     item = a.locator("#needs-list li.need").filter(has_text="The Critic")
     # The focus stays with the part's need, ready for a new one.

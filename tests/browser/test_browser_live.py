@@ -213,7 +213,9 @@ def test_the_therapist_moves_back_only_after_confirming_and_previews(room, open_
     for person in (therapist, alex, sam):
         expect(person.page.locator("#stage-title")).to_contain_text("Stage 4 of 5")
     expect(t.locator("#preview")).to_be_hidden()
-    # The therapist changes a partner's display name; everyone sees it.
+    # The therapist changes a partner's display name (in the folded session settings);
+    # everyone sees it.
+    t.get_by_text("Session settings").click()
     form = t.locator("#partners-edit form").nth(1)
     form.get_by_role("textbox", name="The second partner's name").fill("Sam R.")
     form.get_by_role("button", name="Save the second partner's name and colour").click()
