@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from .errors import BadFrame, BadRequest
+from .errors import BadFrame, BadRequest, RoomError
 from .model import Role
 
 SUBPROTOCOL: Final = "partsboard.v1"
@@ -244,15 +244,33 @@ def welcome(role: Role, room: str, epoch: str, view: dict[str, Any] | None,
             "view": view, "replay": replay, "presence": presence}
 
 
+def event(viewed: dict[str, Any]) -> dict[str, Any]:
+    """An `ev` frame: one committed event as one viewer may know it (rooms/views.py)."""
+    return {"t": "ev", **viewed}
+
+
 def ack(command_id: str, seq: int) -> dict[str, Any]:
     return {"t": "ack", "id": command_id, "seq": seq}
 
 
-def error(code: str, message: str, command_id: str | None = None,
-          field: str | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"t": "error", "code": code, "message": message}
+def dragged(part: str, x: float, y: float, by: Role) -> dict[str, Any]:
+    return {"t": "drag", "part": part, "x": x, "y": y, "by": by}
+
+
+def presence(counts: dict[str, int]) -> dict[str, Any]:
+    return {"t": "presence", "presence": counts}
+
+
+def ended() -> dict[str, Any]:
+    return {"t": "ended"}
+
+
+def refusal(error: RoomError, command_id: str | None = None) -> dict[str, Any]:
+    """An `error` frame for a refusal; `command_id` defaults to the one the error names."""
+    frame: dict[str, Any] = {"t": "error", "code": error.code, "message": error.message}
+    command_id = command_id or error.command_id
     if command_id is not None:
         frame["id"] = command_id
-    if field is not None:
-        frame["field"] = field
+    if error.field is not None:
+        frame["field"] = error.field
     return frame

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,7 +20,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .api import Api
-from .commands import Executor
 from .hub import Hub
 from .pages import page_routes
 from .redis_urls import make_client
@@ -72,13 +69,11 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
     client = redis_client(settings, settings.redis_url, pool_size=settings.redis_pool_size)
     # Pub/sub holds its own connection for as long as it listens.
     pubsub_client = redis_client(settings, settings.redis_url, pool_size=4)
-    process_id = f"{os.getpid()}-{secrets.token_hex(4)}"
     store = Store(client, idle_ttl=settings.idle_ttl, max_lifetime=settings.max_lifetime,
-                  log_length=settings.log_length, origin=process_id)
-    hub = Hub(store, pubsub_client, process_id=process_id, sweep_interval=settings.sweep_interval,
+                  log_length=settings.log_length)
+    hub = Hub(store, pubsub_client, sweep_interval=settings.sweep_interval,
               presence_ttl=settings.presence_ttl,
               concurrent_handshakes=max(1, settings.redis_pool_size // 2))
-    executor = Executor(store, hub)
     api = Api(settings, store)
 
     @contextlib.asynccontextmanager
@@ -111,7 +106,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
                 on_shutdown()
 
     async def websocket_endpoint(websocket: WebSocket) -> None:
-        await Connection(websocket, settings, store, hub, executor).run()
+        await Connection(websocket, settings, store, hub).run()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -135,8 +130,6 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
         *page_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.settings = settings
     app.state.store = store
-    app.state.hub = hub
     app.add_middleware(SecurityHeaders)
     return app

@@ -1,20 +1,19 @@
 """One websocket connection's life: handshake, then a reader and a writer.
 
-    CONNECTING --hello ok--> OPEN --(disconnect | shut)--> CLOSED
-
-The reader decodes and runs the client's frames in order; the writer drains a
-bounded queue of encoded frames. Nothing else ever waits on this connection:
-fan-out only pushes to the queue, and a connection whose queue is full is cut
-(it resumes when it comes back) instead of holding up its room.
+The handshake authenticates the hello, joins the room's LiveRoom through the hub
+and sends the welcome. Then the reader decodes and runs the client's frames in
+order (commands through server/commands.py, drags through the LiveRoom; the
+whole path is drawn in server/live_room.py); the writer drains a bounded queue
+of encoded frames. Nothing else ever waits on this connection: fan-out only
+pushes to the queue, and a connection whose queue is full is cut (it resumes
+when it comes back) instead of holding up its room.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
-import secrets
 import time
 from typing import Any
 
@@ -23,13 +22,22 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms import wire
 from rooms.actions import parse_args
-from rooms.errors import BadFrame, LimitExceeded, RoomEnded, RoomError, RoomLost
-from rooms.model import Role, Room
+from rooms.errors import (
+    BadFrame,
+    Internal,
+    LimitExceeded,
+    RateLimited,
+    RoomEnded,
+    RoomError,
+    RoomLost,
+)
+from rooms.model import Role
 from rooms.views import event_for, snapshot_for
 
 from . import metrics
-from .commands import Executor
-from .hub import CLOSE_ENDED, CLOSE_INVALID_LINK, CLOSE_LOST, CLOSE_RESYNC, Hub
+from .commands import execute
+from .hub import Hub
+from .live_room import CLOSE_ENDED, CLOSE_INVALID_LINK, CLOSE_LOST, CLOSE_RESYNC, LiveRoom
 from .settings import Settings
 from .store import Store, decode_event
 
@@ -38,12 +46,6 @@ log = logging.getLogger("partsboard.session")
 CLOSE_POLICY = 1008
 CLOSE_TOO_MANY = 4429
 CLOSE_TRY_AGAIN = 1013
-
-
-class State(enum.Enum):
-    CONNECTING = 0
-    OPEN = 1
-    CLOSED = 2
 
 
 class TokenBucket:
@@ -66,14 +68,13 @@ class TokenBucket:
 
 
 class Connection:
-    def __init__(self, websocket: WebSocket, settings: Settings, store: Store, hub: Hub,
-                 executor: Executor) -> None:
+    def __init__(self, websocket: WebSocket, settings: Settings, store: Store,
+                 hub: Hub) -> None:
         self.ws = websocket
         self.settings = settings
         self.store = store
         self.hub = hub
-        self.executor = executor
-        self.state = State.CONNECTING
+        self.live: LiveRoom | None = None
         self.role: Role = "therapist"
         self.room_id = ""
         self.secret_hash = ""
@@ -126,9 +127,6 @@ class Connection:
             return
         except WebSocketDisconnect:
             return
-        if welcome is None:
-            return
-        self.state = State.OPEN
         try:
             await self.ws.send_bytes(wire.encode(welcome))
             reader = asyncio.create_task(self._read())
@@ -144,9 +142,11 @@ class Connection:
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
         finally:
-            self.state = State.CLOSED
-            if await self.hub.leave(self.room_id, self):
-                self.executor.forget(self.room_id)
+            await self._leave()
+
+    async def _leave(self) -> None:
+        if self.live is not None:
+            await self.hub.leave(self.live, self)
 
     async def _accept(self) -> bool:
         origin = self.ws.headers.get("origin")
@@ -194,13 +194,12 @@ class Connection:
         self.role, self.room_id, self.secret_hash = auth.role, frame.room, auth.secret_hash
         if counts.get(self.role, 0) >= self.settings.connections_per_role:
             raise LimitExceeded("Too many connections for this role.")
-        self.presence_id = f"{self.hub.process_id}|{secrets.token_hex(6)}|{self.role}"
-        _, loaded = await self.hub.join(self.room_id, auth.epoch, self)
+        self.presence_id = self.hub.presence.member_id(self.role)
+        self.live = live = await self.hub.join(self.room_id, auth.epoch, self)
         since = resume.seq if resume is not None else None
         blobs: list[bytes] | None = None
-        if loaded is not None and since is None:
-            room: Room | None = loaded
-        else:
+        room = live.current_room() if since is None else None
+        if room is None:
             room, blobs = await self.store.load_and_replay(self.room_id, since)
         if room is None:
             raise RoomEnded()
@@ -210,18 +209,14 @@ class Connection:
             raise RoomLost()  # the client saw more than the store holds: it was rolled back
         if resume is not None:
             if blobs is not None:
-                replay = []
-                for blob in blobs:
-                    body = event_for(decode_event(blob), self.role)
-                    body["t"] = "ev"
-                    replay.append(body)
+                replay = [wire.event(event_for(decode_event(blob), self.role))
+                          for blob in blobs]
                 self.last_seq = replay[-1]["seq"] if replay else resume.seq
         if replay is None:
             view = snapshot_for(room, self.role)
             self.last_seq = room.seq
-        presence = self.hub.role_connections(self.room_id)
         return wire.welcome(self.role, self.room_id, auth.epoch, view, replay, self.last_seq,
-                            presence)
+                            dict(live.presence))
 
     async def _refuse(self, error: RoomError) -> None:
         metrics.BAD_FRAMES.labels(error.code).inc()
@@ -231,10 +226,8 @@ class Connection:
             "limit": CLOSE_TOO_MANY,
             "internal": CLOSE_TRY_AGAIN,  # our fault (Redis away): the client retries
         }.get(error.code, CLOSE_POLICY)
-        await self._close(code, wire.encode(wire.error(error.code, error.message,
-                                                        field=error.field)))
-        if self.room_id and self.presence_id:
-            await self.hub.leave(self.room_id, self)
+        await self._close(code, wire.encode(wire.refusal(error)))
+        await self._leave()
 
     async def _close(self, code: int, frame: bytes | None) -> None:
         metrics.CLOSES.labels(str(code)).inc()
@@ -274,17 +267,15 @@ class Connection:
 
     def _strike(self) -> None:
         if not self.patience.take():
-            self.shut(CLOSE_POLICY, wire.encode(wire.error(
-                "bad_frame", "Too many invalid or excess messages; disconnected.")))
+            self.shut(CLOSE_POLICY, wire.encode(wire.refusal(
+                BadFrame("Too many invalid or excess messages; disconnected."))))
 
     async def _on_frame(self, data: bytes | str) -> None:
         try:
             frame = wire.decode_client(data, self.settings.max_frame_bytes)
         except RoomError as error:
             metrics.BAD_FRAMES.labels(error.code).inc()
-            self.push(None, wire.encode(wire.error(error.code, error.message,
-                                                   command_id=error.command_id,
-                                                   field=error.field)))
+            self.push(None, wire.encode(wire.refusal(error)))
             self._strike()
             return
         if isinstance(frame, wire.Cmd):
@@ -293,14 +284,13 @@ class Connection:
             await self._on_drag(frame)
         else:
             metrics.BAD_FRAMES.labels("bad_frame").inc()
-            self.push(None, wire.encode(wire.error("bad_frame", "Already said hello.")))
+            self.push(None, wire.encode(wire.refusal(BadFrame("Already said hello."))))
             self._strike()
 
     async def _on_command(self, frame: wire.Cmd) -> None:
         if not self.commands.take():
             metrics.command_result("-", "rate_limited").inc()
-            self.push(None, wire.encode(wire.error(
-                "rate_limited", "Too many messages; slow down.", command_id=frame.id)))
+            self.push(None, wire.encode(wire.refusal(RateLimited(), frame.id)))
             self._strike()
             return
         started = time.perf_counter()
@@ -308,11 +298,11 @@ class Connection:
         try:
             command = parse_args(frame.op, frame.args)
             op_label = command.op
-            seq = await self.executor.execute(self.room_id, self.role, frame.id, command)
+            assert self.live is not None
+            seq = await execute(self.live, self.role, frame.id, command)
         except RoomError as error:
             metrics.command_result(op_label, error.code).inc()
-            self.push(None, wire.encode(wire.error(error.code, error.message,
-                                                   command_id=frame.id, field=error.field)))
+            self.push(None, wire.encode(wire.refusal(error, frame.id)))
             if error.code in ("room_ended", "room_lost"):
                 code = CLOSE_ENDED if error.code == "room_ended" else CLOSE_LOST
                 self.shut(code)
@@ -320,14 +310,12 @@ class Connection:
         except (RedisError, OSError, TimeoutError) as error:
             log.warning("command failed: op=%s error=%s", op_label, type(error).__name__)
             metrics.command_result(op_label, "internal").inc()
-            self.push(None, wire.encode(wire.error(
-                "internal", "Something went wrong on our side.", command_id=frame.id)))
+            self.push(None, wire.encode(wire.refusal(Internal(), frame.id)))
             return
         except Exception:
             log.exception("command failed: op=%s", op_label)
             metrics.command_result(op_label, "internal").inc()
-            self.push(None, wire.encode(wire.error(
-                "internal", "Something went wrong on our side.", command_id=frame.id)))
+            self.push(None, wire.encode(wire.refusal(Internal(), frame.id)))
             return
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.command_result(op_label, "ok").inc()
@@ -340,7 +328,8 @@ class Connection:
                 self._strike()
             return
         try:
-            routed = await self.hub.drag(self.room_id, self, frame.part, frame.x, frame.y)
+            assert self.live is not None
+            routed = await self.live.drag(self, frame.part, frame.x, frame.y)
         except (RedisError, OSError):
             metrics.DRAGS.labels("error").inc()
             return

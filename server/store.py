@@ -6,7 +6,10 @@ Keys of room R (all share the tag {R}, so a room lives on one cluster shard):
     pb:{R}:log       stream of committed events, entry id "<seq>-1", capped
     pb:{R}:cmds      hash "<role>:<command id>" -> seq (dedupe of resent commands)
     pb:{R}:presence  zset "<process>|<connection>|<role>" -> expiry (ms)
-Channel pb:{R}:ch carries one-byte-tagged messages (see Message tags below).
+Channel pb:{R}:ch carries messages tagged by their first byte:
+    E  a committed event: length-prefixed origin (the committing process), then the event
+    D  a live drag (DragMessage), sent only when other processes have members
+    P  presence changed: recount      X  the room ended      R  a link was replaced
 
 Every write refreshes every key's TTL to min(idle time-out, hard deadline - now),
 so no key ever exists without one and a room never outlives its deadline.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -33,9 +37,20 @@ TAG_ENDED = b"X"
 TAG_PRESENCE = b"P"
 TAG_RELINK = b"R"
 
+
+
+class DragMessage(msgspec.Struct, frozen=True, array_like=True):
+    origin: str
+    part: str
+    x: float
+    y: float
+    by: Role
+
+
 _room_encoder = msgspec.msgpack.Encoder()
 _room_decoder = msgspec.msgpack.Decoder(Room)
 _event_decoder = msgspec.msgpack.Decoder(Event)
+_drag_decoder = msgspec.msgpack.Decoder(DragMessage)
 
 _TTL_LUA = """
 local function ttl_of(meta, idle)
@@ -174,8 +189,10 @@ class Auth:
 
 class Store:
     def __init__(self, client: aioredis.Redis, *, idle_ttl: float, max_lifetime: float,
-                 log_length: int, origin: str = "") -> None:
+                 log_length: int) -> None:
         self.redis = client
+        # This process, as named in what it publishes and in its presence entries.
+        self.origin = origin = f"{os.getpid()}-{secrets.token_hex(4)}"
         # Published events name the process that committed them, which then skips its
         # own copy (it delivered the event already) without decoding it.
         self.event_prefix = TAG_EVENT + bytes([len(origin.encode())]) + origin.encode()
@@ -304,8 +321,15 @@ class Store:
         return bool(await self._relink(
             keys=keys.all(), args=[role, new_hash, self.idle_ms, keys.channel, message]))
 
-    async def publish(self, room_id: str, message: bytes) -> None:
-        await self.redis.publish(Keys(room_id).channel, message)
+    async def publish_drag(self, room_id: str, message: DragMessage) -> None:
+        await self.redis.publish(Keys(room_id).channel, TAG_DRAG + _room_encoder.encode(message))
+
+    def foreign_event(self, message: bytes) -> Event | None:
+        """The event an E message carries; None when this process committed it (it was
+        delivered here already)."""
+        if message.startswith(self.event_prefix):
+            return None
+        return decode_event(message[2 + message[1]:])
 
     # presence: a zset per room, members refreshed by their process's heartbeat
 
@@ -408,6 +432,10 @@ def _role_counts(members: list[bytes]) -> dict[str, int]:
         if role in counts:
             counts[role] += 1
     return counts
+
+
+def decode_drag(message: bytes) -> DragMessage:
+    return _drag_decoder.decode(message[1:])
 
 
 def decode_event(blob: bytes) -> Event:

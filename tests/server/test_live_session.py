@@ -291,3 +291,34 @@ async def test_drags_reach_exactly_those_who_may_see_the_part(
         assert 0.9 not in seen_x
     finally:
         await room.close()
+
+
+async def test_a_drag_reaches_the_draggers_other_tabs_but_not_the_dragging_one(
+        server_factory) -> None:
+    first = await server_factory.start()
+    second = await server_factory.start()
+    room = await open_room(first.base_url, record=True)
+    t, a = room.therapist, room.a
+    tab_here = await Client.connect(room.links["a"], record=True)
+    tab_there = await Client.connect(room.links["a"].replace(first.base_url, second.base_url),
+                                     record=True)
+    try:
+        await t.send("stage.set", stage=2)
+        part = (await a.send("part.add", name=canary("draft"), kind="exile"))["changes"][0][1]
+        for tab in (tab_here, tab_there):
+            await tab.wait_seq(a.seq)
+        # The dragger's process knows of the tab on the other process (drags go to other
+        # processes only when they have members there).
+        await a.wait_for(lambda _: a.presence.get("a") == 3)
+        for x in (0.21, 0.22):
+            await a.drag(part, x, 0.5)
+            for tab in (tab_here, tab_there):
+                await tab.wait_for(lambda _, tab=tab, x=x: tab.drags.get(part, {}).get("x") == x)
+        # Any echo of those drags would have reached the dragging connection before the
+        # event and the ack of this later command.
+        await a.send("part.move", id=part, x=0.22, y=0.5)
+        assert part not in a.drags, "the dragging connection got its own drag back"
+    finally:
+        for client in (tab_here, tab_there):
+            await client.close()
+        await room.close()

@@ -1,0 +1,100 @@
+"""Who is connected, across processes, healed when a process dies.
+
+Each connection is an entry of its room's presence set in Redis (see
+server/store.py) that expires unless its process refreshes it: a heartbeat
+refreshes every entry of this process every third of the TTL (and the rooms'
+TTLs with it: a room with people in it is not idle), so the entries of a
+process that died without a goodbye disappear within one TTL. A join or leave
+anywhere publishes P on the room's channel and every process recounts; the
+counts reach members through their LiveRoom (server/live_room.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from .live_room import LiveRoom, Member
+from .store import Store
+
+log = logging.getLogger("partsboard.presence")
+
+COALESCE = 0.05
+
+
+class Presence:
+    def __init__(self, store: Store, rooms: Mapping[str, LiveRoom], *, ttl: float) -> None:
+        self.store = store
+        self.rooms = rooms
+        self.ttl = ttl
+        self._recounting: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def member_id(self, role: str) -> str:
+        return f"{self.store.origin}|{secrets.token_hex(6)}|{role}"
+
+    async def join(self, live: LiveRoom, member: Member) -> None:
+        live.show_presence(await self.store.presence_join(live.id, member.presence_id, self.ttl))
+
+    async def leave(self, live: LiveRoom, member: Member) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            live.show_presence(await self.store.presence_leave(live.id, member.presence_id))
+
+    async def forget_all(self) -> None:
+        """At shutdown: remove this process's entries at once rather than let them expire."""
+        for live in list(self.rooms.values()):
+            for member in list(live.members):
+                with contextlib.suppress(RedisError, OSError):
+                    await self.store.presence_remove(live.id, member.presence_id)
+
+    def recount_soon(self, live: LiveRoom) -> None:
+        # Joins and leaves come in bursts (a reconnect storm): one recount per burst.
+        if live.id in self._recounting:
+            return
+        self._recounting.add(live.id)
+
+        async def recount() -> None:
+            await asyncio.sleep(COALESCE)
+            self._recounting.discard(live.id)
+            with contextlib.suppress(RedisError, OSError):
+                live.show_presence(await self.store.presence_counts(live.id))
+
+        self._spawn(recount())
+
+    def start(self) -> None:
+        self._spawn(self._heartbeat_forever())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            rooms = {room_id: [member.presence_id for member in live.members]
+                     for room_id, live in self.rooms.items()}
+            if not rooms:
+                continue
+            try:
+                counts = await self.store.heartbeat(rooms, self.ttl)
+            except (RedisError, OSError) as error:
+                log.warning("heartbeat failed (%s)", type(error).__name__)
+                continue
+            for room_id, present in counts.items():
+                live = self.rooms.get(room_id)
+                if live is not None:
+                    live.show_presence(present)
