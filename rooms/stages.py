@@ -103,7 +103,3 @@ DEFAULT_STAGES: tuple[StageInfo, ...] = (
         "answer each other's requests. What you agree is what you take home.",
     ),
 )
-
-
-def unlocked(operation: str, stage: int) -> bool:
-    return OPERATIONS[operation].stage <= stage
