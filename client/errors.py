@@ -17,8 +17,7 @@ or anything a person typed.
 
 from __future__ import annotations
 
-import rooms.errors as room_errors
-from rooms.errors import RoomEnded, RoomError, RoomLost
+from rooms.errors import CLOSES, ERRORS, Close, Internal, RoomEnded, RoomError, RoomLost
 
 
 class SessionEnded(RoomEnded):
@@ -54,24 +53,18 @@ class BadLink(ValueError):
     pass
 
 
-ERROR_CLASSES: dict[str, type[RoomError]] = {
-    cls.code: cls
-    for cls in vars(room_errors).values()
-    if isinstance(cls, type) and issubclass(cls, RoomError) and cls is not RoomError
-}
-assert set(ERROR_CLASSES) == room_errors.ERROR_CODES
-
 CLOSE_ERRORS: dict[int, type[RoomError]] = {
-    4000: SessionEnded,
-    4404: LinkNotValid,
-    4409: SessionLost,
+    Close.ENDED: SessionEnded,
+    Close.INVALID_LINK: LinkNotValid,
+    Close.LOST: SessionLost,
 }
+assert set(CLOSE_ERRORS) == {code for code, rule in CLOSES.items() if rule.then == "stop"}
 
 
 def error_for(code: object, message: object = None, field: object = None) -> RoomError:
     """The RoomError subclass instance for a wire error code (unknown codes are internal)."""
-    cls = ERROR_CLASSES.get(code, room_errors.Internal) if isinstance(code, str) else None
-    return (cls or room_errors.Internal)(
+    cls = ERRORS.get(code, Internal) if isinstance(code, str) else Internal
+    return cls(
         message if isinstance(message, str) and message else None,
         field=field if isinstance(field, str) else None,
     )

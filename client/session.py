@@ -7,8 +7,8 @@ command that has no ack yet under its original id, and then reads frames
 until the connection ends. Every "ev" must carry the mirror's seq + 1: an
 event out of order is never applied; the client drops the connection and
 resumes instead. A lost connection is retried with backoff; only the
-server's "ended" (4000), "link not valid" (4404) and "room lost" (4409)
-close codes, or close(), stop it.
+close codes after which a client stops (rooms.errors.CLOSES: the session ended,
+the link is not valid, the room was lost), or close(), stop it.
 
 `send()` may be called at any time, connected or not: the command waits in
 the pending table and goes out with the next resend. It returns once both
@@ -38,6 +38,7 @@ from websockets.typing import Origin, Subprotocol
 
 from rooms import wire
 from rooms.actions import parse_args
+from rooms.errors import CLOSES
 from rooms.views import apply_event
 
 from .backoff import backoff
@@ -54,7 +55,8 @@ MAX_FRAME: Final = 16 * 1024 * 1024
 # Closes that say "not now" rather than "never": the server could not reach its store
 # (1013), or this link has its maximum of connections open (4429), which may be a
 # crashed server's connections that presence has not yet timed out.
-RETRY_FIRST_CONNECT: Final = frozenset({1013, 4429})
+RETRY_FIRST_CONNECT: Final = frozenset(
+    code for code, rule in CLOSES.items() if rule.then == "wait")
 KEEP_ANOMALIES: Final = 1000
 
 

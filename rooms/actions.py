@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 
 from .errors import BadRequest, UnknownOp
 from .model import Answer, LinkKind, PartKind, Partner
 from .stages import OPERATIONS
+from .types import Color, Coordinate, Id, Level, Text
 from .wire import field_of
-
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-# Hard caps that protect the decoder; the room's own (smaller) limits apply later.
-Text = Annotated[str, msgspec.Meta(max_length=20_000)]
-Coordinate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-Level = Annotated[int, msgspec.Meta(ge=0, le=10)]
-Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
 
 
 class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):

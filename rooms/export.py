@@ -59,6 +59,11 @@ from .model import (
     StageInfo,
 )
 from .stages import DEFAULT_STAGES, FIRST_STAGE, LAST_STAGE
+from .types import Color as _Color
+from .types import Coordinate as _Coordinate
+from .types import Id as _Id
+from .types import Level as _Level
+from .types import Text as _Str
 from .views import EVERYONE, entities, snapshot_for
 
 SCHEMA: Final = "partsboard.export/1"
@@ -160,14 +165,10 @@ def digest_of(doc: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------- the document's schema
 
-# Hard caps that bound the decoder; the room's own limits are checked afterwards.
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-_Str = Annotated[str, msgspec.Meta(max_length=20_000)]
+# Hard caps that bound the decoder (rooms/types.py); the room's own limits are checked
+# afterwards.
 _Time = Annotated[float, msgspec.Meta(ge=0.0)]
-_Coordinate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-_Level = Annotated[int, msgspec.Meta(ge=0, le=10)]
 _StageNo = Annotated[int, msgspec.Meta(ge=FIRST_STAGE, le=LAST_STAGE)]
-_Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
 _Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 _Many = msgspec.Meta(max_length=10_000)
 

@@ -42,12 +42,13 @@ from .model import (
     other_partner,
 )
 from .stages import DEFAULT_STAGES, FIRST_STAGE, LAST_STAGE, OPERATIONS
+from .types import COLOR_PATTERN
 from .views import Event, make_event
 
 T = TypeVar("T")
 replace = msgspec.structs.replace
 DEFAULT_LIMITS = Limits()
-COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+COLOR = re.compile(COLOR_PATTERN)
 
 
 class Context(NamedTuple):

@@ -15,16 +15,14 @@ import msgspec
 
 from .errors import BadFrame, BadRequest, RoomError
 from .model import Role
+from .types import Coordinate, Id, Text
 
 SUBPROTOCOL: Final = "partsboard.v1"
 MAX_FRAME_BYTES: Final = 64 * 1024
-MAX_STRING: Final = 20_000
 
-Str = Annotated[str, msgspec.Meta(max_length=MAX_STRING)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 OpName = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-Scalar = None | bool | int | float | Str
+Scalar = None | bool | int | float | Text
 ArgValue = Scalar | dict[Annotated[str, msgspec.Meta(max_length=40)], Scalar]
 Args = Annotated[dict[Annotated[str, msgspec.Meta(max_length=40)], ArgValue],
                  msgspec.Meta(max_length=32)]
@@ -42,15 +40,15 @@ class Hello(msgspec.Struct, frozen=True, tag_field="t", tag="hello"):
 
 
 class Cmd(msgspec.Struct, frozen=True, tag_field="t", tag="cmd"):
-    id: CommandId
+    id: Id
     op: OpName
     args: Args = {}
 
 
 class Drag(msgspec.Struct, frozen=True, tag_field="t", tag="drag"):
     part: Token
-    x: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-    y: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    x: Coordinate
+    y: Coordinate
 
 
 ClientFrame = Hello | Cmd | Drag

@@ -1,4 +1,5 @@
-"""The HTTP API: create a room, replace a partner's link, export, end the session."""
+"""The HTTP API: create a room, replace a partner's link, export, end the session; and the
+protocol document (rooms/protocol.py) for clients."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from rooms.errors import (
 from rooms.export import export_for, room_from_export
 from rooms.machine import new_room
 from rooms.model import PARTNERS, ROLES, Partner, PartnerInfo, Role
+from rooms.protocol import document as protocol_document
 from rooms.wire import field_of
 
 from . import metrics
@@ -34,11 +36,6 @@ from .store import Auth, Store, new_entity_id, new_room_id, new_secret, secret_h
 log = logging.getLogger("partsboard.api")
 
 MAX_BODY = 2 * 1024 * 1024
-STATUS = {
-    "bad_request": 400, "bad_frame": 400, "unauthorized": 401, "forbidden": 403,
-    "not_found": 404, "room_ended": 404, "room_lost": 404, "limit": 413,
-    "rate_limited": 429, "internal": 500,
-}
 
 
 class PartnerBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -57,7 +54,7 @@ class EndBody(msgspec.Struct):
 
 
 def error_response(error: RoomError) -> JSONResponse:
-    return JSONResponse(error.to_wire(), status_code=STATUS.get(error.code, 500),
+    return JSONResponse(error.to_wire(), status_code=error.http_status,
                         headers={"Cache-Control": "no-store"})
 
 
@@ -88,9 +85,11 @@ class Api:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self.protocol = protocol_document()
 
     def routes(self) -> list[Route]:
         return [
+            Route("/api/protocol", self.describe_protocol, methods=["GET"]),
             Route("/api/rooms", self.create_room, methods=["POST"]),
             Route("/api/rooms/{room_id}/links/{partner}", self.replace_link, methods=["POST"]),
             Route("/api/rooms/{room_id}/export", self.export, methods=["POST"]),
@@ -122,6 +121,9 @@ class Api:
         except (RedisError, OSError, TimeoutError) as error:
             log.warning("request failed (%s)", type(error).__name__)
             return error_response(RoomError())
+
+    async def describe_protocol(self, request: Request) -> Response:
+        return JSONResponse(self.protocol, headers={"Cache-Control": "no-cache"})
 
     async def create_room(self, request: Request) -> Response:
         return await self._guard(request, self._create_room)

@@ -16,6 +16,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from rooms.errors import BadRequest
+from rooms.protocol import ANSWER_LABELS, LINK_KIND_LABELS, SELF_QUALITY_LABELS
+from rooms.types import COLOR_PATTERN
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 TITLE = "Partsboard session export"
@@ -36,10 +38,7 @@ KIND_GROUPS = (
 )
 KIND_WORDS = {"manager": "manager", "firefighter": "firefighter", "exile": "exile",
               "unsure": "part"}
-ANSWER_WORDS = {"yes": "Yes", "not_yet": "Not yet", "lets_talk": "Let's talk"}
-QUALITIES = ("calm", "curiosity", "compassion", "confidence", "courage", "clarity",
-             "creativity", "connectedness")
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_COLOR = re.compile(COLOR_PATTERN)
 # Markdown punctuation that could start markup or raw HTML inside running text.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
@@ -150,7 +149,8 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
             "is_viewer": key == viewer,
             "groups": groups,
             "checkin": None if checkin is None else {
-                "scores": [(q, checkin["scores"].get(q)) for q in QUALITIES],
+                "scores": [(label, checkin["scores"].get(quality))
+                           for quality, label in SELF_QUALITY_LABELS.items()],
                 "note": checkin.get("note", ""),
                 "private": private(checkin["shared"]),
             },
@@ -167,7 +167,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
             continue
         sentence = {
             "source": source["name"],
-            "verb": "protects" if link["kind"] == "protects" else "reacts to",
+            "verb": LINK_KIND_LABELS[link["kind"]],
             "target": target["name"],
             "source_owner": names.get(source["owner"], ""),
             "target_owner": names.get(target["owner"], ""),
@@ -189,7 +189,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
             "other": names.get(other, ""),
             "text": need["text"],
             "request": need.get("request"),
-            "answer": ANSWER_WORDS.get(str(need.get("answer")), None),
+            "answer": ANSWER_LABELS.get(need.get("answer")),
             "answer_note": need.get("answer_note", ""),
             "private": private(bool(part["shared"])),
         }

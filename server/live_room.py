@@ -33,7 +33,7 @@ import logging
 from typing import Protocol
 
 from rooms import wire
-from rooms.errors import RoomEnded, RoomLost
+from rooms.errors import Close, RoomEnded, RoomLost
 from rooms.model import Role, Room
 from rooms.stages import DRAG_RULE
 from rooms.views import Audience, Event, entities, event_for
@@ -43,10 +43,6 @@ from .store import DragMessage, Store, decode_event
 
 log = logging.getLogger("partsboard.room")
 
-CLOSE_ENDED = 4000
-CLOSE_INVALID_LINK = 4404
-CLOSE_RESYNC = 4408
-CLOSE_LOST = 4409
 RECENT_EVENTS = 256
 
 _ENDED_FRAME = wire.encode(wire.ended())
@@ -130,7 +126,7 @@ class LiveRoom:
         if blobs is None:
             # The log no longer reaches back: members resume and get a snapshot.
             metrics.RESYNCS.inc()
-            self._close_all(CLOSE_RESYNC, None)
+            self._close_all(Close.RESYNC, None)
             room = await self.store.load(self.id)
             if room is not None:
                 self.start_from(room)
@@ -202,18 +198,18 @@ class LiveRoom:
                 member.push(None, frame)
 
     def end(self) -> None:
-        self._close_all(CLOSE_ENDED, _ENDED_FRAME)
+        self._close_all(Close.ENDED, _ENDED_FRAME)
 
     def lose(self) -> None:
         """Tell every member here plainly: the store no longer holds what they saw."""
         self.room = None
         log.warning("room lost by the store: room=%s", self.id)
-        self._close_all(CLOSE_LOST, _LOST_FRAME)
+        self._close_all(Close.LOST, _LOST_FRAME)
 
     def relinked(self, role: str, new_hash: str) -> None:
         for member in list(self.members):
             if member.role == role and member.secret_hash != new_hash:
-                member.shut(CLOSE_INVALID_LINK, _RELINKED_FRAME)
+                member.shut(Close.INVALID_LINK, _RELINKED_FRAME)
 
     def _close_all(self, code: int, frame: bytes | None) -> None:
         for member in list(self.members):

@@ -17,6 +17,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from rooms.protocol import document as protocol_document
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
 WEB_DIR = ROOT / "client" / "web"
@@ -34,6 +36,8 @@ _environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+# Every page carries the protocol document (templates/base.html) for client/web/rules.js.
+_environment.globals["protocol"] = protocol_document()
 
 
 def msgpack_dist_dir() -> Path:

@@ -24,6 +24,7 @@ from rooms import wire
 from rooms.actions import parse_args
 from rooms.errors import (
     BadFrame,
+    Close,
     Internal,
     LimitExceeded,
     RateLimited,
@@ -37,15 +38,12 @@ from rooms.views import event_for, snapshot_for
 from . import metrics
 from .commands import execute
 from .hub import Hub
-from .live_room import CLOSE_ENDED, CLOSE_INVALID_LINK, CLOSE_LOST, CLOSE_RESYNC, LiveRoom
+from .live_room import LiveRoom
 from .settings import Settings
 from .store import Store, decode_event
 
 log = logging.getLogger("partsboard.session")
 
-CLOSE_POLICY = 1008
-CLOSE_TOO_MANY = 4429
-CLOSE_TRY_AGAIN = 1013
 
 
 class TokenBucket:
@@ -100,7 +98,7 @@ class Connection:
             self.queue.put_nowait((seq, frame))
         except asyncio.QueueFull:
             metrics.SLOW_CONSUMERS.inc()
-            self.shut(CLOSE_RESYNC)
+            self.shut(Close.RESYNC)
 
     def shut(self, code: int, frame: bytes | None = None) -> None:
         if self.close_code is None:
@@ -152,11 +150,11 @@ class Connection:
         origin = self.ws.headers.get("origin")
         if origin is not None and not self._origin_allowed(origin):
             metrics.CLOSES.labels("origin").inc()
-            await self.ws.close(code=CLOSE_POLICY)
+            await self.ws.close(code=Close.POLICY)
             return False
         if wire.SUBPROTOCOL not in self.ws.scope.get("subprotocols", []):
             metrics.CLOSES.labels("subprotocol").inc()
-            await self.ws.close(code=CLOSE_POLICY)
+            await self.ws.close(code=Close.POLICY)
             return False
         await self.ws.accept(subprotocol=wire.SUBPROTOCOL)
         return True
@@ -220,13 +218,7 @@ class Connection:
 
     async def _refuse(self, error: RoomError) -> None:
         metrics.BAD_FRAMES.labels(error.code).inc()
-        code = {
-            "room_ended": CLOSE_INVALID_LINK,
-            "room_lost": CLOSE_LOST,
-            "limit": CLOSE_TOO_MANY,
-            "internal": CLOSE_TRY_AGAIN,  # our fault (Redis away): the client retries
-        }.get(error.code, CLOSE_POLICY)
-        await self._close(code, wire.encode(wire.refusal(error)))
+        await self._close(error.hello_close, wire.encode(wire.refusal(error)))
         await self._leave()
 
     async def _close(self, code: int, frame: bytes | None) -> None:
@@ -267,7 +259,7 @@ class Connection:
 
     def _strike(self) -> None:
         if not self.patience.take():
-            self.shut(CLOSE_POLICY, wire.encode(wire.refusal(
+            self.shut(Close.POLICY, wire.encode(wire.refusal(
                 BadFrame("Too many invalid or excess messages; disconnected."))))
 
     async def _on_frame(self, data: bytes | str) -> None:
@@ -303,9 +295,8 @@ class Connection:
         except RoomError as error:
             metrics.command_result(op_label, error.code).inc()
             self.push(None, wire.encode(wire.refusal(error, frame.id)))
-            if error.code in ("room_ended", "room_lost"):
-                code = CLOSE_ENDED if error.code == "room_ended" else CLOSE_LOST
-                self.shut(code)
+            if error.command_close is not None:
+                self.shut(error.command_close)
             return
         except (RedisError, OSError, TimeoutError) as error:
             log.warning("command failed: op=%s error=%s", op_label, type(error).__name__)

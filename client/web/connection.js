@@ -3,12 +3,11 @@
 // a reconnect), gap detection, and a connection state that tells the truth.
 
 import { decode, encode } from "/static/vendor/msgpack/index.mjs";
+import { closeRule, PROTOCOL } from "./rules.js";
 import { applyEvent, GapError } from "./view.js";
 
-export const SUBPROTOCOL = "partsboard.v1";
+export const SUBPROTOCOL = PROTOCOL.subprotocol;
 
-// Close codes after which reconnecting cannot help.
-const TERMINAL_CLOSES = { 4000: "ended", 4404: "invalid", 4409: "lost" };
 const TERMINAL_ERRORS = { room_ended: "invalid", room_lost: "lost", unauthorized: "invalid" };
 const DRAG_INTERVAL_MS = 50; // about 20 drag frames a second
 const MAX_BACKOFF_MS = 10000;
@@ -122,12 +121,12 @@ export class RoomClient extends EventTarget {
   }
 
   closed(code) {
-    const terminal = TERMINAL_CLOSES[code];
-    if (terminal) {
-      this.finish(this.refused(terminal));
+    const rule = closeRule(code);
+    if (rule.then === "stop") {
+      this.finish(this.refused(rule.name));
       return;
     }
-    this.busy = code === 4429;
+    this.busy = rule.name === "too_many";
     this.scheduleReconnect();
   }
 
@@ -145,10 +144,11 @@ export class RoomClient extends EventTarget {
     this.updateStatus();
   }
 
-  // "This link is not valid" for a page that never got in; for one that was in the
-  // session, the session ended or its link was replaced meanwhile.
+  // An invalid link is "This link is not valid" for a page that never got in; for one that
+  // was in the session, the session ended or its link was replaced meanwhile.
   refused(terminal) {
-    return terminal === "invalid" && this.everWelcomed ? "closed" : terminal;
+    if (terminal !== "invalid" && terminal !== "invalid_link") return terminal;
+    return this.everWelcomed ? "closed" : "invalid";
   }
 
   finish(terminal) {

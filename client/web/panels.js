@@ -4,7 +4,7 @@
 
 import { $, drafts, h, reconcile, replaceChildren, uid } from "./dom.js";
 import { kindIcon } from "./board.js";
-import { ANSWER_LABELS, KIND_LABELS, KINDS, SELF_QUALITIES } from "./rules.js";
+import { ANSWER_LABELS, COLOR, KIND_LABELS, KINDS, SELF_QUALITIES, SELF_QUALITY_LABELS } from "./rules.js";
 
 const byName = (p, q) => p.name.localeCompare(q.name) || (p.id < q.id ? -1 : 1);
 
@@ -302,8 +302,8 @@ function buildCheckinForm(app) {
       output.textContent = slider.value;
       slider.setAttribute("aria-valuetext", `${slider.value} of 10`);
     });
-    const label = quality[0].toUpperCase() + quality.slice(1);
-    box.append(h("div", { class: "slider-row checkin-row" }, h("label", { for: id, text: label }), slider, output));
+    box.append(h("div", { class: "slider-row checkin-row" },
+      h("label", { for: id, text: SELF_QUALITY_LABELS[quality] }), slider, output));
   }
   $("checkin-note").addEventListener("input", () => { checkinDirty = true; });
   $("checkin-form").addEventListener("submit", (event) => {
@@ -322,7 +322,7 @@ function buildCheckinForm(app) {
 
 function scoresList(checkin) {
   return h("dl", { class: "scores" }, SELF_QUALITIES.map((q) => [
-    h("dt", { text: q[0].toUpperCase() + q.slice(1) }),
+    h("dt", { text: SELF_QUALITY_LABELS[q] }),
     h("dd", { text: `${checkin.scores[q]} of 10` }),
   ]));
 }
@@ -670,7 +670,7 @@ function partnerForm(app, partner) {
   const name = h("input", { type: "text", maxlength: 40, autocomplete: "off", dataset: { key: nameKey } });
   name.value = info.name;
   const color = h("input", { type: "color", dataset: { focus: `partner-color-${partner}` } });
-  color.value = /^#[0-9a-fA-F]{6}$/.test(info.color) ? info.color : "#1f6fb2";
+  color.value = COLOR.test(info.color) ? info.color : "#1f6fb2";
   const form = h("form", { class: "form inline-form partner-edit" },
     h("div", { class: "partner-field" }, field(`The ${which} partner's name`, name),
       h("div", { class: "field field-color" }, h("label", { for: uid("c"), text: `The ${which} partner's colour` }))),

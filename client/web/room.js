@@ -8,7 +8,7 @@ import {
   renderAgreements, renderCheckins, renderCouple, renderLinks, renderMyParts, renderNeeds, renderNotes,
   renderPartPanel, renderSettings,
 } from "./panels.js";
-import { allowed } from "./rules.js";
+import { allowed, COLOR } from "./rules.js";
 
 const ROOM = document.body.dataset.room;
 const SECRET_KEY = `partsboard:link:${ROOM}`;
@@ -102,7 +102,7 @@ class App {
 
   partnerColor(role) {
     const info = this.view && this.view.colls.partners[role];
-    return info && /^#[0-9a-fA-F]{6}$/.test(info.color) ? info.color : null;
+    return info && COLOR.test(info.color) ? info.color : null;
   }
 
   other(role) { return role === "a" ? "b" : "a"; }

@@ -1,64 +1,37 @@
-// A mirror of rooms/stages.py OPERATIONS, used only to offer the controls that
-// would be accepted; the server decides.
+// The protocol's rules as the server serves them (rooms/protocol.py, embedded in every
+// page as <script type="application/json" id="protocol">): this file keeps no copy of
+// them. They are used only to offer the controls that would be accepted; the server decides.
 
-const T = ["therapist"];
-const P = ["a", "b"];
+function served() {
+  const element = document.getElementById("protocol");
+  if (!element) throw new Error("This page carries no protocol document.");
+  return JSON.parse(element.textContent);
+}
 
-export const OPERATIONS = {
-  "stage.set": [T, 1, false],
-  "agreement.add": [T, 1, false],
-  "agreement.edit": [T, 1, false],
-  "agreement.remove": [T, 1, false],
-  "spotlight.set": [T, 1, false],
-  "freeze.set": [T, 1, false],
-  "pause.clear": [T, 1, false],
-  "overwhelm.clear": [T, 1, false],
-  "note.add": [T, 1, false],
-  "note.edit": [T, 1, false],
-  "note.remove": [T, 1, false],
-  "partner.update": [T, 1, false],
-  "agreement.ack": [P, 1, false],
-  "pause.raise": [P, 1, false],
-  "overwhelm.raise": [P, 1, false],
-  "ready.set": [P, 1, false],
-  "part.add": [P, 2, true],
-  "part.edit": [P, 2, true],
-  "part.move": [P, 2, true],
-  "part.remove": [P, 2, true],
-  "part.reveal": [P, 2, true],
-  "part.reveal_all": [P, 2, true],
-  "part.withdraw": [P, 2, true],
-  "part.blend": [P, 3, true],
-  "link.add": [P, 3, true],
-  "link.remove": [P, 3, true],
-  "checkin.set": [P, 4, true],
-  "checkin.reveal": [P, 4, true],
-  "checkin.withdraw": [P, 4, true],
-  "need.set": [P, 5, true],
-  "need.remove": [P, 5, true],
-  "request.make": [P, 5, true],
-  "request.answer": [P, 5, true],
-};
+export const PROTOCOL = served();
+
+export const OPERATIONS = PROTOCOL.operations;
 
 export function allowed(op, role, stage, frozen) {
   const rule = OPERATIONS[op];
   if (!rule) return false;
-  const [roles, first, freezable] = rule;
-  return roles.includes(role) && stage >= first && !(freezable && frozen);
+  return rule.roles.includes(role) && stage >= rule.stage && !(rule.freezable && frozen);
 }
 
-export const KINDS = ["manager", "firefighter", "exile", "unsure"];
+const names = (list) => list.map((item) => item.name);
+const labels = (list) => Object.fromEntries(list.map((item) => [item.name, item.label]));
 
-export const KIND_LABELS = {
-  manager: "Manager",
-  firefighter: "Firefighter",
-  exile: "Exile",
-  unsure: "Not sure yet",
-};
+export const KINDS = names(PROTOCOL.part_kinds);
+export const KIND_LABELS = labels(PROTOCOL.part_kinds);
+export const LINK_KIND_LABELS = labels(PROTOCOL.link_kinds);
+export const SELF_QUALITIES = names(PROTOCOL.self_qualities);
+export const SELF_QUALITY_LABELS = labels(PROTOCOL.self_qualities);
+export const ANSWER_LABELS = labels(PROTOCOL.answers);
+export const COLOR = new RegExp(PROTOCOL.color_pattern);
 
-export const SELF_QUALITIES = [
-  "calm", "curiosity", "compassion", "confidence",
-  "courage", "clarity", "creativity", "connectedness",
-];
+// Close codes by number: {name, then: "stop" | "wait" | "resume", meaning}.
+export const CLOSES = PROTOCOL.closes;
 
-export const ANSWER_LABELS = { yes: "Yes", not_yet: "Not yet", lets_talk: "Let's talk" };
+export function closeRule(code) {
+  return CLOSES[String(code)] || { name: "lost_connection", then: "resume", meaning: "" };
+}

@@ -2,6 +2,7 @@
 // hand out the three links.
 
 import { $, copyText } from "./dom.js";
+import { COLOR } from "./rules.js";
 
 const form = $("create-form");
 const errorBox = $("create-error");
@@ -29,7 +30,7 @@ function prefillFrom(doc) {
     const info = partners[key];
     if (!info || typeof info !== "object") continue;
     if (typeof info.name === "string" && !$(`name-${key}`).value) $(`name-${key}`).value = info.name;
-    if (typeof info.color === "string" && /^#[0-9a-fA-F]{6}$/.test(info.color)) {
+    if (typeof info.color === "string" && COLOR.test(info.color)) {
       $(`color-${key}`).value = info.color;
     }
   }

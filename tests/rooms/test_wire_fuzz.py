@@ -18,6 +18,7 @@ from rooms_helpers import ALL_OPS, SCORES_OK
 
 from rooms import actions, wire
 from rooms.errors import BadFrame, BadRequest, RoomError, UnknownOp
+from rooms.types import MAX_TEXT
 
 CANARY = "CANARY-5e2b"
 FRAME_FIELDS = frozenset({"room", "secret", "resume", "id", "op", "args", "part", "x", "y"})
@@ -277,9 +278,9 @@ def test_oversized_frames(size: int, valid: bool) -> None:
 
 
 def test_string_length_limit() -> None:
-    ok = wire.cmd("c1", "note.add", {"text": "x" * wire.MAX_STRING})
+    ok = wire.cmd("c1", "note.add", {"text": "x" * MAX_TEXT})
     frame = decode(ok)
-    assert isinstance(frame, wire.Cmd) and frame.args["text"] == "x" * wire.MAX_STRING
+    assert isinstance(frame, wire.Cmd) and frame.args["text"] == "x" * MAX_TEXT
     over = decode(wire.cmd("c1", "note.add", {"text": CANARY * 2000 + "x"}))
     assert isinstance(over, BadRequest) and over.field == "args"
     nested_over = decode(wire.cmd("c1", "checkin.set", {"scores": {"calm": "y" * 20_001}}))
