@@ -8,10 +8,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from rooms.errors import Close
 from rooms.machine import new_room
 from rooms.model import PartnerInfo
 from server.hub import Hub
-from server.live_room import CLOSE_INVALID_LINK
 from server.store import Keys, Store
 
 WAIT = 10.0  # a guard against hangs, never a measured expectation
@@ -97,6 +97,6 @@ async def test_a_member_joining_as_the_last_one_leaves_stays_subscribed(
     assert second in hub.rooms[room_id].members
     # The room's channel still delivers: the therapist's link replaced elsewhere closes it.
     await admin.publish(Keys(room_id).channel, b"Rtherapist:another-hash")
-    assert await asyncio.wait_for(second.closed, WAIT) == CLOSE_INVALID_LINK
+    assert await asyncio.wait_for(second.closed, WAIT) == Close.INVALID_LINK
     numsub = await admin.pubsub_numsub(Keys(room_id).channel)
     assert numsub[0][1] == 1
