@@ -36,7 +36,7 @@ const BOARD_FIRST = { partner: [3], therapist: [2, 3] };
 export function arrangement(role, stage, { ending = false } = {}) {
   const who = role === "therapist" ? "therapist" : "partner";
   let task = ["part-panel", ...TASKS[who][stage]];
-  if (ending) task = ["ending-panel", ...(who === "partner" ? ["export-panel", "home-panel"] : [])];
+  if (ending) task = ["ending-panel", who === "partner" ? "home-panel" : "export-panel"];
   const more = REST[who].filter((id) => !task.includes(id));
   return { task, more, boardFirst: !ending && BOARD_FIRST[who].includes(stage) };
 }

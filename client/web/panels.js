@@ -571,9 +571,11 @@ export function renderCouple(app) {
   const rows = [];
   for (const partner of ["a", "b"]) {
     const name = app.partnerName(partner);
-    if (view.colls.overwhelm[partner]) {
-      rows.push({ key: `overwhelm-${partner}`, alert: true, partner,
-        text: `${name} is getting overwhelmed.` });
+    const signal = view.colls.overwhelm[partner];
+    if (signal) {
+      rows.push({ key: `overwhelm-${partner}`, alert: !signal.seen_at, seen: Boolean(signal.seen_at), partner,
+        text: signal.seen_at ? `${name} is getting overwhelmed. ${name} knows you have seen it.`
+          : `${name} is getting overwhelmed.` });
     }
     rows.push({ key: `ready-${partner}`, text: view.colls.ready[partner]
       ? `${name} is ready for the next step.` : `${name} has not said they are ready yet.` });
@@ -582,12 +584,17 @@ export function renderCouple(app) {
       ? `${name} has ${unshared} ${unshared === 1 ? "part" : "parts"} not yet shared.`
       : `${name} has no parts waiting to be shared.` });
   }
+  // Seeing it tells the partner so ("Your therapist has seen this"); clearing it is a second step.
   reconcile($("therapist-status"), rows, (r) => r.key, (r) => JSON.stringify(r), (r) => {
-    const li = h("li", { class: r.alert ? "item alert-item" : "item", text: r.text });
+    const li = h("li", { class: r.alert ? "item alert-item" : r.seen ? "item seen-item" : "item", text: r.text });
+    const name = r.partner ? app.partnerName(r.partner) : "";
     if (r.alert) {
       li.append(h("button", { type: "button", class: "small", text: "I've seen it",
-        "aria-label": `I've seen that ${app.partnerName(r.partner)} is overwhelmed`,
-        dataset: { focus: `seen-${r.partner}` },
+        "aria-label": `I've seen that ${name} is overwhelmed`, dataset: { focus: `seen-${r.partner}` },
+        onclick: () => app.send("overwhelm.ack", { partner: r.partner }) }));
+    } else if (r.seen) {
+      li.append(h("button", { type: "button", class: "small", text: "Clear",
+        "aria-label": `Clear ${name}'s overwhelm signal`, dataset: { focus: `seen-${r.partner}` },
         onclick: () => app.send("overwhelm.clear", { partner: r.partner }) }));
     }
     return li;

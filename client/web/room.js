@@ -11,6 +11,9 @@ import {
 import { allowed, COLOR } from "./rules.js";
 
 const ROOM = document.body.dataset.room;
+// How long the partners have to save their copy before the session closes by itself,
+// counted from when this page first saw the ending moment.
+const ENDING_SECONDS = 120;
 const SECRET_KEY = `partsboard:link:${ROOM}`;
 
 const STATUS_TEXT = {
@@ -80,6 +83,11 @@ class App {
     this.toastTimer = null;
     this.lastStatus = "connecting";
     this.careShown = new Set();
+    this.overwhelmUp = false;
+    this.overwhelmCleared = false;
+    this.endingSince = null;
+    this.endingTimer = null;
+    this.finishing = false;
   }
 
   get view() { return this.client.view; }
@@ -89,6 +97,7 @@ class App {
   get stage() { return this.board.stage; }
   get settings() { return this.view.colls.room.settings; }
   get stages() { return this.settings.stages; }
+  get ending() { return Boolean(this.view && this.board.ending); }
 
   can(op) {
     return Boolean(this.view) && allowed(op, this.role, this.stage, this.board.frozen);
@@ -165,6 +174,7 @@ class App {
     this.renderBanners();
     this.renderStages();
     this.renderPartnerActions();
+    this.renderEnding();
     this.renderCare();
     this.renderRoomBar();
     this.renderBoardMeta();
@@ -229,12 +239,15 @@ class App {
     const banner = $("pause-banner");
     banner.hidden = !pause;
     if (pause) {
-      const who = board.pauses.map((p) => (p.by === this.role ? "You" : this.partnerName(p.by))).join(" and ");
+      // In the order raised, "You" first.
+      const by = board.pauses.map((p) => p.by).sort((x, y) => Number(y === this.role) - Number(x === this.role));
+      const who = by.map((partner) => (partner === this.role ? "You" : this.partnerName(partner))).join(" and ");
       const text = `${who} asked for a pause. Take a breath; nothing needs to happen right now. ` +
         (this.role === "therapist" ? "Clear the pause when you are ready to go on." : "Your therapist will help you continue.");
       if ($("pause-text").textContent !== text) $("pause-text").textContent = text;
     }
     $("pause-clear").hidden = !(pause && this.role === "therapist");
+    $("pause-clear").textContent = board.pauses.length > 1 ? "Clear both pauses and continue" : "Clear the pause and continue";
     $("frozen-banner").hidden = !board.frozen;
     const spot = board.spotlight ? this.view.colls.parts[board.spotlight] : null;
     const spotBanner = $("spotlight-banner");
@@ -322,19 +335,95 @@ class App {
     const section = $("partner-actions");
     section.hidden = !this.isPartner;
     if (!this.isPartner) return;
-    const pause = this.board.pauses.length > 0;
+    const pauses = this.board.pauses;
+    const mine = pauses.some((p) => p.by === this.role);
     const raise = $("pause-raise");
-    raise.disabled = false;
-    raise.textContent = pause ? "A pause is on" : "I need a pause";
-    raise.setAttribute("aria-disabled", pause ? "true" : "false");
+    raise.textContent = mine ? "Your pause is on" : pauses.length ? "I need a pause too" : "I need a pause";
+    raise.setAttribute("aria-disabled", mine ? "true" : "false");
     const ready = Boolean(this.view.colls.ready[this.role]);
     const readyButton = $("ready-toggle");
     readyButton.setAttribute("aria-pressed", ready ? "true" : "false");
     readyButton.textContent = ready ? "I'm ready (tap to take it back)" : "I'm ready for the next step";
-    const overwhelmed = Boolean(this.view.colls.overwhelm[this.role]);
+    // The quiet signal says only what is true: sent, then seen once the therapist says so;
+    // when the therapist clears it, the partner is told rather than the button just resetting.
+    const signal = this.view.colls.overwhelm[this.role];
+    if (signal) {
+      this.overwhelmUp = true;
+      this.overwhelmCleared = false;
+    } else if (this.overwhelmUp) {
+      this.overwhelmUp = false;
+      this.overwhelmCleared = true;
+      this.announce("Your therapist has cleared your overwhelm signal. You can send it again at any time.");
+    }
     const quiet = $("overwhelm-toggle");
-    quiet.setAttribute("aria-pressed", overwhelmed ? "true" : "false");
-    quiet.textContent = overwhelmed ? "Your therapist knows you're overwhelmed" : "I'm getting overwhelmed";
+    quiet.setAttribute("aria-pressed", signal ? "true" : "false");
+    quiet.textContent = !signal ? "I'm getting overwhelmed"
+      : signal.seen_at ? "Your therapist has seen this" : "Sent to your therapist";
+    const help = !signal && this.overwhelmCleared
+      ? "Your therapist saw it and cleared it. Send it again any time; only your therapist sees it."
+      : "Only your therapist sees this.";
+    if ($("overwhelm-help").textContent !== help) $("overwhelm-help").textContent = help;
+  }
+
+  // ---------------------------------------------------------------- the ending moment
+
+  // The partners get a moment to save their own copy; the therapist ends the session after it
+  // (or it ends by itself after ENDING_SECONDS).
+  renderEnding() {
+    const ending = this.board.ending;
+    const therapist = this.role === "therapist";
+    $("ending-panel").hidden = !ending;
+    $("ending-bar").hidden = !ending;
+    if (!ending) {
+      if (this.endingSince !== null) {
+        this.endingSince = null;
+        clearInterval(this.endingTimer);
+        this.announce("The session goes on.");
+      }
+      return;
+    }
+    if (this.endingSince === null) {
+      this.endingSince = Date.now();
+      this.endingTimer = setInterval(() => this.tickEnding(), 1000);
+      this.announce(therapist ? "The session is ending. The couple is asked to save their copy."
+        : "The session is ending. Save your copy now if you want one.");
+    }
+    const names = `${this.partnerName("a")} and ${this.partnerName("b")}`;
+    const texts = therapist ? {
+      title: "Ending the session",
+      text: `${names} are asked to save their own copy now. Save yours too if you want to continue next time.`,
+      bar: `Ending: ${names} are saving their copies.`,
+      go: "End the session now",
+    } : {
+      title: "The session is ending: save your copy",
+      text: "Download your own copy to keep what you made today: your own view of the board, your unshared " +
+        "parts included. It is saved only on this device. After the session closes, what you agreed to " +
+        "take home stays on this page until you close the tab.",
+      bar: "The session is ending: save your copy.",
+      go: "Save my copy",
+    };
+    for (const [id, key] of [["ending-title", "title"], ["ending-text", "text"], ["ending-bar-text", "bar"], ["ending-bar-go", "go"]]) {
+      if ($(id).textContent !== texts[key]) $(id).textContent = texts[key];
+    }
+    $("ending-bar-go").className = therapist ? "danger-strong" : "primary";
+    $("ending-downloads").hidden = therapist;
+    $("ending-controls").hidden = !therapist;
+    this.tickEnding();
+  }
+
+  tickEnding() {
+    if (this.endingSince === null || this.client.terminal) return;
+    const left = Math.max(0, ENDING_SECONDS - Math.floor((Date.now() - this.endingSince) / 1000));
+    const clock = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+    let text;
+    if (this.role === "therapist") {
+      text = `It closes by itself in ${clock}, unless you end it now or keep the session going.`;
+    } else {
+      text = left ? `The session closes in ${clock}, or sooner when your therapist closes it.`
+        : "The session closes any moment now.";
+    }
+    $("ending-time").textContent = text;
+    if (!left && this.role === "therapist") this.finishSession();
   }
 
   // The therapist's care signals, as badges in the room bar (in reach at every scroll
@@ -364,8 +453,10 @@ class App {
         signals.push({ key: `pause-${partner}`, kind: "pause", short: `${name}: pause`,
           text: `${name} asked for a pause`, focus: "pause-clear" });
       }
-      if (colls.overwhelm[partner]) {
-        signals.push({ key: `overwhelm-${partner}`, kind: "overwhelm", short: `${name}: overwhelmed`,
+      const signal = colls.overwhelm[partner];
+      if (signal) {
+        signals.push({ key: `overwhelm-${partner}`, kind: signal.seen_at ? "seen" : "overwhelm",
+          short: signal.seen_at ? `${name}: overwhelmed (seen)` : `${name}: overwhelmed`,
           text: `${name} is getting overwhelmed`, focus: `seen-${partner}` });
       }
       if (colls.ready[partner]) {
@@ -387,7 +478,7 @@ class App {
   // for the therapist while a care signal is up.
   renderRoomBar() {
     const bar = $("room-bar");
-    const show = this.isPartner || this.board.pauses.length > 0 || !$("care").hidden;
+    const show = this.isPartner || this.board.pauses.length > 0 || !$("care").hidden || this.ending;
     if (bar.hidden === show) {
       bar.hidden = !show;
       this.measureBars();
@@ -459,7 +550,9 @@ class App {
     $("export-help").textContent = this.role === "therapist"
       ? "Your download holds the shared board, the agreements, the stage history and your private notes. It is saved only on this device."
       : "Your download holds your own view of the board, your unshared parts included. It is saved only on this device.";
-    $("end-controls").hidden = this.role !== "therapist";
+    $("end-controls").hidden = this.role !== "therapist" || this.ending;
+    // While the session ends, a partner's downloads are in the ending panel, first on the page.
+    $("export-panel").hidden = this.isPartner && this.ending;
   }
 
   // ---------------------------------------------------------------- actions
@@ -478,7 +571,7 @@ class App {
       });
     });
     $("pause-raise").addEventListener("click", () => {
-      if (!this.board.pauses.length) this.send("pause.raise");
+      if (!this.board.pauses.some((p) => p.by === this.role)) this.send("pause.raise");
     });
     $("pause-clear").addEventListener("click", () => this.send("pause.clear"));
     // Esc closes the part's panel, from the panel or from the card it is about.
@@ -531,9 +624,22 @@ class App {
       area.value = "";
     });
     for (const button of document.querySelectorAll("button.export")) {
-      button.addEventListener("click", () => this.exportAs(button.dataset.format));
+      button.addEventListener("click", () =>
+        this.exportAs(button.dataset.format, button.closest("section").querySelector("[role=status]")));
     }
     $("end-session").addEventListener("click", () => this.endSession());
+    $("ending-now").addEventListener("click", () => this.finishSession());
+    $("ending-cancel").addEventListener("click", () => this.send("ending.cancel"));
+    $("ending-bar-go").addEventListener("click", () => {
+      if (this.role === "therapist") {
+        this.finishSession();
+      } else {
+        const first = document.querySelector("#ending-downloads button");
+        first.scrollIntoView({ block: "center" });
+        first.focus({ preventScroll: true });
+      }
+    });
+    $("kept-print").addEventListener("click", () => window.print());
     for (const button of [$("relink-a"), $("relink-b")]) {
       button.addEventListener("click", () => this.relink(button.dataset.partner));
     }
@@ -558,8 +664,7 @@ class App {
     });
   }
 
-  async exportAs(format) {
-    const status = $("export-status");
+  async exportAs(format, status = $("export-status")) {
     status.textContent = "Preparing your download…";
     let response;
     try {
@@ -592,19 +697,31 @@ class App {
       ["json", "md", "html"].map((format) => h("button", { type: "button", class: "small",
         text: { json: "Download (JSON)", md: "Download (Markdown)", html: "Download (printable page)" }[format],
         onclick: () => this.exportAs(format) })));
+    const minutes = ENDING_SECONDS / 60;
     const ok = await this.confirm({
       title: "End the session for everyone?",
-      text: "The board closes for both partners and is deleted from the server. It cannot be opened again. " +
-        "Download a copy first if you want to continue next time.",
+      text: `${this.partnerName("a")} and ${this.partnerName("b")} first get ${minutes} minutes to save their own ` +
+        "copy. Then the board closes for everyone and is deleted from the server; it cannot be opened again. " +
+        "While they save, you can end it sooner or keep the session going.",
       ok: "End the session",
       extra,
       danger: true,
     });
-    if (!ok) return;
+    if (ok) this.send("ending.start");
+  }
+
+  // The confirmed end: every page is told, and the room is deleted from the server.
+  async finishSession() {
+    if (this.finishing) return;
+    this.finishing = true;
     let response;
     try {
       response = await this.api(`/api/rooms/${encodeURIComponent(ROOM)}/end`, { confirm: true });
     } catch {
+      response = null;
+    }
+    this.finishing = false;
+    if (!response) {
       this.toast("The session could not be ended: the server could not be reached.");
       return;
     }
@@ -687,6 +804,8 @@ class App {
 
   announceEvent(event) {
     if (event.hidden || event.actor === this.role) return;
+    // The therapist hears pauses and overwhelm from the care signals' own live region.
+    if (this.role === "therapist" && (event.op === "pause.raise" || event.op === "overwhelm.raise")) return;
     const who = this.partnerName(event.actor);
     const stage = this.stage;
     const messages = {
@@ -700,6 +819,7 @@ class App {
       "pause.raise": `${who} asked for a pause.`,
       "pause.clear": "The pause is over.",
       "overwhelm.raise": `${who} is getting overwhelmed.`,
+      "overwhelm.ack": "Your therapist has seen that you are getting overwhelmed.",
       "ready.set": this.view.colls.ready[event.actor] ? `${who} is ready for the next step.` : `${who} is not ready yet.`,
       "part.add": `${who} added a part.`,
       "part.edit": `${who} changed a part.`,
@@ -726,11 +846,22 @@ class App {
 
   showTerminal(kind) {
     const [title, text] = TERMINAL[kind] || TERMINAL.invalid;
-    // Nothing of the session stays on the page.
+    clearInterval(this.endingTimer);
+    // A partner whose session ended keeps what they agreed to take home, as this page shows it.
+    const kept = kind === "ended" && this.isPartner ? Array.from($("home-list").children) : [];
+    if (kept.length) {
+      for (const item of kept) {
+        delete item.dataset.sig; // the signature holds the whole need, not only what is shown
+        delete item.dataset.item;
+      }
+      $("kept-list").append(...kept);
+      $("kept").hidden = false;
+    }
+    // Nothing else of the session stays on the page.
     this.boardView.reset();
     for (const id of ["stages", "presence", "agreements-list", "my-parts-list", "links-list",
-      "needs-list", "home-list", "therapist-status", "notes-list", "part-panel-body",
-      "checkins-view", "live"]) {
+      "needs-list", "requests-list", "home-list", "therapist-status", "notes-list", "part-panel-body",
+      "checkins-view", "care-badges", "live", "care-live"]) {
       clear($(id));
     }
     for (const id of ["part-name", "agreement-text", "note-text", "checkin-note", "relink-url"]) {

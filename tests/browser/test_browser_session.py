@@ -101,14 +101,20 @@ def test_a_whole_session_in_three_browsers(server, open_person, artifacts: Path)
     for page in (t, a, b):
         expect(page.locator("#pause-banner")).to_be_hidden()
 
-    # The quiet signal reaches the therapist only; "I'm ready" shows to the therapist.
+    # The quiet signal reaches the therapist only; Alex is told it was seen only once the
+    # therapist says so; "I'm ready" shows to the therapist.
     a.click("#overwhelm-toggle")
     expect(t.locator("#therapist-status")).to_contain_text("Alex is getting overwhelmed.")
     expect(a.locator("#overwhelm-toggle")).to_have_attribute("aria-pressed", "true")
+    expect(a.locator("#overwhelm-toggle")).to_have_text("Sent to your therapist")
     sam.saved()
     assert "overwhelmed" not in b.inner_text("body").replace("I'm getting overwhelmed", "")
     t.get_by_role("button", name="I've seen that Alex is overwhelmed").click()
+    expect(a.locator("#overwhelm-toggle")).to_have_text("Your therapist has seen this")
+    t.get_by_role("button", name="Clear Alex's overwhelm signal").click()
     expect(t.locator("#therapist-status")).not_to_contain_text("getting overwhelmed")
+    expect(a.locator("#overwhelm-toggle")).to_have_text("I'm getting overwhelmed")
+    expect(a.locator("#overwhelm-help")).to_contain_text("Your therapist saw it and cleared it.")
     b.click("#ready-toggle")
     expect(t.locator("#therapist-status")).to_contain_text("Sam is ready for the next step.")
     expect(t.locator("#live")).to_contain_text("Sam is ready for the next step.")
@@ -291,18 +297,42 @@ def test_a_whole_session_in_three_browsers(server, open_person, artifacts: Path)
     early = b"".join(sam.frames[:frames_before_planner])
     assert b"The one who gets left" not in early and b"The Planner" not in early
 
-    # ------------------------------------------------------------ the end
+    # ------------------------------------------------------------ the end, with care
     t.click("#end-session")
     dialog = t.locator("#confirm-dialog")
     expect(dialog).to_be_visible()
     expect(dialog.get_by_role("button", name="Download (JSON)")).to_be_visible()
+    expect(dialog.get_by_role("button", name="End the session")).to_have_class("danger-strong")
     dialog.get_by_role("button", name="End the session").click()
+    # The partners get their moment to save their own copy, first on their page.
+    for person in (alex, sam):
+        panel = person.page.locator("#ending-panel")
+        expect(panel).to_be_visible()
+        expect(panel).to_contain_text("The session is ending: save your copy")
+        expect(person.page.locator("#ending-time")).to_contain_text("The session closes in")
+        expect(person.page.locator("#ending-bar")).to_be_visible()
+        first = person.page.locator("#task-area > :not([hidden])").first
+        expect(first).to_have_id("ending-panel")
+    expect(t.locator("#ending-time")).to_contain_text("It closes by itself in")
+    screens(shots, 6, everyone)
+    with b.expect_download() as info:
+        b.get_by_role("button", name="Save my copy (printable page)").click()
+    assert "The Alarm" in Path(info.value.path()).read_text()
+    expect(b.locator("#ending-status")).to_contain_text("Downloaded")
+    t.get_by_role("button", name="End the session now").first.click()
     for person in everyone.values():
         expect(person.page.locator("#terminal")).to_be_visible()
         expect(person.page.locator("#terminal-title")).to_have_text("This session has ended")
         expect(person.page.locator("#terminal-text")).to_contain_text("Nothing from it was kept")
         expect(person.status).to_have_text("The session has ended")
         assert AGREEMENT not in person.everything_on_the_page()
+    # Each partner keeps what they agreed to take home, from what their page already held.
+    for person in (alex, sam):
+        expect(person.page.locator("#kept-list")).to_contain_text(REQUEST)
+        expect(person.page.locator("#kept")).to_contain_text("until you close the tab")
+        assert NEED not in person.everything_on_the_page()
+    expect(t.locator("#kept")).to_be_hidden()
+    assert REQUEST not in therapist.everything_on_the_page()
     # The links now lead to the same page as a room that never existed.
     late = open_person("late")
     response = late.page.goto(links["b"])
