@@ -140,7 +140,7 @@ def test_the_pause_is_always_in_reach_and_hides_nothing(module_server, open_pers
     alex.page.click("#pause-raise")
     expect(s.locator("#pause-banner")).to_be_visible()
     expect(s.locator("#pause-banner")).to_be_in_viewport(ratio=1)
-    expect(pause).to_have_text("A pause is on")
+    expect(pause).to_have_text("I need a pause too")
     assert rect(sam, "#room-bar")["height"] < height * 0.4
     s.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
     assert rect(sam, "#export-panel")["bottom"] <= rect(sam, "#room-bar")["top"]

@@ -114,7 +114,7 @@ def test_keyboard_alone_carries_a_partner(room, open_person) -> None:  # type: i
     kb.press("Enter")
     for person in (therapist, alex, sam):
         expect(person.page.locator("#pause-banner")).to_contain_text("asked for a pause")
-    expect(therapist.page.locator("#live")).to_contain_text("Sam asked for a pause.")
+    expect(therapist.page.locator("#care-live")).to_contain_text("Sam asked for a pause")
     # Agree to an agreement with the keyboard.
     therapist.page.fill("#agreement-text", "We speak for our parts")
     therapist.page.click("#agreement-add button[type=submit]")
