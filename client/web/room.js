@@ -559,6 +559,14 @@ class App {
 
   wire() {
     this.wired = true;
+    this.wireStages();
+    this.wireCare();
+    this.wireBoard();
+    this.wireWriting();
+    this.wireSessionTools();
+  }
+
+  wireStages() {
     $("stage-next").addEventListener("click", () => this.moveTo(this.stage + 1));
     $("stage-back").addEventListener("click", () => this.moveTo(this.stage - 1));
     $("preview-go").addEventListener("click", () => this.ui.preview && this.moveTo(this.ui.preview));
@@ -570,10 +578,23 @@ class App {
         if (button) button.focus();
       });
     });
+  }
+
+  // The couple's care signals, and the therapist's answers to them.
+  wireCare() {
     $("pause-raise").addEventListener("click", () => {
       if (!this.board.pauses.some((p) => p.by === this.role)) this.send("pause.raise");
     });
     $("pause-clear").addEventListener("click", () => this.send("pause.clear"));
+    $("ready-toggle").addEventListener("click", () =>
+      this.send("ready.set", { ready: !this.view.colls.ready[this.role] }));
+    $("overwhelm-toggle").addEventListener("click", () => {
+      if (!this.view.colls.overwhelm[this.role]) this.send("overwhelm.raise");
+    });
+  }
+
+  // The board: parts, the part panel, the therapist's board controls.
+  wireBoard() {
     // Esc closes the part's panel, from the panel or from the card it is about.
     document.addEventListener("keydown", (event) => {
       if (event.key !== "Escape" || event.defaultPrevented || !this.ui.selected) return;
@@ -583,11 +604,6 @@ class App {
         event.preventDefault();
         this.selectPart(null);
       }
-    });
-    $("ready-toggle").addEventListener("click", () =>
-      this.send("ready.set", { ready: !this.view.colls.ready[this.role] }));
-    $("overwhelm-toggle").addEventListener("click", () => {
-      if (!this.view.colls.overwhelm[this.role]) this.send("overwhelm.raise");
     });
     $("freeze-toggle").addEventListener("click", () => this.send("freeze.set", { frozen: !this.board.frozen }));
     $("spotlight-clear").addEventListener("click", () => this.send("spotlight.set", { part: null }));
@@ -609,6 +625,10 @@ class App {
       $("part-kind").value = "unsure";
       input.focus();
     });
+  }
+
+  // The therapist's agreements and private notes.
+  wireWriting() {
     $("agreement-add").addEventListener("submit", (event) => {
       event.preventDefault();
       const area = $("agreement-text");
@@ -623,6 +643,10 @@ class App {
       this.send("note.add", { text: area.value }).then(() => drafts.delete("new-note"), () => {});
       area.value = "";
     });
+  }
+
+  // Downloads, ending the session, replacing a partner's link.
+  wireSessionTools() {
     for (const button of document.querySelectorAll("button.export")) {
       button.addEventListener("click", () =>
         this.exportAs(button.dataset.format, button.closest("section").querySelector("[role=status]")));
