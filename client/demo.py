@@ -157,7 +157,9 @@ class Demo:
         await self.move_to(5)
         exile = parts["The one who gets left"]
         await alex.set_need(exile, "To know Sam is coming back.")
-        await self.step("Alex: The one who gets left needs to know Sam is coming back")
+        await self.step("Alex writes what The one who gets left needs, not yet shared")
+        await alex.send("need.reveal", part=exile)
+        await self.step("Alex shares it: The one who gets left needs to know Sam is coming back")
         await alex.make_request(exile, "When you need space, tell me when you'll be back.")
         await self.step("Alex asks: when you need space, tell me when you'll be back")
         await sam.wait_for(lambda v: (v["colls"]["needs"].get(exile) or {}).get("request"))

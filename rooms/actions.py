@@ -205,6 +205,16 @@ class NeedRemove(Command, frozen=True):
     part: Id
 
 
+class NeedReveal(Command, frozen=True):
+    op = "need.reveal"
+    part: Id
+
+
+class NeedWithdraw(Command, frozen=True):
+    op = "need.withdraw"
+    part: Id
+
+
 class RequestMake(Command, frozen=True):
     op = "request.make"
     part: Id

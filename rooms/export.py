@@ -231,6 +231,7 @@ class _NeedDoc(_Struct, frozen=True):
     request: _Str | None = None
     answer: Answer | None = None
     answer_note: _Str = ""
+    shared: bool = True
 
 
 class _NoteDoc(_Struct, frozen=True):
@@ -382,7 +383,7 @@ def _check(doc: _ExportDoc, limits: Limits) -> None:
         triples.add(triple)
     for need in doc.needs:
         part = parts.get(need.part)
-        if part is None or part.owner != need.owner:
+        if part is None or part.owner != need.owner or not need.shared:
             raise _refuse(INVALID)
         if need.request is None and (need.answer is not None or need.answer_note):
             raise _refuse(INVALID)
@@ -444,7 +445,7 @@ def _build(doc: _ExportDoc, *, room_id: str, epoch: str, now: float, limits: Lim
         needs[part_ids[need.part]] = Need(
             part_ids[need.part], need.owner, _text(need.text, limits.text_length),
             request, need.answer,
-            _text(need.answer_note, limits.text_length, allow_empty=True),
+            _text(need.answer_note, limits.text_length, allow_empty=True), shared=True,
         )
 
     notes: dict[str, Note] = {}

@@ -472,10 +472,29 @@ def _need_remove(room: Room, actor: Role, cmd: a.NeedRemove, ctx: Context) -> Ro
     return replace(room, needs=_without(room.needs, cmd.part))
 
 
+def _set_need_shared(room: Room, actor: Role, part_id: str, shared: bool) -> Room:
+    need = _own_need(room, actor, part_id)
+    if shared and not room.parts[need.part].shared:
+        raise BadRequest("Share this part before sharing what it needs.", field="part")
+    if need.shared == shared:
+        return room
+    return replace(room, needs=_with(room.needs, need.part, replace(need, shared=shared)))
+
+
+def _need_reveal(room: Room, actor: Role, cmd: a.NeedReveal, ctx: Context) -> Room:
+    return _set_need_shared(room, actor, cmd.part, True)
+
+
+def _need_withdraw(room: Room, actor: Role, cmd: a.NeedWithdraw, ctx: Context) -> Room:
+    return _set_need_shared(room, actor, cmd.part, False)
+
+
 def _request_make(room: Room, actor: Role, cmd: a.RequestMake, ctx: Context) -> Room:
     need = _own_need(room, actor, cmd.part)
     if not room.parts[need.part].shared:
         raise BadRequest("Share this part before making a request.", field="part")
+    if not need.shared:
+        raise BadRequest("Share this need before making a request.", field="part")
     text = clean_text(cmd.text, _limits(room).text_length, "text")
     # A changed request is a new question: the earlier answer no longer applies.
     need = replace(need, request=text, answer=None, answer_note="")
@@ -484,9 +503,10 @@ def _request_make(room: Room, actor: Role, cmd: a.RequestMake, ctx: Context) -> 
 
 def _request_answer(room: Room, actor: Role, cmd: a.RequestAnswer, ctx: Context) -> Room:
     need = room.needs.get(cmd.part)
-    # The need of a withdrawn part answers exactly like one that never existed.
+    # A need its asker may not see (not shared, or of a withdrawn part) answers exactly
+    # like one that never existed.
     if need is None or need.owner != other_partner(_partner(actor)) \
-            or not room.parts[need.part].shared:
+            or not (need.shared and room.parts[need.part].shared):
         raise NotFound(field="part")
     if need.request is None:
         raise NotFound("There is no request to answer.", field="part")
@@ -530,6 +550,8 @@ _HANDLERS: dict[type[a.Command], Callable[..., Room]] = {
     a.CheckinWithdraw: _checkin_withdraw,
     a.NeedSet: _need_set,
     a.NeedRemove: _need_remove,
+    a.NeedReveal: _need_reveal,
+    a.NeedWithdraw: _need_withdraw,
     a.RequestMake: _request_make,
     a.RequestAnswer: _request_answer,
 }

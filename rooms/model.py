@@ -93,7 +93,10 @@ class CheckIn(Struct, frozen=True):
 
 
 class Need(Struct, frozen=True):
-    """What a shared part needs; keyed by the part's id (one need per part)."""
+    """What a shared part needs; keyed by the part's id (one need per part).
+
+    Private to its owner until shared, like everything a partner writes; a request
+    (and its answer) travels with the need."""
 
     part: str
     owner: Partner
@@ -101,6 +104,7 @@ class Need(Struct, frozen=True):
     request: str | None = None
     answer: Answer | None = None
     answer_note: str = ""
+    shared: bool = False
 
 
 class Note(Struct, frozen=True):

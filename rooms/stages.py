@@ -65,6 +65,8 @@ OPERATIONS: dict[str, Rule] = {
     # stage 5: Working with Parts in the Relationship
     "need.set": Rule(PARTNERS, 5, freezable=True),
     "need.remove": Rule(PARTNERS, 5, freezable=True),
+    "need.reveal": Rule(PARTNERS, 5, freezable=True),
+    "need.withdraw": Rule(PARTNERS, 5, freezable=True),
     "request.make": Rule(PARTNERS, 5, freezable=True),
     "request.answer": Rule(PARTNERS, 5, freezable=True),
 }

@@ -57,8 +57,13 @@ def drafts_audience(room: Room, owner: Role) -> Audience:
     return frozenset({owner})
 
 
+def written_audience(room: Room, owner: Role, shared: bool) -> Audience:
+    """Who may see what a partner wrote: everyone once shared, else as a draft."""
+    return EVERYONE if shared else drafts_audience(room, owner)
+
+
 def part_audience(room: Room, part: Part) -> Audience:
-    return EVERYONE if part.shared else drafts_audience(room, part.owner)
+    return written_audience(room, part.owner, part.shared)
 
 
 def _part_id_audience(room: Room, part_id: str) -> Audience:
@@ -82,9 +87,10 @@ def audience_of(room: Room, coll: str, key: str, value: Any) -> Audience:
     if coll == "links":
         return _part_id_audience(room, value.source) & _part_id_audience(room, value.target)
     if coll == "checkins":
-        return EVERYONE if value.shared else drafts_audience(room, value.owner)
+        return written_audience(room, value.owner, value.shared)
     if coll == "needs":
-        return _part_id_audience(room, value.part)
+        return _part_id_audience(room, value.part) & written_audience(room, value.owner,
+                                                                       value.shared)
     if coll == "notes":
         return THERAPIST_ONLY
     if coll == "overwhelm":
@@ -102,13 +108,17 @@ def entities(room: Room, coll: str) -> Iterator[tuple[str, Any, Audience]]:
 
 def counts(room: Room) -> dict[str, dict[str, int]]:
     """What anyone may know of what is not yet shared: numbers, never content."""
-    out: dict[str, dict[str, int]] = {p: {"parts": 0, "checkin": 0} for p in PARTNERS}
+    out: dict[str, dict[str, int]] = {p: {"parts": 0, "checkin": 0, "needs": 0}
+                                      for p in PARTNERS}
     for part in room.parts.values():
         if not part.shared:
             out[part.owner]["parts"] += 1
     for checkin in room.checkins.values():
         if not checkin.shared:
             out[checkin.owner]["checkin"] = 1
+    for need in room.needs.values():
+        if not need.shared:
+            out[need.owner]["needs"] += 1
     return out
 
 

@@ -191,7 +191,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
             "request": need.get("request"),
             "answer": ANSWER_LABELS.get(need.get("answer")),
             "answer_note": need.get("answer_note", ""),
-            "private": private(bool(part["shared"])),
+            "private": private(bool(part["shared"]) and bool(need["shared"])),
         }
         needs.append(item)
         if need.get("answer") == "yes" and need.get("request"):

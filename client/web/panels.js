@@ -497,7 +497,10 @@ function ownNeedItem(app, part, need, editable) {
         dataset: { focus: `request-${part.id}` } }));
     requestForm.addEventListener("submit", (event) => {
       event.preventDefault();
-      app.send("request.make", { part: part.id, text: requestArea.value }).then(() => drafts.delete(requestKey), () => {});
+      // A request is made from a shared need: asking shares the need first.
+      const shared = need.shared ? Promise.resolve() : app.send("need.reveal", { part: part.id });
+      shared.then(() => app.send("request.make", { part: part.id, text: requestArea.value }))
+        .then(() => drafts.delete(requestKey), () => {});
     });
     li.append(requestForm);
   }

@@ -172,6 +172,7 @@ async def test_three_roles_every_command_round_trips(room: CreatedRoom) -> None:
         await b.remove_need(q1)
         assert q1 not in colls(b)["needs"]
         await b.set_need(q1, "To be thanked.")
+        await b.send("need.reveal", part=q1)
         await b.make_request(q1, "Say thanks when I fix something.")
         await a.wait_for(lambda v: (v["colls"]["needs"].get(q1) or {}).get("request") ==
                          "Say thanks when I fix something.")

@@ -247,6 +247,7 @@ async def play_session(trio: Trio, c: Canaries, redis_url: str) -> None:
     # 5. Working with Parts in the Relationship
     await t.set_stage(5)
     await a.set_need(alarm, c("need-a"))
+    await a.send("need.reveal", part=alarm)
     await a.make_request(alarm, c("request-a"))
     await b.answer_request(alarm, "not_yet", c("answer-b"))
     await refused(a, "request.make", {"part": hidden, "text": c("request-private")},

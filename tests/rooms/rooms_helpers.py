@@ -108,6 +108,12 @@ class Session:
         (link_id,) = [c.id for c in event.changes if c.coll == "links"]
         return link_id
 
+    def need(self, owner: Role, part: str, text: str = "to be heard", *,
+             shared: bool = True) -> None:
+        self.do(owner, "need.set", part=part, text=text)
+        if shared:
+            self.do(owner, "need.reveal", part=part)
+
     def agreement(self, text: str = "We can pause at any time.") -> str:
         event = self.do("therapist", "agreement.add", text=text)
         (agreement_id,) = [c.id for c in event.changes if c.coll == "agreements"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 from rooms_helpers import ALL_OPS, SCORES_OK, Session, changed, encoded, normalised
 
@@ -325,9 +326,31 @@ def sc_need_set(s: Session) -> Scenario:
     part = s.part("a", "Lonely one", shared=True)
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
-        assert s.room.needs[part] == model.Need(part, "a", "to be seen")
+        assert s.room.needs[part] == model.Need(part, "a", "to be seen", shared=False)
         assert changed(ev, "needs")[part]["text"] == "to be seen"
     return "a", {"part": part, "text": "to be seen"}, check
+
+
+def sc_need_reveal(s: Session) -> Scenario:
+    part = s.part("b", shared=True)
+    s.need("b", part, "quiet", shared=False)
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.needs[part].shared is True
+        assert changed(ev, "needs")[part]["shared"] is True
+        assert views.event_for(ev, "a")["changes"] == [
+            ["needs", part, msgspec.to_builtins(s.room.needs[part])]]
+    return "b", {"part": part}, check
+
+
+def sc_need_withdraw(s: Session) -> Scenario:
+    part = s.part("a", shared=True)
+    s.need("a", part, "company")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.needs[part].shared is False
+        assert views.event_for(ev, "b")["changes"] == [["needs", part, None]]
+    return "a", {"part": part}, check
 
 
 def sc_need_remove(s: Session) -> Scenario:
@@ -342,7 +365,7 @@ def sc_need_remove(s: Session) -> Scenario:
 
 def sc_request_make(s: Session) -> Scenario:
     part = s.part("a", shared=True)
-    s.do("a", "need.set", part=part, text="reassurance")
+    s.need("a", part, "reassurance")
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
         assert s.room.needs[part].request == "say when you'll be back"
@@ -352,7 +375,7 @@ def sc_request_make(s: Session) -> Scenario:
 
 def sc_request_answer(s: Session) -> Scenario:
     part = s.part("a", shared=True)
-    s.do("a", "need.set", part=part, text="reassurance")
+    s.need("a", part, "reassurance")
     s.do("a", "request.make", part=part, text="check in with me")
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
@@ -397,6 +420,8 @@ SCENARIOS: dict[str, Callable[[Session], Scenario]] = {
     "checkin.withdraw": sc_checkin_withdraw,
     "need.set": sc_need_set,
     "need.remove": sc_need_remove,
+    "need.reveal": sc_need_reveal,
+    "need.withdraw": sc_need_withdraw,
     "request.make": sc_request_make,
     "request.answer": sc_request_answer,
 }
@@ -604,6 +629,8 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("need.set", {"text": "  "}, "text"),
     ("need.set", {"part": ""}, "part"),
     ("need.remove", {"part": DROP}, "part"),
+    ("need.reveal", {"part": None}, "part"),
+    ("need.withdraw", {"part": "p" * 65}, "part"),
     ("request.make", {"text": ""}, "text"),
     ("request.make", {"text": "\x7f"}, "text"),
     ("request.make", {"part": 7}, "part"),
@@ -659,6 +686,8 @@ NOT_FOUND: list[tuple[str, Role, dict[str, Any], str]] = [
     ("checkin.withdraw", "b", {}, "checkin"),
     ("need.set", "a", {"part": "nope", "text": "x"}, "part"),
     ("need.remove", "a", {"part": "nope"}, "part"),
+    ("need.reveal", "a", {"part": "nope"}, "part"),
+    ("need.withdraw", "b", {"part": "nope"}, "part"),
     ("request.make", "a", {"part": "nope", "text": "x"}, "part"),
     ("request.answer", "b", {"part": "nope", "answer": "yes"}, "part"),
 ]
@@ -807,8 +836,71 @@ def test_need_only_for_own_shared_part() -> None:
     draft = s.part("b")
     assert s.refuse("b", "need.set", BadRequest, part=draft, text="x").field == "part"
     s.do("a", "need.set", part=theirs, text="x")
-    assert s.refuse("b", "need.remove", NotFound, part=theirs).field == "part"
-    assert s.refuse("b", "request.make", NotFound, part=theirs, text="x").field == "part"
+    for _ in ("while private", "once shared"):
+        # The other partner's need answers like one that never existed.
+        for op, args in (("need.remove", {}), ("need.reveal", {}), ("need.withdraw", {}),
+                         ("request.make", {"text": "x"})):
+            error = s.refuse("b", op, NotFound, part=theirs, **args)
+            assert error.to_wire() == s.refuse("b", op, NotFound, part="never", **args).to_wire()
+            assert error.field == "part"
+        s.do("a", "need.reveal", part=theirs)
+
+
+@pytest.mark.parametrize("drafts", [True, False], ids=["drafts", "owner-only"])
+def test_a_need_is_private_until_its_owner_shares_it(drafts: bool) -> None:
+    s = Session(stage=5, drafts=drafts)
+    part = s.part("a", "The Worrier", shared=True)
+    event = s.do("a", "need.set", part=part, text="to hear it will be all right")
+    assert part in s.view("a")["colls"]["needs"]
+    assert (part in s.view("therapist")["colls"]["needs"]) is drafts
+    assert s.view("b")["colls"]["needs"] == {}
+    assert views.event_for(event, "b") == {"seq": event.seq, "hidden": True, "owner": "a",
+                                           "counts": event.counts}
+    # Like a part not yet shared, only that it exists is public.
+    assert s.view("b")["counts"]["a"]["needs"] == 1
+    # A request needs a shared need; the refusal names the part, like the other need refusals.
+    assert s.refuse("a", "request.make", BadRequest, part=part, text="ask").field == "part"
+    assert s.refuse("b", "request.answer", NotFound, part=part, answer="yes").field == "part"
+
+    event = s.do("a", "need.reveal", part=part)
+    assert changed(event, "needs")[part]["shared"] is True
+    assert s.view("b")["colls"]["needs"][part]["text"] == "to hear it will be all right"
+    assert s.view("b")["counts"]["a"]["needs"] == 0
+    assert s.do("a", "need.reveal", part=part).changes == ()  # shared already
+    s.do("a", "request.make", part=part, text="tell me it will be all right")
+    s.do("b", "request.answer", part=part, answer="not_yet", note="soon")
+
+    # Withdrawn, the need leaves the other partner's board with its request and answer,
+    # and answering it is refused like a need that never existed.
+    event = s.do("a", "need.withdraw", part=part)
+    assert views.event_for(event, "b")["changes"] == [["needs", part, None]]
+    assert (part in s.view("therapist")["colls"]["needs"]) is drafts
+    withdrawn = s.refuse("b", "request.answer", NotFound, part=part, answer="yes")
+    missing = s.refuse("b", "request.answer", NotFound, part="never", answer="yes")
+    assert withdrawn.to_wire() == missing.to_wire()
+    assert s.refuse("a", "request.make", BadRequest, part=part, text="again").field == "part"
+    assert s.do("a", "need.withdraw", part=part).changes == ()  # private already
+    # Shared again, it comes back whole: request and answer included.
+    event = s.do("a", "need.reveal", part=part)
+    need = changed(event, "needs")[part]
+    assert (need["request"], need["answer"], need["answer_note"]) == (
+        "tell me it will be all right", "not_yet", "soon")
+    # Rewriting a shared need keeps it shared.
+    s.do("a", "need.set", part=part, text="to hear it, now and then")
+    assert s.view("b")["colls"]["needs"][part]["text"] == "to hear it, now and then"
+
+
+def test_a_need_of_a_withdrawn_part_cannot_be_shared() -> None:
+    s = Session(stage=5)
+    part = s.part("b", shared=True)
+    s.need("b", part, shared=False)
+    s.do("b", "part.withdraw", id=part)
+    assert s.refuse("b", "need.reveal", BadRequest, part=part).field == "part"
+    s.do("b", "part.reveal", id=part)
+    s.do("b", "need.reveal", part=part)
+    s.do("b", "part.withdraw", id=part)
+    assert s.view("a")["colls"]["needs"] == {}
+    s.do("b", "need.withdraw", part=part)  # taking it back is always possible
 
 
 def test_link_source_must_be_own_part() -> None:
@@ -944,7 +1036,7 @@ def test_ready_is_seen_by_the_therapist_and_that_partner_only() -> None:
 def test_withdraw_hides_needs_and_links_from_the_other_partner(drafts: bool) -> None:
     s = Session(stage=5, drafts=drafts)
     left = s.part("a", "Left-behind one", shared=True)
-    s.do("a", "need.set", part=left, text="to know you come back")
+    s.need("a", left, "to know you come back")
     s.do("a", "request.make", part=left, text="tell me when")
     quiet = s.part("b", "Quiet one", shared=True)
     link = s.link("b", "reacts_to", quiet, left)
@@ -1013,7 +1105,7 @@ def test_agreement_edit_resets_acks_only_when_the_text_changes() -> None:
 def test_request_answer_only_by_the_other_partner() -> None:
     s = Session(stage=5)
     part = s.part("b", shared=True)
-    s.do("b", "need.set", part=part, text="space")
+    s.need("b", part, "space")
     assert s.refuse("a", "request.answer", NotFound, part=part, answer="yes").field == "part"
     s.do("b", "request.make", part=part, text="let me have an hour")
     assert s.refuse("b", "request.answer", NotFound, part=part, answer="yes").field == "part"
@@ -1143,8 +1235,8 @@ def test_reveal_all_and_counts() -> None:
     planner = s.part("a", "The Planner", kind="manager")
     s.part("a", "The Alarm", kind="firefighter")
     quiet = s.part("b", "The Quiet One", kind="firefighter")
-    assert s.view("b")["counts"] == {"a": {"parts": 2, "checkin": 0},
-                                     "b": {"parts": 1, "checkin": 0}}
+    assert s.view("b")["counts"] == {"a": {"parts": 2, "checkin": 0, "needs": 0},
+                                     "b": {"parts": 1, "checkin": 0, "needs": 0}}
     assert list(s.view("b")["colls"]["parts"]) == [quiet]
     assert s.view("therapist")["colls"]["parts"] == {}
     s.do("a", "part.reveal", id=planner)

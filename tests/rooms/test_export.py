@@ -107,10 +107,12 @@ def full_board(drafts: bool = True) -> tuple[Board, dict[str, str]]:
     ids["b_private_link"] = board.new("b", "link.add", "links", kind="protects",
                                       source=ids["b_draft"], target=ids["wall"])
     board.do("b", "need.set", part=ids["wall"], text="To have time to think before answering")
+    board.do("b", "need.reveal", part=ids["wall"])
     board.do("b", "request.make", part=ids["wall"], text="Give me ten minutes, then ask again")
     board.do("a", "request.answer", part=ids["wall"], answer="yes", note="I can do that")
     board.do("b", "need.set", part=ids["withdrawn"], text="Noor's need of a withdrawn part")
     board.do("b", "part.withdraw", id=ids["withdrawn"])
+    board.do("a", "need.set", part=ids["critic"], text="Kit's need, not shared")
     board.do("a", "checkin.set", scores=SCORES, note="Kit's check-in, not shared")
     board.do("b", "checkin.set", scores=SCORES, note="Noor's check-in, shared")
     board.do("b", "checkin.reveal")
@@ -200,7 +202,7 @@ def test_therapist_export_holds_the_shared_board_only(drafts: bool) -> None:
     assert doc["needs"][0]["answer"] == "yes"
     assert [checkin["owner"] for checkin in doc["checkins"]] == ["b"]
     text = text_of(doc)
-    for private in ("unshared draft", "withdrawn", "Kit's check-in", ids["a_draft"],
+    for private in ("unshared draft", "withdrawn", "Kit's check-in", "Kit's need", ids["a_draft"],
                     ids["b_draft"], ids["private_link"], ids["b_private_link"]):
         assert private not in text
     # The therapist's live view does hold the drafts when the room allows it; the export not.
@@ -240,6 +242,10 @@ def test_partner_export_of_each_side_holds_private_links_checkins_and_needs() ->
     assert "Kit's check-in, not shared" not in text_of(b_doc)
     assert "Noor's need of a withdrawn part" in text_of(b_doc)
     assert "Noor's need of a withdrawn part" not in text_of(a_doc)
+    assert "Kit's need, not shared" in text_of(a_doc)
+    assert "Kit's need, not shared" not in text_of(b_doc)
+    (kit_need,) = [need for need in a_doc["needs"] if need["part"] == ids["critic"]]
+    assert kit_need["shared"] is False
 
 
 def test_export_reads_no_clock_and_is_deterministic() -> None:
@@ -559,6 +565,8 @@ def grow_board(board: Board, data: st.DataObject) -> None:
             if _often(data):
                 board.try_do(partner, "need.set", part=part_id, text=data.draw(NAMES))
                 if _often(data):
+                    board.try_do(partner, "need.reveal", part=part_id)
+                if _often(data):
                     board.try_do(partner, "request.make", part=part_id, text=data.draw(NAMES))
         if data.draw(st.booleans()):
             board.try_do(partner, "checkin.set", note=data.draw(NAMES),
@@ -590,7 +598,8 @@ def random_step(board: Board, data: st.DataObject) -> None:
         "part.add", "part.reveal", "part.reveal_all", "part.withdraw",
         "part.remove", "part.edit", "part.move", "part.blend", "link.add", "link.remove",
         "checkin.set", "checkin.reveal", "checkin.withdraw", "need.set", "need.remove",
-        "request.make", "request.answer", "agreement.add", "agreement.ack",
+        "request.make", "request.answer", "need.reveal", "need.withdraw",
+        "agreement.add", "agreement.ack",
         "agreement.edit", "agreement.remove", "note.add", "note.edit", "partner.update",
     ]))
     if op == "part.add":
@@ -617,7 +626,7 @@ def random_step(board: Board, data: st.DataObject) -> None:
         board.try_do(who, op, scores=scores, note=data.draw(NAMES))
     elif op in ("need.set", "request.make"):
         board.try_do(who, op, part=_pick(data, parts), text=data.draw(NAMES))
-    elif op == "need.remove":
+    elif op in ("need.remove", "need.reveal", "need.withdraw"):
         board.try_do(who, op, part=_pick(data, parts))
     elif op == "request.answer":
         board.try_do(who, op, part=_pick(data, parts), note=data.draw(NAMES),
@@ -654,7 +663,8 @@ def test_random_boards_export_privately_and_round_trip(data: st.DataObject, draf
     assert ids_of(doc["parts"]) == shared
     assert ids_of(doc["links"]) == {
         key for key, link in room.links.items() if {link.source, link.target} <= shared}
-    assert ids_of(doc["needs"], "part") == set(room.needs) & shared
+    assert ids_of(doc["needs"], "part") == {
+        key for key, need in room.needs.items() if need.shared and key in shared}
     assert all(checkin["shared"] for checkin in doc["checkins"])
     assert ids_of(doc["notes"]) == set(room.notes)
 

@@ -15,11 +15,18 @@ draft-visibility settings. After every step, for every viewer:
 (e) a refused command leaves the room unchanged;
 (f) therapist notes never reach a partner;
 (g) a command naming an item its sender may not see is refused exactly like one
-    naming an id that never existed.
+    naming an id that never existed;
+(h) at the end of a session, each person's export carries nothing they may not see
+    (the therapist's: nothing that is not shared, but their notes).
+
+Needs are private first like parts: the oracle shows a need to the other partner only
+once both the need and its part are shared, so (a), (b), (d) and (h) cover an unshared
+need in every frame, replay and export.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +38,7 @@ from rooms_helpers import IdMaker, encoded, normalised
 
 from rooms import actions, machine, model, views
 from rooms.errors import RoomError
+from rooms.export import export_for
 from rooms.model import Limits, PartnerInfo, Role, Room
 from rooms.stages import OPERATIONS
 
@@ -53,11 +61,13 @@ def expected_snapshot(room: Room, viewer: Role) -> dict[str, Any]:
         return shared or owner == viewer or (viewer == "therapist" and drafts)
 
     parts = {k: p for k, p in room.parts.items() if sees(p.owner, p.shared)}
-    counts = {p: {"parts": 0, "checkin": 0} for p in model.PARTNERS}
+    counts = {p: {"parts": 0, "checkin": 0, "needs": 0} for p in model.PARTNERS}
     for part in room.parts.values():
         counts[part.owner]["parts"] += not part.shared
     for checkin in room.checkins.values():
         counts[checkin.owner]["checkin"] = int(not checkin.shared)
+    for need in room.needs.values():
+        counts[need.owner]["needs"] += not need.shared
     colls = {
         "room": {"board": room.board, "settings": room.settings},
         "partners": room.partners,
@@ -65,7 +75,8 @@ def expected_snapshot(room: Room, viewer: Role) -> dict[str, Any]:
         "parts": parts,
         "links": {k: v for k, v in room.links.items() if v.source in parts and v.target in parts},
         "checkins": {k: c for k, c in room.checkins.items() if sees(c.owner, c.shared)},
-        "needs": {k: n for k, n in room.needs.items() if n.part in parts},
+        "needs": {k: n for k, n in room.needs.items()
+                  if n.part in parts and sees(n.owner, n.shared)},
         "notes": room.notes if viewer == "therapist" else {},
         "overwhelm": {k: s for k, s in room.overwhelm.items() if viewer in ("therapist", k)},
         "ready": {k: r for k, r in room.ready.items() if viewer in ("therapist", k)},
@@ -188,6 +199,22 @@ class World:
             return error.to_wire()
         return None
 
+    def check_exports(self) -> None:
+        """(h) No export carries what its viewer may not see."""
+        notes = set(self.room.notes) | {note.text for note in self.room.notes.values()}
+        unshared: set[str] = set()
+        for viewer in model.ROLES:
+            hidden_ids, hidden_texts, _, _ = secrets(self.room, viewer)
+            if viewer == "therapist":
+                continue
+            data = json.dumps(export_for(self.room, viewer, self.now),
+                              ensure_ascii=False).encode()
+            assert_carries_none(data, hidden_ids | hidden_texts, f"{viewer}'s export")
+            unshared |= hidden_ids | hidden_texts
+        data = json.dumps(export_for(self.room, "therapist", self.now),
+                          ensure_ascii=False).encode()
+        assert_carries_none(data, unshared - notes, "the therapist's export")
+
     def check_viewer(self, viewer: Role, old: Room, new: Room, event: views.Event) -> None:
         seen = normalised(views.event_for(event, viewer))
         view = self.mirrors[viewer]
@@ -238,9 +265,9 @@ def _strings(value: Any) -> Iterator[str]:
 THERAPIST_OPS = sorted(op for op, rule in OPERATIONS.items() if "therapist" in rule.roles)
 PARTNER_OPS = sorted(op for op, rule in OPERATIONS.items() if "a" in rule.roles)
 # Part work is most of a session; the therapist moves the stage on often enough to reach 5.
-EXTRA_WEIGHT = {"part.add": 3, "part.reveal": 2, "link.add": 2, "need.set": 2,
-                "request.make": 2, "request.answer": 3, "stage.set": 3, "part.withdraw": 2,
-                "link.remove": 2}
+EXTRA_WEIGHT = {"part.add": 3, "part.reveal": 2, "link.add": 2, "need.set": 3, "need.reveal": 4,
+                "request.make": 4, "request.answer": 4, "stage.set": 3, "part.withdraw": 2,
+                "need.withdraw": 2, "link.remove": 2}
 
 
 def useful_ops(room: Room, actor: Role) -> list[str]:
@@ -266,8 +293,10 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
         "checkin.reveal": actor in room.checkins, "checkin.withdraw": actor in room.checkins,
         "need.set": any(p.shared for p in own),
         "need.remove": any(n.owner == actor for n in needs),
-        "request.make": any(n.owner == actor for n in needs),
-        "request.answer": any(n.owner != actor and n.request for n in needs),
+        "need.reveal": any(n.owner == actor and not n.shared for n in needs),
+        "need.withdraw": any(n.owner == actor and n.shared for n in needs),
+        "request.make": any(n.owner == actor and n.shared for n in needs),
+        "request.answer": any(n.owner != actor and n.request and n.shared for n in needs),
     }
     out = [op for op in ops if OPERATIONS[op].stage <= room.stage and has.get(op, True)
            and not (room.board.frozen and OPERATIONS[op].freezable)]
@@ -308,7 +337,9 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
     own_shared = [k for k in own if room.parts[k].shared]
     theirs_shared = [k for k, p in room.parts.items() if p.owner != actor and p.shared]
     own_needs = [k for k, n in room.needs.items() if n.owner == actor]
-    asked = [k for k, n in room.needs.items() if n.owner != actor and n.request is not None]
+    own_shared_needs = [k for k in own_needs if room.needs[k].shared]
+    asked = [k for k, n in room.needs.items()
+             if n.owner != actor and n.request is not None and n.shared]
 
     def part_id() -> str:
         return one_of(own, parts)
@@ -388,8 +419,13 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
         args = {"part": one_of(own_shared, parts), "text": text()}
     elif op == "need.remove":
         args = {"part": one_of(own_needs, list(room.needs))}
+    elif op == "need.reveal":
+        args = {"part": one_of([k for k in own_needs if k not in own_shared_needs],
+                               list(room.needs))}
+    elif op == "need.withdraw":
+        args = {"part": one_of(own_shared_needs, list(room.needs))}
     elif op == "request.make":
-        args = {"part": one_of(own_needs, list(room.needs)), "text": text()}
+        args = {"part": one_of(own_shared_needs, list(room.needs)), "text": text()}
     elif op == "request.answer":
         args = {"part": one_of(asked, list(room.needs)),
                 "answer": draw(st.sampled_from(["yes", "not_yet", "lets_talk"])),
@@ -411,6 +447,7 @@ def test_random_sessions_keep_privacy(drafts: bool, data: st.DataObject) -> None
     for _ in range(data.draw(st.integers(1, 60), label="steps")):
         actor, op, args = draw_command(data, world)
         world.step(actor, op, args)
+    world.check_exports()
 
 
 def test_the_generator_reaches_every_op_and_refusal() -> None:
@@ -420,7 +457,7 @@ def test_the_generator_reaches_every_op_and_refusal() -> None:
     refused: set[str] = set()
     codes: set[str] = set()
     stages: set[int] = set()
-    private_parts = private_checkins = links = 0
+    private_parts = private_checkins = private_needs = links = 0
 
     class Tracking(World):
         def step(self, actor: Role, op: str, args: dict[str, Any]) -> None:
@@ -428,11 +465,11 @@ def test_the_generator_reaches_every_op_and_refusal() -> None:
             super().step(actor, op, args)
             (succeeded if self.room.seq > seq else refused).add(op)
 
-    @settings(max_examples=40, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(drafts=st.booleans(), data=st.data())
     def run(drafts: bool, data: st.DataObject) -> None:
-        nonlocal private_parts, private_checkins, links
+        nonlocal private_parts, private_checkins, private_needs, links
         world = Tracking.start(drafts)
         world.step("therapist", "stage.set", {"stage": data.draw(st.integers(2, 5))})
         for _ in range(70):
@@ -441,6 +478,7 @@ def test_the_generator_reaches_every_op_and_refusal() -> None:
         codes.update(world.codes)
         private_parts += sum(not p.shared for p in world.room.parts.values())
         private_checkins += sum(not c.shared for c in world.room.checkins.values())
+        private_needs += sum(not n.shared for n in world.room.needs.values())
         links += len(world.room.links)
 
     run()
@@ -450,7 +488,7 @@ def test_the_generator_reaches_every_op_and_refusal() -> None:
     assert len(refused) >= 3 * len(OPERATIONS) // 4
     assert codes == {"bad_request", "forbidden", "stage_locked", "frozen", "not_found", "limit"}
     assert stages == {1, 2, 3, 4, 5}
-    assert private_parts and private_checkins and links
+    assert private_parts and private_checkins and private_needs and links
 
 
 def test_the_privacy_check_would_notice_a_leak() -> None:
@@ -468,3 +506,42 @@ def test_the_privacy_check_would_notice_a_leak() -> None:
     with pytest.raises(AssertionError, match="leaks"):
         assert_carries_none(encoded(leaky), hidden_ids | hidden_texts, "a leaky view")
     assert normalised(leaky) != expected_snapshot(world.room, "b")
+
+
+def _a_need_written_and_shared_step_by_step(world: World) -> str:
+    world.step("therapist", "stage.set", {"stage": 5})
+    world.step("a", "part.add", {"name": world.token()})
+    (part_id,) = world.room.parts
+    world.step("a", "part.reveal", {"id": part_id})
+    need = world.token()
+    world.step("a", "need.set", {"part": part_id, "text": need})
+    return need
+
+
+@pytest.mark.parametrize("drafts", [True, False], ids=["therapist-sees-drafts", "owner-only"])
+def test_the_properties_would_notice_an_unshared_need_leaking(
+        drafts: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plant the old rule (a need follows its part only) in the one audience rule: the
+    very first frame that carries an unshared need to the other partner fails the check,
+    and so does that partner's export."""
+    _a_need_written_and_shared_step_by_step(World.start(drafts))  # fine as it is
+    honest = views.audience_of
+
+    def leaky(room: Room, coll: str, key: str, value: Any) -> views.Audience:
+        if coll == "needs":
+            part = room.parts.get(value.part)
+            return views.part_audience(room, part) if part else views.NOBODY
+        return honest(room, coll, key, value)
+
+    monkeypatch.setattr(views, "audience_of", leaky)
+    with pytest.raises(AssertionError, match="leaks"):
+        _a_need_written_and_shared_step_by_step(World.start(drafts))
+
+    world = World.start(drafts)
+    monkeypatch.setattr(views, "audience_of", honest)
+    need = _a_need_written_and_shared_step_by_step(world)
+    world.check_exports()
+    monkeypatch.setattr(views, "audience_of", leaky)
+    assert need.encode() in json.dumps(export_for(world.room, "b", world.now)).encode()
+    with pytest.raises(AssertionError, match="b's export leaks"):
+        world.check_exports()

@@ -66,6 +66,7 @@ class Demo:
         self.link("a", "protects", "a_draft", "left")
         self.link("b", "protects", "b_draft", "never")
         self.do("a", "need.set", part=self.ids["left"], text="To know Sam is coming back")
+        self.do("a", "need.reveal", part=self.ids["left"])
         self.do("a", "request.make", part=self.ids["left"],
                 text="When you need space, tell me when you'll be back")
         self.do("b", "request.answer", part=self.ids["left"], answer="yes",

@@ -86,6 +86,9 @@ async def play_every_command(room: Trio, script: Script) -> set[str]:
     # 5. Working with Parts in the Relationship
     await do(t, "stage.set", stage=5)
     await do(a, "need.set", part=alarm, text="to know you are coming back")
+    await do(a, "need.reveal", part=alarm)
+    await do(a, "need.withdraw", part=alarm)
+    await do(a, "need.reveal", part=alarm)
     await do(a, "request.make", part=alarm, text="when you need space, tell me when you'll be back")
     await do(b, "request.answer", part=alarm, answer="yes", note="I can do that")
     await do(b, "need.set", part=quiet, text="time")
