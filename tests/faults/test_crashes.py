@@ -102,6 +102,7 @@ async def test_a_sleeping_laptop_is_cut_and_resumes(server_factory, redis_url) -
     a = await join(room, "a", server.base_url, server.base_url)
     b = await join(room, "b", server.base_url, server.base_url)
     await therapist.set_stage(2)
+    await therapist.wait_for(lambda _: therapist.presence.get("b") == 1)
     assert b._ws is not None
     b._ws.transport.pause_reading()  # the lid closes: no reads, no pongs
     for n in range(10):
@@ -109,7 +110,8 @@ async def test_a_sleeping_laptop_is_cut_and_resumes(server_factory, redis_url) -
         room.added.append(f"while-asleep-{n}")
         await a.send("part.reveal", id=part)
         await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)  # well past the ping time-out
+    # The server cuts the silent connection when its ping goes unanswered: B leaves.
+    await therapist.wait_for(lambda _: therapist.presence.get("b") == 0, timeout=30)
     assert b.seq < a.seq, "the sleeping client did not read"
     b._ws.transport.resume_reading()  # the lid opens
     await settle([room], redis_url)

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from crash_helpers import join, make_room
 
 from client import Client
@@ -26,7 +27,7 @@ async def test_a_dead_process_leaves_no_ghost_members(server_factory) -> None:
     doomed.kill()  # no goodbye from its connections
     await therapist.wait_for(lambda _: therapist.presence.get("a") == 0, timeout=15)
     assert therapist.presence == {"therapist": 1, "a": 0, "b": 1}
-    assert phone.presence == therapist.presence
+    await phone.wait_for(lambda _: phone.presence == {"therapist": 1, "a": 0, "b": 1})
     for client in (therapist, *tabs, phone):
         await client.close()
 
@@ -51,9 +52,18 @@ async def test_a_room_with_people_in_it_is_not_idle(server_factory, redis_url) -
                                         "PARTSBOARD_PRESENCE_TTL": "1.5"})
     room = await make_room(short.base_url, 0)
     therapist = await join(room, "therapist", short.base_url, short.base_url)
-    await asyncio.sleep(4)  # twice the idle time-out, with someone connected
-    with redis.Redis.from_url(redis_url) as client:
-        assert client.exists(f"pb:{{{room.id}}}:state")
+    state = f"pb:{{{room.id}}}:state"
+    async with aioredis.Redis.from_url(redis_url) as client:
+        # Without the heartbeat the room would be gone at this moment (Redis's own clock).
+        idle_deadline = await client.pexpiretime(state)
+        assert idle_deadline > 0
+        while True:
+            seconds, micros = await client.time()
+            assert await client.exists(state), "a room with someone in it expired"
+            if seconds * 1000 + micros // 1000 > idle_deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert await client.pexpiretime(state) > idle_deadline
     await therapist.close()
     deadline = asyncio.get_running_loop().time() + 15
     with redis.Redis.from_url(redis_url) as client:

@@ -4,65 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 import redis.asyncio as aioredis
+from hub_helpers import WAIT, Listener, make_room
 from redis.exceptions import RedisError
 
 from rooms.errors import Close
-from rooms.machine import new_room
-from rooms.model import PartnerInfo
 from server.hub import Hub
-from server.store import Keys, Store
-
-WAIT = 10.0  # a guard against hangs, never a measured expectation
-
-
-class Listener:
-    """A stand-in for a websocket connection: it records what the hub pushes."""
-
-    def __init__(self, name: str) -> None:
-        self.role = "therapist"
-        self.secret_hash = ""
-        self.presence_id = f"test|{name}|therapist"
-        self.frames: list[bytes] = []
-        self.closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def push(self, seq: int | None, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def shut(self, code: int, frame: bytes | None = None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(code)
-
-
-@pytest.fixture
-async def admin(redis_url: str):
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def hub(redis_url: str):
-    client = aioredis.Redis.from_url(redis_url)
-    pubsub_client = aioredis.Redis.from_url(redis_url)
-    store = Store(client, idle_ttl=60, max_lifetime=120, log_length=100)
-    await store.refresh_run_id()
-    hub = Hub(store, pubsub_client, sweep_interval=0.2, presence_ttl=5)
-    await hub.start()
-    yield hub
-    await hub.stop()
-    await client.aclose()
-    await pubsub_client.aclose()
-
-
-async def make_room(store: Store) -> str:
-    room = new_room(room_id="r" * 22, epoch=store.new_epoch(), now=0.0,
-                    therapist_sees_drafts=True,
-                    partners={"a": PartnerInfo("Ana", "#112233"),
-                              "b": PartnerInfo("Ben", "#445566")})
-    await store.create(room, {})
-    return room.id
+from server.store import Keys
 
 
 async def test_joins_waiting_on_a_failed_first_join_never_join_a_dead_room(
