@@ -49,7 +49,7 @@ class Hub:
         self.rooms: dict[str, LiveRoom] = {}
         self.presence = Presence(store, self.rooms, ttl=presence_ttl)
         self.link = PubSubLink(pubsub_client, f"pb:hub:{store.origin}",
-                               on_message=self._on_message, on_connected=self.sweep,
+                               on_message=self._on_message, on_connected=self._resubscribed,
                                ping_interval=sweep_interval)
         # A reconnect storm queues its handshakes here rather than exhausting the Redis pool.
         self.handshakes = asyncio.Semaphore(concurrent_handshakes)
@@ -140,10 +140,12 @@ class Hub:
 
     # ------------------------------------------------------------ sweep
 
-    async def sweep(self, room_ids: list[str] | None = None) -> None:
-        """Catch rooms (all by default) up with Redis; tell members of rooms that vanished."""
-        rooms = [live for room_id in (list(self.rooms) if room_ids is None else room_ids)
-                 if (live := self.rooms.get(room_id)) is not None]
+    async def _resubscribed(self, channels: list[str]) -> None:
+        await self.sweep([room_of_channel(channel) for channel in channels])
+
+    async def sweep(self, room_ids: list[str]) -> None:
+        """Catch these rooms up with Redis; tell members of rooms that vanished."""
+        rooms = [live for room_id in room_ids if (live := self.rooms.get(room_id)) is not None]
         if not rooms:
             return
         # What was delivered before the read is committed, so Redis's seq can only be

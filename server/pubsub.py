@@ -2,8 +2,10 @@
 
 It subscribes to the channels it is asked for (the rooms with members here, see
 server/hub.py) and hands every message to the hub. When the connection drops it
-reconnects with backoff, subscribes everything again and tells the hub, which
-then compares every room with Redis (messages published meanwhile are lost).
+reconnects with backoff, subscribes its channels again and hands them to the hub,
+which compares those rooms with Redis (messages published meanwhile are lost). A
+link is one connection; with sharded pub/sub there would be one per shard, each
+with its own channels and watchdog.
 
 Pub/sub loses messages only with its connection, but a connection can also stay
 open and stop delivering (a stalled proxy or network). So every interval the
@@ -28,7 +30,7 @@ from . import metrics
 log = logging.getLogger("partsboard.pubsub")
 
 OnMessage = Callable[[bytes, bytes], Awaitable[None]]
-OnConnected = Callable[[], Awaitable[None]]
+OnConnected = Callable[[list[str]], Awaitable[None]]
 
 
 class PubSubLink:
@@ -87,12 +89,13 @@ class PubSubLink:
                 pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.own_channel)
                 self._pubsub = pubsub
-                for channel in list(self.channels):
+                channels = list(self.channels)
+                for channel in channels:
                     await pubsub.subscribe(channel)
                 self._connected.set()
                 delays = _backoff()
                 self._pings_seen = self._pings_sent
-                await self.on_connected()
+                await self.on_connected(channels)
                 while not self._closing:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
@@ -108,12 +111,19 @@ class PubSubLink:
             except (RedisError, OSError) as error:
                 metrics.RESUBSCRIBES.inc()
                 log.warning("pubsub connection lost (%s); resubscribing", type(error).__name__)
-                with contextlib.suppress(Exception):
-                    await self._pubsub.aclose()
+                await self._drop()
                 await asyncio.sleep(next(delays))
             except Exception:
                 log.exception("pubsub listener failed; restarting it")
+                await self._drop()
                 await asyncio.sleep(next(delays))
+
+    async def _drop(self) -> None:
+        # Until the next connection, subscribe() only records the channel: used again, a
+        # closed PubSub would open a connection of its own that nobody reads.
+        pubsub, self._pubsub = self._pubsub, None
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
 
     async def _watch(self) -> None:
         while not self._closing:
