@@ -45,7 +45,6 @@ from .store import Store, decode_event
 log = logging.getLogger("partsboard.session")
 
 
-
 class TokenBucket:
     """Burst up to `burst`, refilled at `rate` per second."""
 
