@@ -7,6 +7,8 @@ import { kindIcon } from "./board.js";
 import { ANSWER_LABELS, COLOR, KIND_LABELS, KINDS, SELF_QUALITIES, SELF_QUALITY_LABELS } from "./rules.js";
 
 const byName = (p, q) => p.name.localeCompare(q.name) || (p.id < q.id ? -1 : 1);
+// In the order they were made: the core gives each its `order` (the seq that made it).
+const inOrder = (p, q) => (p.order ?? 0) - (q.order ?? 0) || (p.id < q.id ? -1 : 1);
 
 function field(label, control, help) {
   const id = control.id || uid("f");
@@ -181,7 +183,7 @@ export function renderMyParts(app) {
 // ---------------------------------------------------------------- agreements
 
 export function renderAgreements(app) {
-  const list = Object.values(app.view.colls.agreements).sort((p, q) => (p.id < q.id ? -1 : 1));
+  const list = Object.values(app.view.colls.agreements).sort(inOrder);
   $("agreements-empty").hidden = list.length > 0;
   $("agreement-add").hidden = !app.can("agreement.add");
   const editing = app.ui.editingAgreement;
@@ -264,7 +266,7 @@ function focusAfterAck(app, list) {
 // ---------------------------------------------------------------- links
 
 export function renderLinks(app) {
-  const links = Object.values(app.view.colls.links).sort((p, q) => (p.id < q.id ? -1 : 1));
+  const links = Object.values(app.view.colls.links).sort(inOrder);
   const section = $("links-panel");
   section.hidden = app.stage < 3 && links.length === 0;
   if (section.hidden) return;
@@ -397,7 +399,7 @@ export function renderNeeds(app) {
     else rows.push(row);
   }
   // Waiting for an answer first.
-  asked.sort((p, q) => Number(Boolean(p.need.answer)) - Number(Boolean(q.need.answer)));
+  asked.sort((p, q) => Number(Boolean(p.need.answer)) - Number(Boolean(q.need.answer)) || inOrder(p.need, q.need));
 
   const needsPanel = $("needs-panel");
   needsPanel.hidden = !open;
@@ -425,7 +427,7 @@ export function renderNeeds(app) {
 
 function renderHome(app, open) {
   const needs = app.view.colls.needs;
-  const home = Object.values(needs).filter((n) => n.request && n.answer === "yes");
+  const home = Object.values(needs).filter((n) => n.request && n.answer === "yes").sort(inOrder);
   $("home-panel").hidden = !open;
   $("home-empty").hidden = home.length > 0;
   reconcile($("home-list"), home, (n) => n.part, (n) => JSON.stringify([n, app.role, app.view.colls.partners]),
@@ -619,7 +621,7 @@ export function renderNotes(app) {
   const section = $("notes-panel");
   section.hidden = app.role !== "therapist";
   if (section.hidden) return;
-  const notes = Object.values(app.view.colls.notes || {}).sort((p, q) => p.at - q.at || (p.id < q.id ? -1 : 1));
+  const notes = Object.values(app.view.colls.notes || {}).sort(inOrder);
   const editing = app.ui.editingNote;
   reconcile($("notes-list"), notes, (n) => n.id, (n) => JSON.stringify([n, editing === n.id]), (n) => {
     const textId = uid("note");

@@ -163,6 +163,7 @@ class App {
       if (this.shownStage !== undefined && this.ui.selected && !$("part-panel").contains(document.activeElement)) {
         this.ui.selected = null;
       }
+      this.overwhelmCleared = false;
       this.shownStage = this.stage;
     }
     document.body.dataset.role = this.role;

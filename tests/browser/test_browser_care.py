@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from browser_helpers import Person, confirm, move_to_stage
 from playwright.sync_api import expect
 
@@ -38,7 +40,10 @@ def reachable(person: Person, locator) -> bool:  # type: ignore[no-untyped-def]
     return bool(locator.evaluate(REACHABLE))
 
 
-def test_care_signals_stay_in_reach_and_both_pauses_are_kept(room, open_person) -> None:  # type: ignore[no-untyped-def]
+def test_care_signals_stay_in_reach_and_both_pauses_are_kept(room, open_person,  # type: ignore[no-untyped-def]
+                                                             artifacts: Path) -> None:
+    shots = artifacts / "care"
+    shots.mkdir(parents=True, exist_ok=True)
     therapist = open_person("therapist")
     therapist.join(room.therapist)
     on_phone = open_person("therapist on a phone", phone=True)
@@ -70,6 +75,7 @@ def test_care_signals_stay_in_reach_and_both_pauses_are_kept(room, open_person) 
         to_the_bottom(person)
         for text in ("Sam: pause", "Alex: overwhelmed", "Alex: ready"):
             assert reachable(person, badge(person, text)), f"{person.label}: {text} is out of reach"
+        person.page.screenshot(path=shots / f"{person.label.replace(' ', '-')}-scrolled-down.png")
         live = person.page.locator("#care-live")
         expect(live).to_contain_text("Sam asked for a pause")
         expect(live).to_contain_text("Alex is getting overwhelmed")
@@ -82,6 +88,7 @@ def test_care_signals_stay_in_reach_and_both_pauses_are_kept(room, open_person) 
     expect(help_line).to_have_text("Only your therapist sees this.")
     to_the_bottom(alex)
     assert reachable(alex, help_line)
+    alex.page.screenshot(path=shots / "alex-phone-signal-sent.png")
 
     # The second pause is kept beside the first, for everyone.
     alex.page.click("#pause-raise")
@@ -103,6 +110,7 @@ def test_care_signals_stay_in_reach_and_both_pauses_are_kept(room, open_person) 
     seen = t.get_by_role("button", name="I've seen that Alex is overwhelmed")
     expect(seen).to_be_focused()
     assert reachable(therapist, seen)
+    t.screenshot(path=shots / "therapist-at-the-acknowledgement.png")
     expect(alex.page.locator("#overwhelm-toggle")).to_have_text("Sent to your therapist")
     therapist.page.keyboard.press("Enter")
     expect(alex.page.locator("#overwhelm-toggle")).to_have_text("Your therapist has seen this")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from browser_helpers import Person, move_to_stage
@@ -101,7 +102,8 @@ def test_each_stage_puts_its_task_first(room, open_person) -> None:  # type: ign
             expect(alex.page.get_by_role("button", name="I agree")).to_have_count(0)
 
 
-def test_keyboard_esc_closes_a_part_and_i_agree_moves_on(room, open_person) -> None:  # type: ignore[no-untyped-def]
+def test_keyboard_esc_closes_a_part_and_i_agree_moves_on(room, open_person,  # type: ignore[no-untyped-def]
+                                                         artifacts: Path) -> None:
     therapist = open_person("therapist")
     therapist.join(room.therapist)
     alex = open_person("alex")
@@ -122,6 +124,8 @@ def test_keyboard_esc_closes_a_part_and_i_agree_moves_on(room, open_person) -> N
     a.keyboard.press("Enter")
     expect(item.nth(1)).to_contain_text("Alex: agreed")
     expect(item.nth(2).get_by_role("button", name="I agree")).to_be_focused()
+    (artifacts / "page").mkdir(parents=True, exist_ok=True)
+    a.screenshot(path=artifacts / "page" / "focus-after-i-agree.png")
     a.keyboard.press("Enter")
     expect(item.nth(2)).to_contain_text("Alex: agreed")
     expect(item.nth(0).get_by_role("button", name="I agree")).to_be_focused()
