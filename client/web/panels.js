@@ -407,9 +407,17 @@ export function renderNeeds(app) {
   requestsPanel.hidden = !(open && app.isPartner);
   if (!open) return;
   $("needs-title").textContent = app.isPartner ? "What your parts need" : "Needs and requests";
-  $("needs-help").textContent = app.isPartner
-    ? `For each part you have shared, say what it needs. You can turn a need into a request of ${app.partnerName(app.other(app.role))}.`
-    : "What the partners' shared parts need, their requests and the answers.";
+  const other = app.isPartner ? app.other(app.role) : null;
+  const unseen = ["a", "b"].filter((p) => p !== app.role).map((p) => {
+    const count = (app.view.counts[p] && app.view.counts[p].needs) || 0;
+    const seen = Object.values(needs).filter((n) => n.owner === p && !n.shared).length;
+    const left = count - seen;
+    return left > 0 ? ` ${app.partnerName(p)} has ${left} ${left === 1 ? "need" : "needs"} not yet shared.` : "";
+  }).join("");
+  const help = (app.isPartner
+    ? `For each part you have shared, say what it needs; it stays private until you share it. A shared need can become a request of ${app.partnerName(other)}.`
+    : "What the partners' shared parts need, their requests and the answers.") + unseen;
+  if ($("needs-help").textContent !== help) $("needs-help").textContent = help;
   const editable = app.can("need.set");
   const sigOf = (r) => JSON.stringify([r.part.name, r.need, editable, app.role, app.can("request.answer"),
     app.view.colls.partners]);
@@ -445,10 +453,28 @@ function homeItem(app, need) {
 
 const otherOf = (partner) => (partner === "a" ? "b" : "a");
 
+// A need is private first, like a part: it carries the same privacy line, its owner shares
+// it, and only a shared need can become a request.
+function needPrivacy(app, need) {
+  return h("p", { class: "privacy-line", text: need.shared ? "Shared with everyone" : app.privacyText(need.owner) });
+}
+
 function ownNeedItem(app, part, need, editable) {
   const li = h("li", { class: "item need" }, h("h3", { class: "need-part" }, kindIcon(part.kind), ` ${part.name}`));
   const other = app.partnerName(otherOf(part.owner));
-  if (need) li.append(h("p", {}, h("strong", { text: "Needs: " }), need.text));
+  if (need) {
+    li.append(h("p", {}, h("strong", { text: "Needs: " }), need.text), needPrivacy(app, need));
+    const share = !need.shared && app.can("need.reveal")
+      ? h("button", { type: "button", class: "small primary", text: "Share this need",
+        "aria-label": `Share what ${part.name} needs`, dataset: { focus: `need-share-${part.id}` },
+        onclick: () => app.send("need.reveal", { part: part.id }) })
+      : need.shared && app.can("need.withdraw")
+        ? h("button", { type: "button", class: "small", text: "Take this need back",
+          "aria-label": `Take back what ${part.name} needs`, dataset: { focus: `need-share-${part.id}` },
+          onclick: () => app.send("need.withdraw", { part: part.id }) })
+        : null;
+    if (share) li.append(h("div", { class: "actions" }, share));
+  }
   if (need && need.request) {
     li.append(h("p", {}, h("strong", { text: `You asked ${other}: ` }), need.request));
     li.append(answerLine(app, need));
@@ -467,9 +493,10 @@ function ownNeedItem(app, part, need, editable) {
       onclick: async () => {
         const ok = await app.confirm({
           title: `Remove what ${part.name} needs?`,
-          text: need.request
-            ? `The need, your request to ${other} and ${other}'s answer are taken off the board for everyone.`
-            : "The need is taken off the board for everyone.",
+          text: !need.shared ? "The need is removed; nobody else saw it."
+            : need.request
+              ? `The need, your request to ${other} and ${other}'s answer are taken off the board for everyone.`
+              : "The need is taken off the board for everyone.",
           ok: "Remove the need",
           danger: true,
         });
@@ -483,13 +510,18 @@ function ownNeedItem(app, part, need, editable) {
     }));
   }
   const needForm = h("form", { class: "form inline-form" },
-    field(`What does ${part.name} need?`, needArea), needActions);
+    field(need ? `Change what ${part.name} needs` : `What does ${part.name} need?`, needArea,
+      need ? null : `${app.privacyText(app.role)} until you share it.`),
+    needActions);
   needForm.addEventListener("submit", (event) => {
     event.preventDefault();
     app.send("need.set", { part: part.id, text: needArea.value }).then(() => drafts.delete(needKey), () => {});
   });
   li.append(needForm);
-  if (need && app.can("request.make")) {
+  if (need && !need.shared && app.can("request.make")) {
+    li.append(h("p", { class: "help", text: `Share this need to turn it into a request of ${other}.` }));
+  }
+  if (need && need.shared && app.can("request.make")) {
     const requestKey = `request-${part.id}`;
     const requestArea = h("textarea", { rows: 2, maxlength: 2000, dataset: { key: requestKey } });
     requestArea.value = need.request || "";
@@ -499,10 +531,7 @@ function ownNeedItem(app, part, need, editable) {
         dataset: { focus: `request-${part.id}` } }));
     requestForm.addEventListener("submit", (event) => {
       event.preventDefault();
-      // A request is made from a shared need: asking shares the need first.
-      const shared = need.shared ? Promise.resolve() : app.send("need.reveal", { part: part.id });
-      shared.then(() => app.send("request.make", { part: part.id, text: requestArea.value }))
-        .then(() => drafts.delete(requestKey), () => {});
+      app.send("request.make", { part: part.id, text: requestArea.value }).then(() => drafts.delete(requestKey), () => {});
     });
     li.append(requestForm);
   }
@@ -525,7 +554,7 @@ function otherNeedItem(app, part, need) {
   const owner = app.partnerName(part.owner);
   const li = h("li", { class: "item need" },
     h("h3", { class: "need-part" }, kindIcon(part.kind), ` ${part.name} (${owner})`),
-    h("p", {}, h("strong", { text: "Needs: " }), need.text));
+    h("p", {}, h("strong", { text: "Needs: " }), need.text), need.shared ? null : needPrivacy(app, need));
   if (!need.request) return li;
   const asked = app.role === "therapist" ? `${owner} asks ${app.partnerName(otherOf(part.owner))}: ` : `${owner} asks you: `;
   li.append(h("p", {}, h("strong", { text: asked }), need.request));

@@ -273,6 +273,7 @@ def test_a_partner_edits_parts_and_removes_an_arrow_and_a_need(module_server, op
     item.get_by_role("button", name="Save the need").click()
     alex.saved()
     item = a.locator("#needs-list li.need").filter(has_text="The Critic")
+    item.get_by_role("button", name="Share what The Critic needs").click()
     item.get_by_label("What would you like to ask Sam?").fill(request)
     item.get_by_role("button", name="Ask Sam").click()
     theirs = sam.page.locator("#requests-list li.need").filter(has_text="The Critic")

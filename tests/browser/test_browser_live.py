@@ -262,3 +262,23 @@ def test_drafts_only_their_owner_sees(server, open_person) -> None:  # type: ign
     therapist.assert_never_seen(["The Scorekeeper"])
     robin.share("The Scorekeeper")
     expect(therapist.card("The Scorekeeper")).to_have_count(1)
+    # A need is private first too, said the same way, and its count is all the therapist gets.
+    t.get_by_text("Session settings").click()
+    expect(t.locator("#drafts-setting")).to_contain_text("you see only what is shared")
+    for number in (3, 4, 5):
+        t.click("#stage-next")
+        for person in (therapist, robin):
+            expect(person.page.locator("#stage-title")).to_contain_text(f"Stage {number} of 5")
+    need = "to be thanked when it keeps the count"
+    item = robin.page.locator("#needs-list li.need").filter(has_text="The Scorekeeper")
+    expect(item.get_by_label("What does The Scorekeeper need?")).to_have_accessible_description(
+        "Only you can see this until you share it.")
+    item.get_by_label("What does The Scorekeeper need?").fill(need)
+    item.get_by_role("button", name="Save the need").click()
+    expect(item.locator(".privacy-line")).to_have_text("Only you can see this")
+    expect(t.locator("#needs-help")).to_contain_text("Robin has 1 need not yet shared.")
+    robin.saved()
+    therapist.assert_never_seen([need])
+    item.get_by_role("button", name="Share what The Scorekeeper needs").click()
+    expect(t.locator("#needs-list")).to_contain_text(need)
+    expect(t.locator("#needs-help")).not_to_contain_text("not yet shared")
