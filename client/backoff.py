@@ -2,7 +2,8 @@
 
 Full jitter (each delay uniform in [0, ceiling], the ceiling doubling up to a
 cap) spreads a crowd of clients that lost the same server, so they do not all
-knock again at the same instant.
+knock again at the same instant. The schedule is rooms.protocol.BACKOFF, which the
+browser's client follows too.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
-INITIAL = 0.05
-FACTOR = 2.0
-CAP = 3.0
+from rooms.protocol import BACKOFF
+
+INITIAL, FACTOR, CAP = BACKOFF
 
 
 def backoff(

@@ -4,11 +4,13 @@ Theory of operation. One background task owns the websocket. It connects,
 says hello (with the mirror's epoch and seq when it has one), takes the
 welcome (a full view, or the replay of the events it missed), resends every
 command that has no ack yet under its original id, and then reads frames
-until the connection ends. Every "ev" must carry the mirror's seq + 1: an
-event out of order is never applied; the client drops the connection and
-resumes instead. A lost connection is retried with backoff; only the
-close codes after which a client stops (rooms.errors.CLOSES: the session ended,
-the link is not valid, the room was lost), or close(), stop it.
+until the connection ends. It follows the one client behaviour of
+docs/protocol.md (section 12, "What a client does"), as the browser's client
+does: an event the mirror has already is ignored; one that leaves a gap is
+never applied, the client drops the connection and resumes at once; after a
+close, rooms.errors.CLOSES says whether to stop (the session ended, the link is
+not valid, the room was lost), wait or resume, with the backoff of
+rooms.protocol.BACKOFF. close() stops it too.
 
 `send()` may be called at any time, connected or not: the command waits in
 the pending table and goes out with the next resend. It returns once both
@@ -38,7 +40,7 @@ from websockets.typing import Origin, Subprotocol
 
 from rooms import wire
 from rooms.actions import parse_args
-from rooms.errors import CLOSES
+from rooms.errors import then_after
 from rooms.views import apply_event
 
 from .backoff import backoff
@@ -52,11 +54,6 @@ T = TypeVar("T")
 AUTO: Final = "auto"
 RECENT_EVENTS: Final = 4096
 MAX_FRAME: Final = 16 * 1024 * 1024
-# Closes that say "not now" rather than "never": the server could not reach its store
-# (1013), or this link has its maximum of connections open (4429), which may be a
-# crashed server's connections that presence has not yet timed out.
-RETRY_FIRST_CONNECT: Final = frozenset(
-    code for code, rule in CLOSES.items() if rule.then == "wait")
 KEEP_ANOMALIES: Final = 1000
 
 
@@ -70,6 +67,17 @@ class _Resync(Exception):
 
 class _End:
     pass
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How one connection ended: welcomed or not, the server's close code (None when no
+    connection was made or no close frame came), and whether this client dropped it to
+    resume at once because its mirror was out of step."""
+
+    welcomed: bool
+    close_code: int | None
+    resync: bool = False
 
 
 _END: Final = _End()
@@ -178,7 +186,6 @@ class Client:
         self._welcomed: asyncio.Future[None] | None = None
         self._terminal: BaseException | None = None
         self._closing = False
-        self._last_close_code: int | None = None
 
     # ------------------------------------------------------------ life
 
@@ -348,22 +355,24 @@ class Client:
         failing_since: float | None = None
         try:
             while True:
-                welcomed = await self._one_connection()
+                ended = await self._one_connection()
                 if self._closing:
                     return
-                if welcomed:
+                if ended.welcomed:
                     delays, failing_since = None, None
-                first_pending = self._welcomed is not None and not self._welcomed.done()
-                not_now = first_pending and self._last_close_code in RETRY_FIRST_CONNECT
-                if not self._resume and not not_now:
-                    raise ConnectionLost(close_code=self._last_close_code)
+                if ended.resync:
+                    self.reconnects += 1
+                    continue  # at once: only this client's mirror was out of step
+                then = then_after(ended.close_code)
+                if not self._resume and then != "wait":
+                    raise ConnectionLost(close_code=ended.close_code)
                 if delays is None:
                     delays = self._delays()
                 now = time.monotonic()
                 failing_since = failing_since if failing_since is not None else now
                 if self._give_up_after is not None and now - failing_since > self._give_up_after:
-                    raise ConnectionLost("Gave up reconnecting.",
-                                         close_code=self._last_close_code)
+                    message = "Gave up reconnecting." if self.view else "Could not connect."
+                    raise ConnectionLost(message, close_code=ended.close_code)
                 await asyncio.sleep(next(delays))
                 self.reconnects += 1
         except asyncio.CancelledError:
@@ -377,9 +386,8 @@ class Client:
             resume = (self.epoch, self.seq)
         return wire.hello(self.room, self.link.secret, resume)
 
-    async def _one_connection(self) -> bool:
-        """One connection's life; True if it got a welcome. Raises terminal errors."""
-        first = self._welcomed is not None and not self._welcomed.done()
+    async def _one_connection(self) -> _Ended:
+        """One connection's life and how it ended. Raises when the session is over."""
         self._conn_no += 1
         conn_no = self._conn_no
         options: dict[str, Any] = {
@@ -392,12 +400,9 @@ class Client:
         }
         try:
             ws = await connect(self.link.ws_url, **options)
-        except (OSError, InvalidHandshake, TimeoutError) as error:
-            self._last_close_code = None
-            if first:
-                raise ConnectionLost(f"Could not connect ({type(error).__name__}).") from None
-            return False
-        welcomed = False
+        except (OSError, InvalidHandshake, TimeoutError):
+            return _Ended(welcomed=False, close_code=None)
+        welcomed = resync = False
         async with ws:
             self._ws = ws
             if ws.subprotocol != wire.SUBPROTOCOL:
@@ -418,22 +423,20 @@ class Client:
                 pass
             except TimeoutError:
                 self._anomaly("no welcome in time")
-            except _Resync as resync:
-                self._fresh = self._fresh or resync.fresh
+            except _Resync as out_of_step:
+                self._fresh = self._fresh or out_of_step.fresh
+                resync = True
             finally:
                 self._ready = False
                 self._ws = None
         code = ws.close_code
-        self._last_close_code = code
         if self._closing:
-            return welcomed
+            return _Ended(welcomed, code)
         if self._ended_seen:
             raise SessionEnded()
-        if code in CLOSE_ERRORS:
+        if code is not None and then_after(code) == "stop" and not resync:
             raise CLOSE_ERRORS[code]()
-        if first and not welcomed and code not in RETRY_FIRST_CONNECT:
-            raise ConnectionLost(close_code=code)
-        return welcomed
+        return _Ended(welcomed, code, resync)
 
     async def _receive_welcome(self, ws: ClientConnection) -> Frame:
         while True:
@@ -548,9 +551,11 @@ class Client:
         assert self.view is not None
         seq = event.get("seq")
         expected = self.seq + 1
+        if isinstance(seq, int) and seq < expected:
+            self._anomaly(f"duplicate: expected seq {expected}, got {seq}")
+            return  # the mirror has it already
         if seq != expected:
-            kind = "duplicate" if isinstance(seq, int) and seq < expected else "gap"
-            self._anomaly(f"{kind}: expected seq {expected}, got {seq}")
+            self._anomaly(f"gap: expected seq {expected}, got {seq}")
             raise _Resync()
         apply_event(self.view, event)
         self._recent[expected] = event

@@ -2,15 +2,16 @@
 
 `document()` describes the protocol as JSON-ready data: the operations table of
 `stages.py`, the part kinds, link kinds and answers with their labels, the Self qualities
-with theirs, the error codes with their HTTP status and close codes, and every close code
-with what a client does after it. The server embeds it in its pages and serves it at
-`GET /api/protocol`; the browser's `rules.js` reads it instead of keeping a copy.
+with theirs, the error codes with their HTTP status and close codes, every close code
+with what a client does after it, and the clients' reconnect schedule. The server embeds
+it in its pages and serves it at `GET /api/protocol`; the browser's `rules.js` reads it
+instead of keeping a copy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, TypeVar, get_args
+from typing import Any, Final, NamedTuple, TypeVar, get_args
 
 from .errors import CLOSES, ERRORS, Close
 from .model import PART_KINDS, ROLES, SELF_QUALITIES, Answer, LinkKind, PartKind
@@ -19,6 +20,19 @@ from .types import COLOR_PATTERN, MAX_ID, MAX_TEXT
 from .wire import MAX_FRAME_BYTES, SUBPROTOCOL
 
 Name = TypeVar("Name", bound=str)
+
+
+class Backoff(NamedTuple):
+    """Reconnect delays, in seconds: each uniform in [0, ceiling] (full jitter), the
+    ceiling starting at `initial` and growing by `factor` up to `cap`; back to the start
+    after a welcome."""
+
+    initial: float
+    factor: float
+    cap: float
+
+
+BACKOFF: Final = Backoff(initial=0.05, factor=2.0, cap=3.0)
 
 KIND_LABELS: Final[dict[PartKind, str]] = {
     "manager": "Manager",
@@ -74,6 +88,7 @@ def document() -> dict[str, Any]:
             }
             for code, cls in ERRORS.items()
         },
+        "backoff": BACKOFF._asdict(),
         "closes": {
             str(code): {"name": Close(code).name.lower(), "then": rule.then,
                         "meaning": rule.meaning}

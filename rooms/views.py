@@ -207,9 +207,10 @@ def apply_event(view: dict[str, Any], event: dict[str, Any]) -> None:
     if event["seq"] != view["seq"] + 1:
         raise GapError(f"expected seq {view['seq'] + 1}, got {event['seq']}")
     for coll, key, value in event.get("changes", ()):
+        items = view["colls"].setdefault(coll, {})  # a collection new to this client
         if value is None:
-            view["colls"][coll].pop(key, None)
+            items.pop(key, None)
         else:
-            view["colls"][coll][key] = value
+            items[key] = value
     view["counts"] = event["counts"]
     view["seq"] = event["seq"]

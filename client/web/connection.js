@@ -1,6 +1,9 @@
 // The browser's websocket client: hello and resume, a local mirror of the
 // view, commands kept until acknowledged (and resent with the same ids after
 // a reconnect), gap detection, and a connection state that tells the truth.
+// It follows the one client behaviour of docs/protocol.md ("What a client does"), as the
+// Python client does; what to do after each close code and the reconnect schedule come
+// from the served protocol document.
 
 import { decode, encode } from "/static/vendor/msgpack/index.mjs";
 import { closeRule, PROTOCOL } from "./rules.js";
@@ -8,9 +11,7 @@ import { applyEvent, GapError } from "./view.js";
 
 export const SUBPROTOCOL = PROTOCOL.subprotocol;
 
-const TERMINAL_ERRORS = { room_ended: "invalid", room_lost: "lost", unauthorized: "invalid" };
 const DRAG_INTERVAL_MS = 50; // about 20 drag frames a second
-const MAX_BACKOFF_MS = 10000;
 
 function randomId() {
   const bytes = new Uint8Array(8);
@@ -132,10 +133,10 @@ export class RoomClient extends EventTarget {
 
   scheduleReconnect() {
     if (this.terminal || this.timer) return;
-    const base = this.busy ? 5000 : Math.min(MAX_BACKOFF_MS, 400 * 2 ** this.attempt);
-    let delay = base * (0.5 + Math.random() / 2);
+    const { initial, factor, cap } = PROTOCOL.backoff; // seconds, full jitter
+    let delay = Math.random() * Math.min(cap, initial * factor ** this.attempt) * 1000;
     // Offline: the "online" event reconnects at once; until then only try now and then.
-    if (navigator.onLine === false) delay = Math.max(delay, MAX_BACKOFF_MS);
+    if (navigator.onLine === false) delay = Math.max(delay, cap * 1000);
     this.attempt += 1;
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -144,10 +145,11 @@ export class RoomClient extends EventTarget {
     this.updateStatus();
   }
 
-  // An invalid link is "This link is not valid" for a page that never got in; for one that
-  // was in the session, the session ended or its link was replaced meanwhile.
+  // The page's word for a stop. An invalid link is "This link is not valid" for a page that
+  // never got in; for one that was in the session, the session ended or its link was
+  // replaced meanwhile ("closed").
   refused(terminal) {
-    if (terminal !== "invalid" && terminal !== "invalid_link") return terminal;
+    if (terminal !== "invalid_link") return terminal;
     return this.everWelcomed ? "closed" : "invalid";
   }
 
@@ -156,6 +158,8 @@ export class RoomClient extends EventTarget {
     this.terminal = terminal;
     clearTimeout(this.timer);
     this.dropSocket();
+    // Commands still waiting fail with the reason, as one sent from now on would.
+    for (const waiter of this.waiters.values()) waiter.reject({ code: terminal, message: "" });
     // Nothing of the session stays in this page's memory.
     this.view = null;
     this.pending.clear();
@@ -243,9 +247,9 @@ export class RoomClient extends EventTarget {
         throw error;
       }
     } else {
-      // Neither a view nor a replay we can use: ask again, without a resume.
+      // Neither a view nor a replay we can use: ask again at once, without a resume.
       this.view = null;
-      this.dropConnection();
+      this.resync();
       return;
     }
     this.welcomed = true;
@@ -278,19 +282,10 @@ export class RoomClient extends EventTarget {
       this.settle(frame.id, false, frame);
       return;
     }
-    if (!this.welcomed) {
-      // Refused at hello: the close that follows says what to do; a refusal that
-      // cannot be retried ends the page's session now.
-      const terminal = TERMINAL_ERRORS[frame.code];
-      if (terminal) this.finish(this.refused(terminal));
-      return;
-    }
-    if (frame.code === "room_ended" || frame.code === "room_lost") {
-      // An ended session says {"t": "ended"}; room_ended here means this link stopped
-      // working (replaced by the therapist) or the session is gone: "this link no longer works".
-      this.finish(frame.code === "room_ended" ? this.refused("invalid") : "lost");
-      return;
-    }
+    // A refused hello, or an error that ends the session (room_ended, room_lost), is
+    // followed by its close, and the close alone decides what happens next.
+    const known = PROTOCOL.errors[frame.code];
+    if (!this.welcomed || (known && known.command_close)) return;
     this.emit("servererror", { error: frame });
   }
 

@@ -284,9 +284,11 @@ async def test_close_is_clean_and_ends_iterators_quietly(room: CreatedRoom) -> N
     await a.close()  # twice is fine
 
 
-async def test_no_server_means_connection_lost() -> None:
-    with pytest.raises(ConnectionLost):
-        await Client.connect(f"http://127.0.0.1:{free_port()}/r/room#secret")
+async def test_no_server_means_connection_lost_once_the_client_gives_up() -> None:
+    client = Client(f"http://127.0.0.1:{free_port()}/r/room#secret", give_up_after=0.5)
+    with pytest.raises(ConnectionLost, match="Could not connect"):
+        await client.start()
+    assert client.reconnects >= 1  # it tried again before giving up
 
 
 # -- resend and resume ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rooms.errors import CLOSES, ERRORS, Close, RoomError, then_after
-from rooms.protocol import document
+from rooms.protocol import BACKOFF, document
 from rooms.stages import OPERATIONS
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8")
@@ -86,5 +86,7 @@ def test_the_document_is_plain_json_generated_from_the_core() -> None:
     assert doc["errors"]["room_ended"] == {
         "message": ERRORS["room_ended"].default_message, "http_status": 404,
         "hello_close": 4404, "command_close": 4000}
+    assert doc["backoff"] == {"initial": BACKOFF.initial, "factor": BACKOFF.factor,
+                              "cap": BACKOFF.cap}
     assert re.fullmatch(doc["color_pattern"], "#1f6fB2")
     assert not re.fullmatch(doc["color_pattern"], "#1f6fb")
