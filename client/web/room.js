@@ -158,9 +158,12 @@ class App {
   render() {
     if (!this.view || this.client.terminal) return;
     if (this.shownStage !== this.stage) {
-      // A new stage is a new task: a part's panel left open from before closes, unless it is
-      // being worked in right now.
-      if (this.shownStage !== undefined && this.ui.selected && !$("part-panel").contains(document.activeElement)) {
+      // A new stage is a new task: a part's panel left open from before closes, unless its
+      // words are being typed right now.
+      const typing = document.activeElement && document.activeElement.matches("#part-panel input[type=text]");
+      if (this.shownStage !== undefined && this.ui.selected && !typing) {
+        const card = document.querySelector(`[data-focus="card-${CSS.escape(this.ui.selected)}"]`);
+        if ($("part-panel").contains(document.activeElement) && card) card.focus({ preventScroll: true });
         this.ui.selected = null;
       }
       this.overwhelmCleared = false;
