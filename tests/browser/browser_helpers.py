@@ -174,6 +174,14 @@ class Person:
         if release:
             self.page.mouse.up()
 
+    def add_agreements(self, texts: list[str]) -> None:
+        """The therapist writes these agreements, one after the other."""
+        for text in texts:
+            count = self.page.locator("#agreements-list > li").count()
+            self.page.fill("#agreement-text", text)
+            self.page.click("#agreement-add button[type=submit]")
+            expect(self.page.locator("#agreements-list > li")).to_have_count(count + 1)
+
     # ---------------------------------------------------------------- privacy
 
     def everything_on_the_page(self) -> str:
@@ -252,6 +260,21 @@ def focused_matches(page: Page, selector: str) -> bool:
 
 
 # ---------------------------------------------------------------- rooms with people in them
+
+def join_three(open_person, links: RoomLinks, *, a: str = "Alex",  # type: ignore[no-untyped-def]
+               b: str = "Sam", phones: tuple[str, ...] = ()) -> tuple[Person, Person, Person]:
+    """The therapist and both partners in the room; ``phones`` names the roles on a phone."""
+    people = []
+    for role, label in (("therapist", "therapist"), ("a", a.lower()), ("b", b.lower())):
+        on_phone = role in phones
+        person = open_person(f"{label} on a phone" if on_phone else label, phone=on_phone)
+        person.join(getattr(links, role))
+        people.append(person)
+    for person in people:
+        expect(person.page.locator("#presence .person.here")).to_have_count(3)
+    therapist, first, second = people
+    return therapist, first, second
+
 
 def move_to_stage(therapist: Person, others: list[Person], number: int) -> None:
     """The therapist presses "Next stage" until everyone is at stage ``number``."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from browser_helpers import Person, confirm, move_to_stage
+from browser_helpers import Person, confirm, join_three, move_to_stage
 from playwright.sync_api import expect
 
 # Whether the element is on screen and is what a tap at its centre reaches.
@@ -44,20 +44,11 @@ def test_care_signals_stay_in_reach_and_both_pauses_are_kept(room, open_person, 
                                                              artifacts: Path) -> None:
     shots = artifacts / "care"
     shots.mkdir(parents=True, exist_ok=True)
-    therapist = open_person("therapist")
-    therapist.join(room.therapist)
+    therapist, alex, sam = join_three(open_person, room, phones=("a",))
     on_phone = open_person("therapist on a phone", phone=True)
     on_phone.join(room.therapist)
-    alex = open_person("alex on a phone", phone=True)
-    alex.join(room.a)
-    sam = open_person("sam")
-    sam.join(room.b)
     t = therapist.page
-    for number, text in enumerate(["We can stop at any time", "We speak for our parts",
-                                   "No blaming today"]):
-        t.fill("#agreement-text", text)
-        t.click("#agreement-add button[type=submit]")
-        expect(t.locator("#agreements-list > li")).to_have_count(number + 1)
+    therapist.add_agreements(["We can stop at any time", "We speak for our parts"])
     move_to_stage(therapist, [alex, sam, on_phone], 5)
     watchers = (therapist, on_phone)
     for person in watchers:
@@ -138,14 +129,12 @@ def test_care_signals_stay_in_reach_and_both_pauses_are_kept(room, open_person, 
 
 
 def test_the_ending_moment_is_called_off_or_closes_by_itself(room, open_person) -> None:  # type: ignore[no-untyped-def]
-    therapist = open_person("therapist")
-    therapist.page.clock.install()
-    therapist.join(room.therapist)
-    alex = open_person("alex on a phone", phone=True)
-    alex.join(room.a)
-    sam = open_person("sam")
-    sam.join(room.b)
+    therapist, alex, sam = join_three(open_person, room, phones=("a",))
     t = therapist.page
+    # The therapist's page keeps the ending moment's time: its clock is the test's.
+    t.clock.install()
+    t.reload()
+    expect(therapist.status).to_have_text("Connected")
 
     # Started, then called off: the session goes on as it was.
     t.click("#end-session")

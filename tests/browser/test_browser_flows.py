@@ -14,24 +14,11 @@ import re
 from pathlib import Path
 
 from axe_playwright_python.sync_playwright import Axe
-from browser_helpers import Person, RoomLinks, confirm, create_room, move_to_stage
+from browser_helpers import confirm, create_room, join_three, move_to_stage
 from playwright.sync_api import Page, expect
 
 SERIOUS = {"serious", "critical"}
 LINK = r"http://127\.0\.0\.1:\d+/r/[A-Za-z0-9_-]{16,}#[A-Za-z0-9_-]{32,}"
-
-
-def join_three(open_person, links: RoomLinks, *, a: str = "Alex",  # type: ignore[no-untyped-def]
-               b: str = "Sam") -> tuple[Person, Person, Person]:
-    therapist = open_person("therapist")
-    therapist.join(links.therapist)
-    first = open_person(a.lower())
-    first.join(links.a)
-    second = open_person(b.lower())
-    second.join(links.b)
-    for person in (therapist, first, second):
-        expect(person.page.locator("#presence .person.here")).to_have_count(3)
-    return therapist, first, second
 
 
 def screens(artifacts: Path) -> Path:

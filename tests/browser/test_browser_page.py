@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from browser_helpers import Person, move_to_stage
+from browser_helpers import Person, join_three, move_to_stage
 from playwright.sync_api import expect
 
 PLACES = """() => {
@@ -55,16 +55,10 @@ def places(person: Person) -> dict[str, Any]:
 
 
 def test_each_stage_puts_its_task_first(room, open_person) -> None:  # type: ignore[no-untyped-def]
-    therapist = open_person("therapist")
-    therapist.join(room.therapist)
-    alex = open_person("alex on a phone", phone=True)
-    alex.join(room.a)
-    sam = open_person("sam on a small phone", phone=True)
+    therapist, alex, sam = join_three(open_person, room, phones=("a", "b"))
     sam.page.set_viewport_size({"width": 360, "height": 740})
-    sam.join(room.b)
     t = therapist.page
-    t.fill("#agreement-text", "Either of us can pause at any time")
-    t.click("#agreement-add button[type=submit]")
+    therapist.add_agreements(["Either of us can pause at any time"])
 
     # The therapist's set-up is folded into "Session settings".
     expect(t.locator("#settings-details")).not_to_have_attribute("open", "")
@@ -104,16 +98,10 @@ def test_each_stage_puts_its_task_first(room, open_person) -> None:  # type: ign
 
 def test_keyboard_esc_closes_a_part_and_i_agree_moves_on(room, open_person,  # type: ignore[no-untyped-def]
                                                          artifacts: Path) -> None:
-    therapist = open_person("therapist")
-    therapist.join(room.therapist)
-    alex = open_person("alex")
-    alex.join(room.a)
-    t, a = therapist.page, alex.page
-    texts = ["We take turns to speak", "Either of us can pause", "We speak for our parts"]
-    for number, text in enumerate(texts):
-        t.fill("#agreement-text", text)
-        t.click("#agreement-add button[type=submit]")
-        expect(a.locator("#agreements-list > li")).to_have_count(number + 1)
+    therapist, alex, _ = join_three(open_person, room)
+    a = alex.page
+    therapist.add_agreements(["We take turns to speak", "Either of us can pause",
+                              "We speak for our parts"])
 
     # "I agree" on the second: the focus goes on to the third, then round to the first,
     # then, with nothing left to agree to, to the agreements' heading.
@@ -159,3 +147,4 @@ def test_keyboard_esc_closes_a_part_and_i_agree_moves_on(room, open_person,  # t
     # After adding a part, the kind menu is back on "Not sure yet".
     alex.add_part("The Critic", "manager")
     expect(a.locator("#part-kind")).to_have_value("unsure")
+
