@@ -159,6 +159,11 @@ def _partner(actor: Role) -> Partner:
     return actor
 
 
+def _order(room: Room) -> int:
+    """The order of an item made by the command being applied: the seq it will get."""
+    return room.seq + 1
+
+
 def _limits(room: Room) -> Limits:
     return room.settings.limits
 
@@ -190,7 +195,7 @@ def _agreement_add(room: Room, actor: Role, cmd: a.AgreementAdd, ctx: Context) -
     if len(room.agreements) >= _limits(room).agreements:
         raise LimitExceeded("No more agreements can be added.", field="agreements")
     text = clean_text(cmd.text, _limits(room).text_length, "text")
-    agreement = Agreement(ctx.new_id(), text)
+    agreement = Agreement(ctx.new_id(), text, order=_order(room))
     return replace(room, agreements=_with(room.agreements, agreement.id, agreement))
 
 
@@ -207,7 +212,8 @@ def _agreement_edit(room: Room, actor: Role, cmd: a.AgreementEdit, ctx: Context)
     if text == old.text:
         return room
     # Acknowledgements were given to the old wording.
-    return replace(room, agreements=_with(room.agreements, old.id, Agreement(old.id, text)))
+    new = replace(old, text=text, acks=())
+    return replace(room, agreements=_with(room.agreements, old.id, new))
 
 
 def _agreement_remove(room: Room, actor: Role, cmd: a.AgreementRemove, ctx: Context) -> Room:
@@ -293,7 +299,8 @@ def _ready_set(room: Room, actor: Role, cmd: a.ReadySet, ctx: Context) -> Room:
 def _note_add(room: Room, actor: Role, cmd: a.NoteAdd, ctx: Context) -> Room:
     if len(room.notes) >= _limits(room).notes:
         raise LimitExceeded("No more notes can be added.", field="notes")
-    note = Note(ctx.new_id(), clean_text(cmd.text, _limits(room).text_length, "text"), ctx.now)
+    text = clean_text(cmd.text, _limits(room).text_length, "text")
+    note = Note(ctx.new_id(), text, ctx.now, order=_order(room))
     return replace(room, notes=_with(room.notes, note.id, note))
 
 
@@ -404,7 +411,7 @@ def _link_add(room: Room, actor: Role, cmd: a.LinkAdd, ctx: Context) -> Room:
         raise BadRequest("This link already exists.", field="target")
     if len(own_links) >= _limits(room).links_per_partner:
         raise LimitExceeded("No more links can be added.", field="links")
-    link = Link(ctx.new_id(), owner, cmd.kind, source.id, target.id)
+    link = Link(ctx.new_id(), owner, cmd.kind, source.id, target.id, order=_order(room))
     return replace(room, links=_with(room.links, link.id, link))
 
 
@@ -456,7 +463,8 @@ def _need_set(room: Room, actor: Role, cmd: a.NeedSet, ctx: Context) -> Room:
         raise BadRequest("Share this part before writing what it needs.", field="part")
     text = clean_text(cmd.text, _limits(room).text_length, "text")
     old = room.needs.get(part.id)
-    need = replace(old, text=text) if old else Need(part.id, part.owner, text)
+    need = replace(old, text=text) if old else Need(part.id, part.owner, text,
+                                                    order=_order(room))
     return replace(room, needs=_with(room.needs, part.id, need))
 
 

@@ -2,13 +2,20 @@
 
 Collections are plain dicts keyed by id; the reducer copies a dict before
 changing it, so an old Room stays valid (tests compare before and after).
+Agreements, links, needs and notes carry their `order`, the seq of the command
+that made them: consumers list them by it, never by their random ids.
+Field types carry the protocol's hard caps (rooms/types.py), so a document made
+of these structs (an export) is validated like a command is; the room's own,
+smaller limits are the reducer's.
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import msgspec
+
+from .types import Color, Coordinate, Id, Level, Text
 
 Role = Literal["therapist", "a", "b"]
 Partner = Literal["a", "b"]
@@ -23,6 +30,13 @@ SELF_QUALITIES = (
     "calm", "curiosity", "compassion", "confidence",
     "courage", "clarity", "creativity", "connectedness",
 )
+
+
+FIRST_STAGE = 1
+LAST_STAGE = 5
+StageNumber = Annotated[int, msgspec.Meta(ge=FIRST_STAGE, le=LAST_STAGE)]
+# Where an item comes in the order things were made: the seq of the command that made it.
+Order = Annotated[int, msgspec.Meta(ge=0)]
 
 
 def other_partner(partner: Partner) -> Partner:
@@ -56,39 +70,41 @@ class Settings(Struct, frozen=True):
 
 
 class PartnerInfo(Struct, frozen=True):
-    name: str
-    color: str
+    name: Text
+    color: Color
 
 
 class Agreement(Struct, frozen=True):
-    id: str
-    text: str
-    acks: tuple[Partner, ...] = ()
+    id: Id
+    text: Text
+    acks: Annotated[tuple[Partner, ...], msgspec.Meta(max_length=2)] = ()
+    order: Order = 0
 
 
 class Part(Struct, frozen=True):
-    id: str
+    id: Id
     owner: Partner
-    name: str
+    name: Text
     kind: PartKind
-    x: float
-    y: float
+    x: Coordinate
+    y: Coordinate
     shared: bool = False
-    blend: int | None = None
+    blend: Level | None = None
 
 
 class Link(Struct, frozen=True):
-    id: str
+    id: Id
     owner: Partner
     kind: LinkKind
-    source: str
-    target: str
+    source: Id
+    target: Id
+    order: Order = 0
 
 
 class CheckIn(Struct, frozen=True):
     owner: Partner
-    scores: dict[str, int]
-    note: str = ""
+    scores: dict[str, Level]
+    note: Text = ""
     shared: bool = False
 
 
@@ -98,19 +114,21 @@ class Need(Struct, frozen=True):
     Private to its owner until shared, like everything a partner writes; a request
     (and its answer) travels with the need."""
 
-    part: str
+    part: Id
     owner: Partner
-    text: str
-    request: str | None = None
+    text: Text
+    request: Text | None = None
     answer: Answer | None = None
-    answer_note: str = ""
+    answer_note: Text = ""
     shared: bool = False
+    order: Order = 0
 
 
 class Note(Struct, frozen=True):
-    id: str
-    text: str
+    id: Id
+    text: Text
     at: float
+    order: Order = 0
 
 
 class Pause(Struct, frozen=True):
@@ -136,8 +154,8 @@ class Ending(Struct, frozen=True):
 
 
 class StageChange(Struct, frozen=True):
-    stage: int
-    seq: int
+    stage: StageNumber
+    seq: Annotated[int, msgspec.Meta(ge=0)]
     at: float
 
 

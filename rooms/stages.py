@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .model import FIRST_STAGE as FIRST_STAGE
+from .model import LAST_STAGE as LAST_STAGE
 from .model import Role, StageInfo
 
 THERAPIST: frozenset[Role] = frozenset({"therapist"})
@@ -70,9 +72,6 @@ OPERATIONS: dict[str, Rule] = {
     "request.make": Rule(PARTNERS, 5, freezable=True),
     "request.answer": Rule(PARTNERS, 5, freezable=True),
 }
-
-FIRST_STAGE = 1
-LAST_STAGE = 5
 
 # Dragging is ephemeral (never committed) but follows part.move's rule.
 DRAG_RULE = OPERATIONS["part.move"]

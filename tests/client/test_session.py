@@ -50,7 +50,7 @@ async def test_three_roles_every_command_round_trips(room: CreatedRoom) -> None:
         # Stage 1: agreements, notes, partners, pause, overwhelm, ready.
         agreement = await t.add_agreement("We take turns to speak.")
         assert colls(t)["agreements"][agreement] == {
-            "id": agreement, "text": "We take turns to speak.", "acks": []}
+            "id": agreement, "text": "We take turns to speak.", "acks": [], "order": t.seq}
         event = await t.edit_agreement(agreement, "We take turns, and listen.")
         assert (event["op"], event["actor"]) == ("agreement.edit", "therapist")
         assert event["seq"] == t.seq
@@ -150,7 +150,8 @@ async def test_three_roles_every_command_round_trips(room: CreatedRoom) -> None:
         back = await b.add_link("reacts_to", q1, p1)
         await b.wait_for(lambda v: {protects, cycle} <= v["colls"]["links"].keys())
         assert colls(b)["links"][cycle] == {
-            "id": cycle, "owner": "a", "kind": "reacts_to", "source": p1, "target": q1}
+            "id": cycle, "owner": "a", "kind": "reacts_to", "source": p1, "target": q1,
+            "order": colls(b)["links"][protects]["order"] + 1}
         await a.remove_link(protects)
         await b.wait_for(lambda v: protects not in v["colls"]["links"])
         await a.wait_for(lambda v: back in v["colls"]["links"])

@@ -47,18 +47,22 @@ def sc_stage_set(s: Session) -> Scenario:
 def sc_agreement_add(s: Session) -> Scenario:
     def check(s: Session, old: Room, ev: views.Event) -> None:
         (new_id,) = set(s.room.agreements) - set(old.agreements)
-        assert s.room.agreements[new_id] == model.Agreement(new_id, "Speak for parts.")
+        made = s.room.seq  # the order of an item is the seq of the command that made it
+        assert s.room.agreements[new_id] == model.Agreement(new_id, "Speak for parts.",
+                                                            order=made)
         assert changed(ev, "agreements") == {new_id: {"id": new_id, "text": "Speak for parts.",
-                                                      "acks": []}}
+                                                      "acks": [], "order": made}}
     return "therapist", {"text": "  Speak for parts.  "}, check
 
 
 def sc_agreement_edit(s: Session) -> Scenario:
     agreement = s.agreement("No blaming.")
+    made = s.room.seq
     s.do("a", "agreement.ack", id=agreement)
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
-        assert s.room.agreements[agreement] == model.Agreement(agreement, "No blame, please.")
+        assert s.room.agreements[agreement] == model.Agreement(agreement, "No blame, please.",
+                                                               order=made)
         assert changed(ev, "agreements")[agreement]["text"] == "No blame, please."
     return "therapist", {"id": agreement, "text": "No blame, please."}, check
 
@@ -169,17 +173,18 @@ def sc_ready_set(s: Session) -> Scenario:
 def sc_note_add(s: Session) -> Scenario:
     def check(s: Session, old: Room, ev: views.Event) -> None:
         (new_id,) = set(s.room.notes)
-        assert s.room.notes[new_id] == model.Note(new_id, "Both tense today.", s.now)
+        assert s.room.notes[new_id] == model.Note(new_id, "Both tense today.", s.now,
+                                                  order=s.room.seq)
         assert changed(ev, "notes")[new_id]["text"] == "Both tense today."
     return "therapist", {"text": "Both tense today."}, check
 
 
 def sc_note_edit(s: Session) -> Scenario:
     note = s.note("first")
-    written = s.now
+    written, made = s.now, s.room.seq
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
-        assert s.room.notes[note] == model.Note(note, "second", written)
+        assert s.room.notes[note] == model.Note(note, "second", written, order=made)
         assert changed(ev, "notes")[note]["text"] == "second"
     return "therapist", {"id": note, "text": "second"}, check
 
@@ -280,7 +285,8 @@ def sc_link_add(s: Session) -> Scenario:
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
         (link_id,) = set(s.room.links)
-        assert s.room.links[link_id] == model.Link(link_id, "a", "protects", source, target)
+        assert s.room.links[link_id] == model.Link(link_id, "a", "protects", source, target,
+                                                   order=s.room.seq)
         assert changed(ev, "links")[link_id]["source"] == source
     return "a", {"kind": "protects", "source": source, "target": target}, check
 
@@ -326,7 +332,8 @@ def sc_need_set(s: Session) -> Scenario:
     part = s.part("a", "Lonely one", shared=True)
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
-        assert s.room.needs[part] == model.Need(part, "a", "to be seen", shared=False)
+        assert s.room.needs[part] == model.Need(part, "a", "to be seen", shared=False,
+                                                order=s.room.seq)
         assert changed(ev, "needs")[part]["text"] == "to be seen"
     return "a", {"part": part, "text": "to be seen"}, check
 
@@ -940,7 +947,8 @@ def test_reacts_to_only_the_other_partners_shared_part() -> None:
     assert private.to_wire() == missing.to_wire()
     assert private.field == "target"
     link = s.link("a", "reacts_to", mine, shared_other)
-    assert s.room.links[link] == model.Link(link, "a", "reacts_to", mine, shared_other)
+    assert s.room.links[link] == model.Link(link, "a", "reacts_to", mine, shared_other,
+                                            order=s.room.seq)
 
 
 def test_a_link_onto_a_withdrawn_part_is_not_found_for_its_owner_too() -> None:
@@ -1278,3 +1286,49 @@ def test_error_messages_never_echo_the_input() -> None:
             machine.apply(s.room, actor, actions.command(op, **args), s.ctx())
         error = info.value
         assert canary not in repr(error.to_wire()) + str(error) + repr(error.args), op
+
+
+# ------------------------------------------------------------------ the order things were made
+
+
+class Countdown:
+    """Fresh ids that sort the opposite way to the order they are handed out, so a list
+    sorted by id (or by a dict's keys) comes out backwards."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> str:
+        self.count += 1
+        return f"id{999_999 - self.count:06d}q"
+
+
+def test_items_keep_the_order_they_were_made_in_every_view() -> None:
+    s = Session(stage=5)
+    s.ids = Countdown()  # type: ignore[assignment]
+    agreements = [s.agreement(text) for text in ("First", "Second", "Third", "Fourth")]
+    s.do("therapist", "agreement.remove", id=agreements.pop(1))
+    s.do("therapist", "agreement.edit", id=agreements[1], text="Third, reworded")  # keeps its place
+    parts = [s.part(owner, shared=True) for owner in ("a", "b", "a", "b")]
+    links = [s.link("a", "reacts_to", parts[0], parts[1]),
+             s.link("b", "protects", parts[3], parts[1]),
+             s.link("a", "protects", parts[2], parts[0])]
+    for part, owner in ((parts[3], "b"), (parts[0], "a"), (parts[1], "b")):
+        s.need(owner, part)
+    s.do("b", "need.remove", part=parts[3])
+    s.need("b", parts[3], "written again, so it comes last")
+    needs = [parts[0], parts[1], parts[3]]
+    notes = [s.note(text) for text in ("one", "two", "three")]
+    assert sorted(agreements) != agreements  # the ids alone would give another order
+    made = {"agreements": agreements, "links": links, "needs": needs}
+    for viewer in model.ROLES:
+        colls = s.view(viewer)["colls"]
+        for coll, keys in made.items():
+            by_order = sorted(colls[coll].values(), key=lambda item: item["order"])
+            assert [item.get("id", item.get("part")) for item in by_order] == keys, (viewer, coll)
+            assert list(colls[coll]) == keys  # and the view itself lists them so
+    colls = s.view("therapist")["colls"]
+    assert [note["id"] for note in sorted(colls["notes"].values(),
+                                          key=lambda note: note["order"])] == notes
+    orders = [s.room.agreements[key].order for key in agreements]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)

@@ -173,7 +173,7 @@ def reseal(doc: dict[str, Any]) -> dict[str, Any]:
 def test_therapist_document_shape() -> None:
     board, ids = full_board()
     doc = export_for(board.room, "therapist", EXPORTED_AT)
-    assert doc["schema"] == SCHEMA == "partsboard.export/1"
+    assert doc["schema"] == SCHEMA == "partsboard.export/2"
     assert (doc["kind"], doc["viewer"], doc["exported_at"]) == ("therapist", "therapist",
                                                                 EXPORTED_AT)
     assert doc["stage"] == 5
@@ -182,10 +182,11 @@ def test_therapist_document_shape() -> None:
     assert doc["partners"] == {"a": {"name": "Kit", "color": "#2a6f97"},
                                "b": {"name": "Noor", "color": "#a4133c"}}
     assert doc["settings"] == {"therapist_sees_drafts": True}
-    assert doc["agreements"] == [{"id": ids["agreement"],
+    agreement, note = board.room.agreements[ids["agreement"]], board.room.notes[ids["note"]]
+    assert doc["agreements"] == [{"id": ids["agreement"], "order": agreement.order,
                                   "text": "Each of us can ask for a pause.", "acks": ["a"]}]
     assert doc["notes"] == [{"id": ids["note"], "text": "Therapist's private note",
-                             "at": board.room.notes[ids["note"]].at}]
+                             "at": note.at, "order": note.order}]
     assert doc["digest"] == digest_of(doc)
     assert len(doc["digest"]) == 64
     assert via_file(doc) == doc  # plain JSON, nothing lost on the way
@@ -259,15 +260,21 @@ def test_export_reads_no_clock_and_is_deterministic() -> None:
 # ---------------------------------------------------------------- seeding a new room
 
 
+def unordered(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items without their `order` (a continued room numbers them anew), still listed
+    in that order."""
+    return [{key: value for key, value in item.items() if key != "order"} for item in items]
+
+
 def shared_board(doc: dict[str, Any]) -> dict[str, Any]:
-    """What must survive export -> new room -> export."""
+    """What must survive export -> new room -> export, in the same order."""
     return {
         "parts": doc["parts"],
-        "links": doc["links"],
-        "needs": doc["needs"],
+        "links": unordered(doc["links"]),
+        "needs": unordered(doc["needs"]),
         "agreements": [agreement["text"] for agreement in doc["agreements"]],
         "partners": doc["partners"],
-        "notes": doc["notes"],
+        "notes": unordered(doc["notes"]),
         "settings": doc["settings"],
     }
 
@@ -292,9 +299,11 @@ def test_a_new_room_from_the_therapist_export() -> None:
     board, ids = full_board()
     doc = export_for(board.room, "therapist", EXPORTED_AT)
     room = seeded(via_file(doc))
-    assert (room.id, room.epoch, room.seq, room.created_at) == ("new-room", "epoch-2", 0, 9_000.0)
+    assert (room.id, room.epoch, room.created_at) == ("new-room", "epoch-2", 9_000.0)
+    # The room was rebuilt by the reducer's commands, and goes on after them.
+    assert room.seq > 0
     assert room.stage == 1
-    assert [(c.stage, c.seq, c.at) for c in room.board.history] == [(1, 0, 9_000.0)]
+    assert [(c.stage, c.seq, c.at) for c in room.board.history] == [(1, room.seq, 9_000.0)]
     assert not room.board.frozen and room.board.spotlight is None and room.board.pauses == ()
     assert room.settings.therapist_sees_drafts is True
     assert room.checkins == {} and room.ready == {} and room.overwhelm == {}
@@ -425,7 +434,15 @@ def _duplicate_link(doc: dict[str, Any]) -> None:
 
 
 SEALED: dict[str, Tamper] = {
-    "wrong schema": lambda d: d.update(schema="partsboard.export/2"),
+    "wrong schema": lambda d: d.update(schema="partsboard.export/3"),
+    "unknown need field": lambda d: d["needs"][0].update(secret="x"),
+    "unshared need": lambda d: d["needs"][0].update(shared=False),
+    "note without an answer": lambda d: d["needs"][0].update(answer=None),
+    "two needs of one part": lambda d: d["needs"].append(dict(d["needs"][0])),
+    "two check-ins of one partner": lambda d: d["checkins"].append(dict(d["checkins"][0])),
+    "duplicate note id": lambda d: d["notes"].append(dict(d["notes"][0])),
+    "order as text": lambda d: d["agreements"][0].update(order="1"),
+    "negative order": lambda d: d["links"][0].update(order=-1),
     "not a partsboard schema": lambda d: d.update(schema="something/1"),
     "partner kind": lambda d: d.update(kind="partner", viewer="a"),
     "therapist kind, partner viewer": lambda d: d.update(viewer="a"),
@@ -686,3 +703,126 @@ def test_random_boards_export_privately_and_round_trip(data: st.DataObject, draf
             assert relabelled(again) == relabelled(doc)
         assert again["stage"] == 1 and again["checkins"] == []
         assert all(agreement["acks"] == [] for agreement in again["agreements"])
+
+
+# ---------------------------------------------------------------- the order things were made
+
+
+class Countdown(Ids):
+    """Fresh ids that sort the opposite way to the order they are handed out."""
+
+    def __call__(self) -> str:
+        self.count += 1
+        return f"{self.prefix}{999_999 - self.count:06d}x"
+
+
+AGREEMENTS = ("Either of us can pause.", "We speak for parts.", "No blaming.",
+              "What is said here stays here.")
+NEEDS = ("Noor needs time", "Kit needs rest", "Kit needs quiet")
+NOTES = ("First note", "Second note", "Third note")
+
+
+def ordered_board() -> Board:
+    board = Board()
+    board.ids = Countdown()
+    for text in AGREEMENTS:
+        board.new("therapist", "agreement.add", "agreements", text=text)
+    assert sorted(board.room.agreements) != list(board.room.agreements)
+    kit = board.part("a", "Kit's part", shared=True)
+    noor = board.part("b", "Noor's part", shared=True)
+    kit2 = board.part("a", "Kit's second part", shared=True)
+    for owner, kind, source, target in (("b", "reacts_to", noor, kit),
+                                        ("a", "reacts_to", kit, noor),
+                                        ("a", "protects", kit2, kit)):
+        board.new(owner, "link.add", "links", kind=kind, source=source, target=target)
+    for owner, part, text in zip(("b", "a", "a"), (noor, kit2, kit), NEEDS, strict=True):
+        board.do(owner, "need.set", part=part, text=text)
+        board.do(owner, "need.reveal", part=part)
+    for text in NOTES:
+        board.new("therapist", "note.add", "notes", text=text)
+    return board
+
+
+def test_agreements_and_the_rest_export_in_the_order_they_were_made() -> None:
+    board = ordered_board()
+    for viewer in ("therapist", "a", "b"):
+        doc = export_for(board.room, viewer, EXPORTED_AT)
+        assert [a["text"] for a in doc["agreements"]] == list(AGREEMENTS)
+        for coll in ("agreements", "links", "needs", *(("notes",) * (viewer == "therapist"))):
+            orders = [item["order"] for item in doc[coll]]
+            assert orders == sorted(orders) and len(doc[coll]) == len(set(orders)) > 1, coll
+    doc = export_for(board.room, "therapist", EXPORTED_AT)
+    assert [n["text"] for n in doc["notes"]] == list(NOTES)
+    assert [n["text"] for n in doc["needs"]] == list(NEEDS)
+
+
+def test_a_continued_room_keeps_the_order_and_what_comes_next_comes_after() -> None:
+    doc = export_for(ordered_board().room, "therapist", EXPORTED_AT)
+    for new_id in (None, Ids("fresh"), Countdown("back")):
+        room = seeded(via_file(doc), new_id=new_id)
+        again = export_for(room, "therapist", EXPORTED_AT)
+        assert [a["text"] for a in again["agreements"]] == list(AGREEMENTS)
+        assert relabelled(again) == relabelled(doc)
+        ctx = machine.Context(9_001.0, Ids("later"))
+        room, _ = machine.apply(room, "therapist",
+                                actions.command("agreement.add", text="Added next week"), ctx)
+        later = export_for(room, "therapist", EXPORTED_AT)
+        assert [a["text"] for a in later["agreements"]] == [*AGREEMENTS, "Added next week"]
+    # The order comes from `order`, not from where an item stands in the file.
+    shuffled = via_file(doc)
+    for coll in ("agreements", "links", "needs", "notes"):
+        shuffled[coll].reverse()
+    again = export_for(seeded(reseal(shuffled)), "therapist", EXPORTED_AT)
+    assert [a["text"] for a in again["agreements"]] == list(AGREEMENTS)
+    assert relabelled(again) == relabelled(doc)
+
+
+def as_previous_version(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as `partsboard.export/1` wrote it: no `order`, needs without `shared`."""
+    old = copy.deepcopy(doc)
+    old["schema"] = "partsboard.export/1"
+    for coll in ("agreements", "links", "needs", "notes"):
+        for item in old[coll]:
+            item.pop("order")
+    for need in old["needs"]:
+        need.pop("shared")
+    return reseal(old)
+
+
+def test_last_weeks_export_of_the_previous_version_still_continues() -> None:
+    board, _ = full_board()
+    doc = via_file(export_for(board.room, "therapist", EXPORTED_AT))
+    old = as_previous_version(doc)
+    room = seeded(old)
+    assert shared_board(export_for(room, "therapist", EXPORTED_AT)) == shared_board(doc)
+    assert all(need.shared for need in room.needs.values()) and room.needs
+    # Its lists are the order to keep.
+    ordered = via_file(export_for(ordered_board().room, "therapist", EXPORTED_AT))
+    again = export_for(seeded(as_previous_version(ordered)), "therapist", EXPORTED_AT)
+    assert [a["text"] for a in again["agreements"]] == list(AGREEMENTS)
+    # Checked as strictly as today's.
+    bad = copy.deepcopy(old)
+    bad["links"][0]["target"] = bad["links"][0]["source"]
+    assert refused(reseal(bad)).message == INVALID
+    assert refused({**old, "digest": "0" * 64}).message == DAMAGED
+
+
+def test_a_partner_saves_their_copy_during_the_ending_moment() -> None:
+    board, _ = full_board()
+    before = {viewer: export_for(board.room, viewer, EXPORTED_AT) for viewer in ("a", "b")}
+    board.do("therapist", "ending.start")
+    assert board.room.board.ending is not None
+    for partner in ("a", "b"):
+        assert export_for(board.room, partner, EXPORTED_AT) == before[partner]
+
+
+@pytest.mark.parametrize("fmt", ["json", "md", "html"])
+@pytest.mark.parametrize("viewer", ["therapist", "a", "b"])
+def test_every_format_lists_things_in_the_order_they_were_made(viewer: Role, fmt: str) -> None:
+    from server.export_render import render_export
+
+    body, _, _ = render_export(export_for(ordered_board().room, viewer, EXPORTED_AT), fmt)
+    text = body.decode("utf-8")
+    for texts in (AGREEMENTS, NEEDS, *((NOTES,) * (viewer == "therapist"))):
+        where = [text.index(item) for item in texts]
+        assert where == sorted(where), texts
