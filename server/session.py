@@ -111,6 +111,13 @@ class Connection:
         if not await self._accept():
             return
         try:
+            await self._serve()
+        finally:
+            if self.live is not None:
+                await self.hub.leave(self.live, self)
+
+    async def _serve(self) -> None:
+        try:
             welcome = await self._handshake()
         except RoomError as error:
             await self._refuse(error)
@@ -138,12 +145,6 @@ class Connection:
                 await self._close(self.close_code, self.close_frame)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
-        finally:
-            await self._leave()
-
-    async def _leave(self) -> None:
-        if self.live is not None:
-            await self.hub.leave(self.live, self)
 
     async def _accept(self) -> bool:
         origin = self.ws.headers.get("origin")
@@ -218,7 +219,6 @@ class Connection:
     async def _refuse(self, error: RoomError) -> None:
         metrics.BAD_FRAMES.labels(error.code).inc()
         await self._close(error.hello_close, wire.encode(wire.refusal(error)))
-        await self._leave()
 
     async def _close(self, code: int, frame: bytes | None) -> None:
         metrics.CLOSES.labels(str(code)).inc()
