@@ -1,4 +1,5 @@
-"""The hub in-process against a real Redis: joins that race a failure never go deaf."""
+"""The hub in-process against a real Redis: joins that race a failure never go deaf, and a
+room is loaded once for its first member and its first command."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import redis.asyncio as aioredis
 from hub_helpers import WAIT, Listener, make_room
 from redis.exceptions import RedisError
 
+from rooms.actions import parse_args
 from rooms.errors import Close
+from server.commands import execute
 from server.hub import Hub
 from server.store import Keys
 
@@ -48,3 +51,17 @@ async def test_a_member_joining_as_the_last_one_leaves_stays_subscribed(
     assert await asyncio.wait_for(second.closed, WAIT) == Close.INVALID_LINK
     numsub = await admin.pubsub_numsub(Keys(room_id).channel)
     assert numsub[0][1] == 1
+
+
+async def test_a_rooms_first_command_runs_on_the_room_its_first_join_loaded(
+        hub: Hub, admin: aioredis.Redis) -> None:
+    async def state_reads() -> int:
+        stats = await admin.info("commandstats")
+        return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+    room_id = await make_room(hub.store)
+    before = await state_reads()
+    live = await hub.join(room_id, "e", Listener("first"))
+    seq = await execute(live, "therapist", "c1", parse_args("note.add", {"text": "hello"}))
+    assert seq == 1
+    assert await state_reads() - before == 1, "the room was loaded again for its first command"
