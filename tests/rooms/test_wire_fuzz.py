@@ -227,8 +227,10 @@ def nested(draw: st.DrawFn) -> tuple[bytes, int]:
     where = draw(st.sampled_from(sorted(_PREFIX)))
     depth = draw(st.integers(1, 100_000))
     levels = draw(st.lists(st.sampled_from(sorted(_LEVEL)), min_size=1, max_size=3))
-    body = b"".join(_LEVEL[levels[i % len(levels)]] for i in range(min(depth, 64)))
-    body = body * (depth // 64) + body[: len(body) * (depth % 64) // 64]
+    # Exactly `depth` whole levels: the cycle of levels repeated, then its first few.
+    cycle = b"".join(_LEVEL[level] for level in levels)
+    rest = b"".join(_LEVEL[level] for level in levels[: depth % len(levels)])
+    body = cycle * (depth // len(levels)) + rest
     leaf = draw(st.sampled_from([b"\xc0", b"\x01", b"\xa1x", b""]))
     return _PREFIX[where] + body + leaf, depth
 
