@@ -19,8 +19,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from . import metrics
 from .api import Api
 from .hub import Hub
+from .loop_lag import LoopLagMonitor
 from .pages import page_routes
 from .redis_urls import make_client
 from .session import Connection
@@ -75,6 +77,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
               presence_ttl=settings.presence_ttl,
               concurrent_handshakes=max(1, settings.redis_pool_size // 2))
     api = Api(settings, store)
+    lag = LoopLagMonitor(metrics.LOOP_LAG.observe)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -91,6 +94,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
             log.warning("DEVELOPMENT MODE: no PARTSBOARD_THERAPIST_KEY is set, so anyone who "
                         "can reach this server can create rooms")
         await hub.start()
+        lag.start()
         # Everything made so far lives as long as the process: keep it out of every
         # future collection, and collect the young generation less often.
         gc.collect()
@@ -99,6 +103,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
         try:
             yield
         finally:
+            await lag.stop()
             await hub.stop()
             await client.aclose()
             await pubsub_client.aclose()

@@ -7,6 +7,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from .loop_lag import LAG_BUCKETS
+
 CONNECTIONS = Gauge("partsboard_connections", "Open websocket connections in this process")
 COMMANDS = Counter("partsboard_commands_total", "Commands handled", ["op", "result"])
 COMMIT_SECONDS = Histogram(
@@ -24,6 +26,11 @@ RESYNCS = Counter("partsboard_resyncs_total", "Feeds whose members had to resync
 RESUBSCRIBES = Counter("partsboard_resubscribes_total", "Pub/sub reconnections")
 ROOMS_CREATED = Counter("partsboard_rooms_created_total", "Rooms created")
 ROOMS_ENDED = Counter("partsboard_rooms_ended_total", "Rooms ended by a therapist")
+LOOP_LAG = Histogram(
+    "partsboard_event_loop_lag_seconds",
+    "How late a timer ran after its due time: how long the event loop was held",
+    buckets=LAG_BUCKETS,
+)
 
 
 @cache

@@ -1,0 +1,40 @@
+"""Event-loop lag: how late a timer runs after its due time.
+
+Everything in a process shares one event loop, so anything that holds it (a long
+computation, a collection, a big pipeline parsed in one go) delays every other
+connection by as much. A timer due every `interval` measures that delay directly:
+it cannot run before the loop is free again. The samples go to a Prometheus
+histogram (`partsboard_event_loop_lag_seconds` in /metrics); the benchmark reads
+it before and after each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class LoopLagMonitor:
+    def __init__(self, observe: Callable[[float], None], interval: float = 0.02) -> None:
+        self.observe = observe
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sample_forever(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _sample_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self.observe(max(loop.time() - due, 0.0))
