@@ -33,7 +33,7 @@ const REST = {
 // the panels that go with it.
 const BOARD_FIRST = { partner: [3], therapist: [2, 3] };
 
-export function arrangement(role, stage, { ending = false } = {}) {
+function arrangement(role, stage, { ending = false } = {}) {
   const who = role === "therapist" ? "therapist" : "partner";
   let task = ["part-panel", ...TASKS[who][stage]];
   if (ending) task = ["ending-panel", who === "partner" ? "home-panel" : "export-panel"];
