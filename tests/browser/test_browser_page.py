@@ -148,3 +148,43 @@ def test_keyboard_esc_closes_a_part_and_i_agree_moves_on(room, open_person,  # t
     alex.add_part("The Critic", "manager")
     expect(a.locator("#part-kind")).to_have_value("unsure")
 
+
+
+def test_agreements_links_and_notes_keep_the_order_they_were_made(room, open_person) -> None:  # type: ignore[no-untyped-def]
+    therapist, alex, sam = join_three(open_person, room, phones=("a",))
+    t = therapist.page
+    # Neither alphabetical nor any other order than the one they were made in.
+    agreements = ["We slow down when either of us asks", "Anyone can pause", "No blaming today",
+                  "Kind words, even when it is hard", "Each of us speaks for our parts"]
+    therapist.add_agreements(agreements)
+    notes = ["Zoe's calm returned", "Both leaned in", "Middle of the hour: tears"]
+    for number, text in enumerate(notes):
+        t.fill("#note-text", text)
+        t.click("#note-add button[type=submit]")
+        expect(t.locator("#notes-list > li")).to_have_count(number + 1)
+    for person in (therapist, alex, sam):
+        expect(person.page.locator("#agreements-list .agreement-text")).to_have_text(agreements)
+    expect(t.locator("#notes-list > li > p")).to_have_text(notes)
+
+    move_to_stage(therapist, [alex, sam], 3)
+    for name in ("The Watcher", "The Small One", "The Boss"):
+        alex.add_part(name, "unsure")
+        alex.share(name)
+    sam.add_part("The Fixer", "manager")
+    sam.share("The Fixer")
+    drawn = [("The Watcher", "protects", "The Small One"), ("The Boss", "reacts_to", "The Fixer"),
+             ("The Boss", "protects", "The Watcher"), ("The Watcher", "reacts_to", "The Fixer")]
+    panel = alex.page.locator("#part-panel")
+    for number, (source, kind, target) in enumerate(drawn):
+        alex.select(source)
+        form = panel.locator("form.link-form").nth(0 if kind == "protects" else 1)
+        label = target if kind == "protects" else f"{target} (Sam)"
+        form.get_by_role("combobox").select_option(label=label)
+        form.get_by_role("button", name="Draw the arrow").click()
+        expect(alex.page.locator("#links-list > li")).to_have_count(number + 1)
+    words = [f"{source} {kind.replace('_', ' ')} {target}" for source, kind, target in drawn]
+    for person in (therapist, alex, sam):
+        expect(person.page.locator("#links-list > li")).to_have_count(len(drawn))
+        listed = person.page.locator("#links-list > li > span").all_inner_texts()
+        plain = [text.replace(" (Alex)", "").replace(" (Sam)", "") for text in listed]
+        assert plain == words, (person.label, plain)
