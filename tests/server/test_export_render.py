@@ -231,7 +231,8 @@ def test_wording_of_the_board(demo: Demo, fmt: str) -> None:
     assert "Acknowledged by Alex and Sam." in text
     assert "Not acknowledged yet." in text
     assert "Request to Sam: When you need space, tell me when you'll be back" in text
-    assert "Sam's answer: Yes, I can do that" in text
+    # The answer and its note each stand alone: no punctuation is added to the note's own.
+    assert re.search(r"Sam's answer: Yes -? ?Sam's note: I can do that", text)
     assert "Managers" in text and "Firefighters" in text and "Exiles" in text
     assert "stage 5 of 5" in text and "Working with Parts in the Relationship" in text
     assert "Calm" in text and "Connectedness" in text
