@@ -133,8 +133,8 @@ class Api:
         if key and not hmac.compare_digest(_bearer(request).encode(), key.encode()):
             raise Unauthorized("The practice key is not right.")
         body: CreateBody = await _body(request, CreateBody)
-        await self.store.refresh_run_id()  # the epoch must name the Redis run holding the room
-        room_id, epoch, now = new_room_id(), self.store.new_epoch(), time.time()
+        room_id = new_room_id()
+        epoch, now = await self.store.new_epoch(room_id), time.time()
         if body.continue_from is not None:
             room = room_from_export(body.continue_from, room_id=room_id, epoch=epoch, now=now,
                                     limits=self.settings.limits, stages=self.settings.stages,

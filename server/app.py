@@ -59,18 +59,20 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def redis_client(settings: Settings, url: str, *, pool_size: int) -> aioredis.Redis:
+def redis_client(settings: Settings, url: str, *, pool_size: int,
+                 retry: bool = True) -> aioredis.Redis:
     # A waiting pool: under load, callers queue for a connection instead of failing.
     # redis://, rediss://, unix:// or redis+sentinel:// (the master, found again on failover).
-    return make_client(url, pool_size=pool_size, timeout=settings.redis_timeout)
+    return make_client(url, pool_size=pool_size, timeout=settings.redis_timeout, retry=retry)
 
 
 def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = None) -> Starlette:
     if settings.redis_url is None:
         raise ValueError("create_app needs settings.redis_url")
     client = redis_client(settings, settings.redis_url, pool_size=settings.redis_pool_size)
-    # Pub/sub holds its own connection for as long as it listens.
-    pubsub_client = redis_client(settings, settings.redis_url, pool_size=4)
+    # Pub/sub holds its own connection for as long as it listens, and never retries in
+    # place: the hub must hear of every reconnect to fill what was missed meanwhile.
+    pubsub_client = redis_client(settings, settings.redis_url, pool_size=4, retry=False)
     store = Store(client, idle_ttl=settings.idle_ttl, max_lifetime=settings.max_lifetime,
                   log_length=settings.log_length)
     hub = Hub(store, pubsub_client, sweep_interval=settings.sweep_interval,
@@ -81,7 +83,6 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.refresh_run_id()
         persistence = await store.persistence_settings()
         if persistence is None:
             log.warning("could not read Redis persistence settings (CONFIG is disabled); "

@@ -48,6 +48,7 @@ async def execute(live: LiveRoom, role: Role, command_id: str, command: Command)
                     continue
                 prior = await store.prior_seq(live.id, field)
                 if prior is not None:
+                    await live.catch_up(prior)
                     return prior
                 raise
             result = await store.commit(room, changed, encode_event(event), field)
@@ -56,6 +57,9 @@ async def execute(live: LiveRoom, role: Role, command_id: str, command: Command)
                 await live.deliver(event)
                 return result.seq
             if result.outcome == "dup":
+                # Committed by an earlier attempt whose reply was lost (a retry after a
+                # dropped Redis connection): this process may not have delivered it yet.
+                await live.catch_up(result.seq)
                 return result.seq
             if result.outcome == "conflict":
                 metrics.COMMIT_CONFLICTS.inc()
@@ -66,9 +70,7 @@ async def execute(live: LiveRoom, role: Role, command_id: str, command: Command)
                 room = await store.load(live.id)
                 continue
             live.room = None
-            if result.outcome == "gone":
-                await store.refresh_run_id()
-            if result.outcome == "lost" or not store.epoch_is_from_this_run(room.epoch):
+            if result.outcome == "lost" or await store.was_lost(live.id, room.epoch):
                 _lose(live)
             raise RoomEnded()
         raise Internal()

@@ -152,16 +152,17 @@ class Hub:
         # lower than that if it lost writes; events delivered during the read prove nothing.
         delivered = [live.delivered for live in rooms]
         rows = await self.store.meta_seq_epoch([live.id for live in rooms])
-        run_changed = False
-        if any(row is None for row in rows):
-            previous = self.store.run_id
-            run_changed = await self.store.refresh_run_id() != previous
+        gone = [(live.id, live.epoch) for live, row in zip(rooms, rows, strict=True)
+                if row is None]
+        lost = dict(zip(gone, await self.store.were_lost(gone), strict=True))
         for live, row, was_delivered in zip(rooms, rows, delivered, strict=True):
-            if row is None or row[1] != live.epoch:
-                if run_changed or row is not None:
+            if row is None:
+                if lost[live.id, live.epoch]:
                     live.lose()
                 else:
                     live.end()
+            elif row[1] != live.epoch:
+                live.lose()
             elif row[0] < was_delivered:  # Redis lost acknowledged writes
                 live.lose()
             else:

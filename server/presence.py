@@ -6,7 +6,10 @@ refreshes every entry of this process every third of the TTL (and the rooms'
 TTLs with it: a room with people in it is not idle), so the entries of a
 process that died without a goodbye disappear within one TTL. A join or leave
 anywhere publishes P on the room's channel and every process recounts; the
-counts reach members through their LiveRoom (server/live_room.py).
+counts reach members through their LiveRoom (server/live_room.py). A death
+publishes nothing, so every count also says when its first entry expires, and
+the room is recounted then: a dead process's members are forgotten one TTL
+after its last heartbeat, not at some later heartbeat of a survivor.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from .live_room import LiveRoom, Member
-from .store import Store
+from .store import Present, Store
 
 log = logging.getLogger("partsboard.presence")
 
@@ -34,17 +38,18 @@ class Presence:
         self.rooms = rooms
         self.ttl = ttl
         self._recounting: set[str] = set()
+        self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def member_id(self, role: str) -> str:
         return f"{self.store.origin}|{secrets.token_hex(6)}|{role}"
 
     async def join(self, live: LiveRoom, member: Member) -> None:
-        live.show_presence(await self.store.presence_join(live.id, member.presence_id, self.ttl))
+        self._show(live, await self.store.presence_join(live.id, member.presence_id, self.ttl))
 
     async def leave(self, live: LiveRoom, member: Member) -> None:
         with contextlib.suppress(RedisError, OSError):
-            live.show_presence(await self.store.presence_leave(live.id, member.presence_id))
+            self._show(live, await self.store.presence_leave(live.id, member.presence_id))
 
     async def forget_all(self) -> None:
         """At shutdown: remove this process's entries at once rather than let them expire."""
@@ -63,14 +68,33 @@ class Presence:
             await asyncio.sleep(COALESCE)
             self._recounting.discard(live.id)
             with contextlib.suppress(RedisError, OSError):
-                live.show_presence(await self.store.presence_counts(live.id))
+                self._show(live, await self.store.presence_counts(live.id))
 
         self._spawn(recount())
+
+    def _show(self, live: LiveRoom, present: Present) -> None:
+        live.show_presence(present.counts)
+        timer = self._expiries.pop(live.id, None)
+        if timer is not None:
+            timer.cancel()
+        if present.next_expiry_ms is None or not live.members:
+            return
+        delay = max(0.0, present.next_expiry_ms / 1000 - time.time()) + COALESCE
+        self._expiries[live.id] = asyncio.get_running_loop().call_later(
+            delay, self._expired, live)
+
+    def _expired(self, live: LiveRoom) -> None:
+        self._expiries.pop(live.id, None)
+        if self.rooms.get(live.id) is live:
+            self.recount_soon(live)
 
     def start(self) -> None:
         self._spawn(self._heartbeat_forever())
 
     async def stop(self) -> None:
+        for timer in self._expiries.values():
+            timer.cancel()
+        self._expiries.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -90,11 +114,11 @@ class Presence:
             if not rooms:
                 continue
             try:
-                counts = await self.store.heartbeat(rooms, self.ttl)
+                found = await self.store.heartbeat(rooms, self.ttl)
             except (RedisError, OSError) as error:
                 log.warning("heartbeat failed (%s)", type(error).__name__)
                 continue
-            for room_id, present in counts.items():
+            for room_id, present in found.items():
                 live = self.rooms.get(room_id)
                 if live is not None:
-                    live.show_presence(present)
+                    self._show(live, present)

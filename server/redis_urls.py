@@ -11,7 +11,18 @@ Accepted URLs:
   in the query. Percent-encode ``@ / : ? # ,`` and ``%`` inside names and passwords.
 
 Every client gets a *waiting* pool of ``pool_size`` connections: under load a caller queues
-for up to ``timeout`` seconds instead of failing at once. redis-py's asyncio Sentinel pool
+for up to ``timeout`` seconds instead of failing at once.
+
+A request that meets a dead connection (Redis restarted or failed over since the connection
+was pooled) reconnects and is sent once more (``retry=1`` on ``ConnectionError`` only): redis-py
+does not notice at checkout that the server closed a pooled connection, so without it every
+stale connection fails one request. A retried command may have run once already, before its
+reply was lost: commits are deduplicated by their command id, the other writes are
+idempotent. Timeouts are not retried (that would double the time a caller waits). Pub/sub
+clients (``retry=False``) never retry: redis-py would quietly resubscribe, hiding the
+messages lost meanwhile from the hub, which must sweep its rooms after any reconnect.
+redis-py 8's maintenance notifications are off (they need RESP3); when on, the pool also
+skips its stale-connection check at checkout. redis-py's asyncio Sentinel pool
 does not wait (it raises beyond ``max_connections``), so :class:`BlockingSentinelConnectionPool`
 combines it with :class:`~redis.asyncio.BlockingConnectionPool`. A Sentinel-managed
 connection asks the Sentinels for the master's address every time it (re)connects, so after a
@@ -28,7 +39,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 SENTINEL_SCHEME = "redis+sentinel"
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
@@ -68,11 +82,18 @@ class SentinelTarget:
     sentinel_password: str | None = field(default=None, repr=False)
 
 
-def make_client(url: str, *, pool_size: int, timeout: float) -> aioredis.Redis:
+def connection_retry(retry: bool = True) -> Retry:
+    """Once more after a connection error (or never, for pub/sub): see the module docstring."""
+    return Retry(NoBackoff(), 1 if retry else 0, supported_errors=(RedisConnectionError,))
+
+
+def make_client(url: str, *, pool_size: int, timeout: float,
+                retry: bool = True) -> aioredis.Redis:
     """An asyncio Redis client for ``url`` with a waiting pool of ``pool_size`` connections.
 
-    ``timeout`` bounds both connecting and waiting for a free connection. Closing the client
-    (``await client.aclose()``) closes its pool too.
+    ``timeout`` bounds both connecting and waiting for a free connection. ``retry``: a
+    request that meets a dead connection reconnects and is sent once more (False for
+    pub/sub). Closing the client (``await client.aclose()``) closes its pool too.
     """
     if pool_size < 1:
         raise ValueError("the Redis pool size must be at least 1")
@@ -82,6 +103,7 @@ def make_client(url: str, *, pool_size: int, timeout: float) -> aioredis.Redis:
             pool = aioredis.BlockingConnectionPool.from_url(
                 url, max_connections=pool_size, timeout=timeout,
                 socket_connect_timeout=timeout, health_check_interval=HEALTH_CHECK_INTERVAL,
+                retry=connection_retry(retry),
             )
         except ValueError:
             # redis-py's messages are safe, but the cause's traceback may show the URL.
@@ -90,12 +112,13 @@ def make_client(url: str, *, pool_size: int, timeout: float) -> aioredis.Redis:
                 "number and the query parameters)") from None
         return aioredis.Redis.from_pool(pool)
     if scheme == SENTINEL_SCHEME:
-        return _sentinel_client(parse_sentinel_url(url), pool_size=pool_size, timeout=timeout)
+        return _sentinel_client(parse_sentinel_url(url), pool_size=pool_size, timeout=timeout,
+                                retry=retry)
     raise ValueError(f"REDIS_URL must start with {_SCHEMES_HINT}")
 
 
-def _sentinel_client(target: SentinelTarget, *, pool_size: int,
-                     timeout: float) -> aioredis.Redis:
+def _sentinel_client(target: SentinelTarget, *, pool_size: int, timeout: float,
+                     retry: bool) -> aioredis.Redis:
     sentinel_kwargs: dict[str, object] = {
         "socket_connect_timeout": timeout,
         "socket_timeout": timeout,  # a Sentinel that hangs must not hang every reconnect
@@ -118,6 +141,7 @@ def _sentinel_client(target: SentinelTarget, *, pool_size: int,
         timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=HEALTH_CHECK_INTERVAL,
+        retry=connection_retry(retry),
         **master_kwargs,
     )
     return aioredis.Redis.from_pool(pool)

@@ -182,10 +182,8 @@ class Connection:
         auth, counts = await self.store.authenticate_and_count(frame.room, frame.secret)
         resume = frame.resume
         if auth is None:
-            if resume is not None:
-                await self.store.refresh_run_id()
-                if not self.store.epoch_is_from_this_run(resume.epoch):
-                    raise RoomLost()
+            if resume is not None and await self.store.was_lost(frame.room, resume.epoch):
+                raise RoomLost()
             raise RoomEnded()
         if resume is not None and resume.epoch != auth.epoch:
             raise RoomLost()

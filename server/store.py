@@ -203,20 +203,30 @@ class Store:
         self._touch = client.register_script(TOUCH_LUA)
         self._end = client.register_script(END_LUA)
         self._relink = client.register_script(RELINK_LUA)
-        self.run_id = ""
 
-    async def refresh_run_id(self) -> str:
+    # A room's epoch names the Redis run that created it. When the room is gone, it was
+    # lost (Redis restarted empty, or a failover reached a replica that never had it) if
+    # the Redis that would hold it now is another run, and ended (or expired) otherwise.
+    # Each question reads the run id afresh: whoever noticed a restart first, every path
+    # that finds the room gone gives the same answer.
+
+    async def new_epoch(self, room_id: str) -> str:
+        return f"{(await self._run_id())[:12]}.{secrets.token_urlsafe(6)}"
+
+    async def was_lost(self, room_id: str, epoch: str) -> bool:
+        """Whether a room that is gone (or has another epoch) was lost rather than ended."""
+        return (await self.were_lost([(room_id, epoch)]))[0]
+
+    async def were_lost(self, rooms: list[tuple[str, str]]) -> list[bool]:
+        """was_lost for many (room id, epoch) pairs, reading the run id once."""
+        if not rooms:
+            return []
+        run = (await self._run_id())[:12]
+        return [epoch.split(".", 1)[0] != run for _, epoch in rooms]
+
+    async def _run_id(self) -> str:
         info = await self.redis.info("server")
-        self.run_id = str(info.get("run_id", ""))
-        return self.run_id
-
-    def new_epoch(self) -> str:
-        # The epoch names the Redis run that holds the room, so a client resuming after
-        # Redis lost everything can be told "lost" rather than "ended" (see session.py).
-        return f"{self.run_id[:12]}.{secrets.token_urlsafe(6)}"
-
-    def epoch_is_from_this_run(self, epoch: str) -> bool:
-        return epoch.split(".", 1)[0] == self.run_id[:12]
+        return str(info.get("run_id", ""))
 
     async def create(self, room: Room, secret_hashes: dict[Role, str]) -> None:
         keys = Keys(room.id)
@@ -334,12 +344,12 @@ class Store:
     # presence: a zset per room, members refreshed by their process's heartbeat
 
     async def heartbeat(self, rooms: dict[str, list[str]], ttl_s: float,
-                        chunk: int = 200) -> dict[str, dict[str, int]]:
+                        chunk: int = 200) -> dict[str, Present]:
         """For many rooms at once: refresh this process's presence entries and the
         room's TTLs (a room with people in it is not idle), and read who is present."""
         now_ms = _presence_clock()
         expiry = now_ms + int(ttl_s * 1000)
-        counts: dict[str, dict[str, int]] = {}
+        present: dict[str, Present] = {}
         room_ids = list(rooms)
         for start in range(0, len(room_ids), chunk):
             batch = room_ids[start:start + chunk]
@@ -351,16 +361,16 @@ class Store:
                         pipe.zadd(keys.presence, dict.fromkeys(rooms[room_id], expiry))
                     pipe.pexpire(keys.presence, int(ttl_s * 3000))
                     await self._touch(keys=keys.all(), args=[self.idle_ms], client=pipe)
-                    pipe.zrangebyscore(keys.presence, now_ms, "+inf")
+                    _read_present(pipe, keys, now_ms)
                 replies = await pipe.execute()
             position = 0
             for room_id in batch:
                 position += 4 if rooms[room_id] else 3
-                counts[room_id] = _role_counts(replies[position])
+                present[room_id] = _present(replies[position])
                 position += 1
-        return counts
+        return present
 
-    async def presence_join(self, room_id: str, member: str, ttl_s: float) -> dict[str, int]:
+    async def presence_join(self, room_id: str, member: str, ttl_s: float) -> Present:
         """Add a connection to the room's presence, tell the other processes, and
         return who is present now: one round trip."""
         keys = Keys(room_id)
@@ -369,28 +379,28 @@ class Store:
             pipe.zremrangebyscore(keys.presence, "-inf", now_ms)
             pipe.zadd(keys.presence, {member: now_ms + int(ttl_s * 1000)})
             pipe.pexpire(keys.presence, int(ttl_s * 3000))
-            pipe.zrangebyscore(keys.presence, now_ms, "+inf")
+            _read_present(pipe, keys, now_ms)
             pipe.publish(keys.channel, TAG_PRESENCE)
             replies = await pipe.execute()
-        return _role_counts(replies[3])
+        return _present(replies[3])
 
-    async def presence_leave(self, room_id: str, member: str) -> dict[str, int]:
+    async def presence_leave(self, room_id: str, member: str) -> Present:
         keys = Keys(room_id)
         now_ms = _presence_clock()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(keys.presence, member)
-            pipe.zrangebyscore(keys.presence, now_ms, "+inf")
+            _read_present(pipe, keys, now_ms)
             pipe.publish(keys.channel, TAG_PRESENCE)
             replies = await pipe.execute()
-        return _role_counts(replies[1])
+        return _present(replies[1])
 
     async def presence_remove(self, room_id: str, member: str) -> None:
         await self.redis.zrem(Keys(room_id).presence, member)
 
-    async def presence_counts(self, room_id: str) -> dict[str, int]:
-        members: Any = await self.redis.zrangebyscore(
-            Keys(room_id).presence, _presence_clock(), "+inf")
-        return _role_counts(members)
+    async def presence_counts(self, room_id: str) -> Present:
+        entries: Any = await self.redis.zrangebyscore(
+            Keys(room_id).presence, _presence_clock(), "+inf", withscores=True)
+        return _present(entries)
 
     async def persistence_settings(self) -> dict[str, str] | None:
         """Redis's disk persistence settings, or None when CONFIG is not allowed."""
@@ -423,6 +433,24 @@ def _presence_clock() -> int:
     # Presence scores use each process's own clock (NTP keeps them well within the
     # presence TTL), which saves a round trip per join; room TTLs use Redis's TIME.
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Present:
+    """Who is in a room (open connections per role), and when the first of those entries
+    expires unless its process refreshes it: the counts may drop then, not before."""
+
+    counts: dict[str, int]
+    next_expiry_ms: int | None
+
+
+def _read_present(pipe: Any, keys: Keys, now_ms: int) -> None:
+    pipe.zrangebyscore(keys.presence, now_ms, "+inf", withscores=True)
+
+
+def _present(entries: list[tuple[bytes, float]]) -> Present:
+    return Present(_role_counts([member for member, _ in entries]),
+                   int(entries[0][1]) if entries else None)
 
 
 def _role_counts(members: list[bytes]) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis
@@ -30,6 +31,29 @@ async def test_a_dead_process_leaves_no_ghost_members(server_factory) -> None:
     await phone.wait_for(lambda _: phone.presence == {"therapist": 1, "a": 0, "b": 1})
     for client in (therapist, *tabs, phone):
         await client.close()
+
+
+async def test_a_dead_process_is_forgotten_when_its_entries_expire(
+        server_factory, redis_url) -> None:
+    """The bound of docs/protocol.md (the presence TTL after the dead process's last
+    heartbeat) holds however far off the survivor's own next heartbeat is: the survivor
+    here refreshes only every 20 s, the doomed process's entries expire 2 s after its last
+    heartbeat, and the survivor must see them go when they expire."""
+    survivor = await server_factory.start({"PARTSBOARD_PRESENCE_TTL": "60"})
+    doomed = await server_factory.start({"PARTSBOARD_PRESENCE_TTL": "2"})
+    room = await make_room(survivor.base_url, 0)
+    therapist = await join(room, "therapist", survivor.base_url, survivor.base_url)
+    await join(room, "a", doomed.base_url, survivor.base_url)
+    await therapist.wait_for(lambda _: therapist.presence.get("a") == 1)
+    doomed.kill()
+    async with aioredis.Redis.from_url(redis_url) as client:
+        entries = await client.zrange(f"pb:{{{room.id}}}:presence", 0, -1, withscores=True)
+    expiry_ms = max(score for member, score in entries if member.endswith(b"|a"))
+    await therapist.wait_for(lambda _: therapist.presence.get("a") == 0, timeout=10)
+    seen_ms = time.time() * 1000
+    assert seen_ms >= expiry_ms, "a live entry was counted out before it expired"
+    assert therapist.presence == {"therapist": 1, "a": 0, "b": 0}
+    await therapist.close()
 
 
 async def test_tabs_count_per_role_and_leaving_is_seen_at_once(server_factory) -> None:

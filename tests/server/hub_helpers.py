@@ -44,14 +44,13 @@ async def open_store(redis_url: str, *, log_length: int = 100) -> AsyncIterator[
     client = aioredis.Redis.from_url(redis_url)
     try:
         store = Store(client, idle_ttl=60, max_lifetime=120, log_length=log_length)
-        await store.refresh_run_id()
         yield store
     finally:
         await client.aclose()
 
 
 async def make_room(store: Store, room_id: str = "r" * 22) -> str:
-    room = new_room(room_id=room_id, epoch=store.new_epoch(), now=0.0,
+    room = new_room(room_id=room_id, epoch=await store.new_epoch(room_id), now=0.0,
                     therapist_sees_drafts=True,
                     partners={"a": PartnerInfo("Ana", "#112233"),
                               "b": PartnerInfo("Ben", "#445566")})
