@@ -1,11 +1,12 @@
 """Partsboard's asyncio Python client: join links, the HTTP API and live sessions.
 
     from client import Client, create_room
+    from rooms.actions import PartAdd, PartReveal
 
     room = await create_room("http://127.0.0.1:8000", key=KEY)
     async with Client(room.links["a"]) as alex:
-        part = await alex.add_part("The Planner", "manager")
-        await alex.reveal(part)
+        part = await alex.create(PartAdd(name="The Planner", kind="manager"))
+        await alex.run(PartReveal(id=part))
 
 `client/` never imports `server/`; it shares only the pure core (`rooms/`).
 """

@@ -13,6 +13,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rooms.actions import (
+    AgreementAck,
+    AgreementAdd,
+    CheckinReveal,
+    CheckinSet,
+    LinkAdd,
+    NeedSet,
+    NoteAdd,
+    PartAdd,
+    PartBlend,
+    PartMove,
+    PartReveal,
+    PartRevealAll,
+    PauseClear,
+    PauseRaise,
+    ReadySet,
+    RequestAnswer,
+    RequestMake,
+    SpotlightSet,
+    StageSet,
+)
+
 from .http import DEMO_PARTNERS, create_room, end_session, export
 from .session import Client
 
@@ -22,16 +44,16 @@ AGREEMENTS = (
     "No blaming: we stay curious about each other's parts.",
 )
 
-# (name, kind, x, y) per partner; the exile is shared last, when its owner is ready.
+# Each partner's parts; the exile is shared last, when its owner is ready.
 ALEX_PARTS = (
-    ("The Planner", "manager", 0.15, 0.2),
-    ("The Alarm", "firefighter", 0.3, 0.45),
-    ("The one who gets left", "exile", 0.2, 0.75),
+    PartAdd(name="The Planner", kind="manager", x=0.15, y=0.2),
+    PartAdd(name="The Alarm", kind="firefighter", x=0.3, y=0.45),
+    PartAdd(name="The one who gets left", kind="exile", x=0.2, y=0.75),
 )
 SAM_PARTS = (
-    ("The Quiet One", "firefighter", 0.7, 0.45),
-    ("The Good Kid", "manager", 0.85, 0.2),
-    ("The one who is never enough", "exile", 0.8, 0.75),
+    PartAdd(name="The Quiet One", kind="firefighter", x=0.7, y=0.45),
+    PartAdd(name="The Good Kid", kind="manager", x=0.85, y=0.2),
+    PartAdd(name="The one who is never enough", kind="exile", x=0.8, y=0.75),
 )
 
 
@@ -49,13 +71,13 @@ class Demo:
             await asyncio.sleep(self.pace)
 
     async def both_ready(self) -> None:
-        await self.alex.set_ready()
-        await self.sam.set_ready()
+        await self.alex.run(ReadySet())
+        await self.sam.run(ReadySet())
         await self.t.wait_for(lambda v: v["colls"]["ready"].keys() >= {"a", "b"})
         await self.step("Alex and Sam are both ready for the next step")
 
     async def move_to(self, stage: int) -> None:
-        await self.t.set_stage(stage)
+        await self.t.run(StageSet(stage=stage))
         self.stage = stage
         view = await self.t.wait_seq(self.t.seq)
         name = view["colls"]["room"]["settings"]["stages"][stage - 1]["name"]
@@ -68,11 +90,11 @@ class Demo:
         await self.step("therapist, Alex and Sam are connected")
         agreements = []
         for text in AGREEMENTS:
-            agreements.append(await t.add_agreement(text))
+            agreements.append(await t.create(AgreementAdd(text=text)))
             await self.step(f"the therapist writes an agreement: {text}")
         for agreement in agreements:
-            await alex.ack_agreement(agreement)
-            await sam.ack_agreement(agreement)
+            await alex.run(AgreementAck(id=agreement))
+            await sam.run(AgreementAck(id=agreement))
         await t.wait_for(lambda v: all(
             v["colls"]["agreements"][a]["acks"] == ["a", "b"] for a in agreements))
         await self.step("Alex and Sam acknowledge every agreement")
@@ -82,18 +104,18 @@ class Demo:
         await self.move_to(2)
         parts: dict[str, str] = {}
         for who, client, plan in (("Alex", alex, ALEX_PARTS), ("Sam", sam, SAM_PARTS)):
-            for name, kind, x, y in plan:
-                parts[name] = await client.add_part(name, kind, x, y)
-                await self.step(f"{who} adds a part, not yet shared: {name} ({kind})")
-        await alex.reveal(parts["The Planner"])
-        await alex.reveal(parts["The Alarm"])
+            for part in plan:
+                parts[part.name] = await client.create(part)
+                await self.step(f"{who} adds a part, not yet shared: {part.name} ({part.kind})")
+        await alex.run(PartReveal(id=parts["The Planner"]))
+        await alex.run(PartReveal(id=parts["The Alarm"]))
         await self.step("Alex shares The Planner and The Alarm")
         await alex.drag(parts["The Alarm"], 0.4, 0.45)
-        await alex.move(parts["The Alarm"], 0.42, 0.45)
+        await alex.run(PartMove(id=parts["The Alarm"], x=0.42, y=0.45))
         await self.step("Alex moves The Alarm closer to the middle")
-        await sam.reveal_all()
+        await sam.run(PartRevealAll())
         await self.step("Sam shares all of Sam's parts")
-        await alex.reveal(parts["The one who gets left"])
+        await alex.run(PartReveal(id=parts["The one who gets left"]))
         await self.step("Alex, when ready, shares The one who gets left")
         await sam.wait_for(lambda v: set(parts.values()) <= v["colls"]["parts"].keys())
         await self.both_ready()
@@ -105,7 +127,7 @@ class Demo:
             (sam, "The Quiet One", 7), (sam, "The Good Kid", 5),
             (sam, "The one who is never enough", 3),
         ):
-            await client.blend(parts[name], level)
+            await client.run(PartBlend(id=parts[name], level=level))
             who = "Alex" if client is alex else "Sam"
             await self.step(f"{who}: {name} is blended at {level} of 10")
         for client, source, target in (
@@ -114,56 +136,60 @@ class Demo:
             (sam, "The Quiet One", "The one who is never enough"),
             (sam, "The Good Kid", "The one who is never enough"),
         ):
-            await client.add_link("protects", parts[source], parts[target])
+            await client.create(LinkAdd(kind="protects", source=parts[source],
+                                        target=parts[target]))
             await self.step(f"{source} protects {target}")
-        await t.spotlight(parts["The Alarm"])
+        await t.run(SpotlightSet(part=parts["The Alarm"]))
         await self.step("the therapist spotlights The Alarm")
-        await alex.add_link("reacts_to", parts["The Alarm"], parts["The Quiet One"])
+        await alex.create(LinkAdd(kind="reacts_to", source=parts["The Alarm"],
+                                  target=parts["The Quiet One"]))
         await self.step("the cycle: The Alarm reacts to The Quiet One")
-        await sam.add_link("reacts_to", parts["The Quiet One"], parts["The Alarm"])
+        await sam.create(LinkAdd(kind="reacts_to", source=parts["The Quiet One"],
+                                 target=parts["The Alarm"]))
         await self.step("the cycle: The Quiet One reacts to The Alarm")
-        await sam.raise_pause()
+        await sam.run(PauseRaise())
         await t.wait_for(lambda v: v["colls"]["room"]["board"]["pauses"] != [])
         await self.step("Sam asks for a pause; everyone sees it")
-        await t.clear_pause()
+        await t.run(PauseClear())
         await self.step("after a breath, the therapist clears the pause")
-        await alex.blend(parts["The Alarm"], 3)
-        await sam.blend(parts["The Quiet One"], 4)
+        await alex.run(PartBlend(id=parts["The Alarm"], level=3))
+        await sam.run(PartBlend(id=parts["The Quiet One"], level=4))
         await self.step("The Alarm and The Quiet One step back a little (3 and 4 of 10)")
-        await t.spotlight(None)
-        await t.add_note("The cycle is visible to both; the pause was used well.")
+        await t.run(SpotlightSet(part=None))
+        await t.create(NoteAdd(text="The cycle is visible to both; the pause was used well."))
         await self.step("the therapist writes a private note")
         await self.both_ready()
 
         # 4. Accessing the Self
         await self.move_to(4)
-        await alex.set_checkin(
-            {"calm": 6, "curiosity": 7, "compassion": 6, "confidence": 5, "courage": 6,
-             "clarity": 6, "creativity": 5, "connectedness": 6},
-            "Calmer now that I can see The Alarm.",
-        )
-        await sam.set_checkin(
-            {"calm": 7, "curiosity": 6, "compassion": 7, "confidence": 5, "courage": 5,
-             "clarity": 6, "creativity": 6, "connectedness": 5},
-            "I can stay in the room.",
-        )
+        await alex.run(CheckinSet(
+            scores={"calm": 6, "curiosity": 7, "compassion": 6, "confidence": 5, "courage": 6,
+                    "clarity": 6, "creativity": 5, "connectedness": 6},
+            note="Calmer now that I can see The Alarm.",
+        ))
+        await sam.run(CheckinSet(
+            scores={"calm": 7, "curiosity": 6, "compassion": 7, "confidence": 5, "courage": 5,
+                    "clarity": 6, "creativity": 6, "connectedness": 5},
+            note="I can stay in the room.",
+        ))
         await self.step("Alex and Sam fill in their Self check-ins, not yet shared")
-        await alex.reveal_checkin()
-        await sam.reveal_checkin()
+        await alex.run(CheckinReveal())
+        await sam.run(CheckinReveal())
         await self.step("Alex and Sam share their check-ins")
         await self.both_ready()
 
         # 5. Working with Parts in the Relationship
         await self.move_to(5)
         exile = parts["The one who gets left"]
-        await alex.set_need(exile, "To know Sam is coming back.")
+        await alex.run(NeedSet(part=exile, text="To know Sam is coming back."))
         await self.step("Alex writes what The one who gets left needs, not yet shared")
         await alex.send("need.reveal", part=exile)
         await self.step("Alex shares it: The one who gets left needs to know Sam is coming back")
-        await alex.make_request(exile, "When you need space, tell me when you'll be back.")
+        await alex.run(RequestMake(part=exile,
+                                   text="When you need space, tell me when you'll be back."))
         await self.step("Alex asks: when you need space, tell me when you'll be back")
         await sam.wait_for(lambda v: (v["colls"]["needs"].get(exile) or {}).get("request"))
-        await sam.answer_request(exile, "yes", "I can do that.")
+        await sam.run(RequestAnswer(part=exile, answer="yes", note="I can do that."))
         await self.step("Sam answers: yes")
         await self.both_ready()
 

@@ -6,20 +6,21 @@ welcome (a full view, or the replay of the events it missed), resends every
 command that has no ack yet under its original id, and then reads frames
 until the connection ends. It follows the one client behaviour of
 docs/protocol.md (section 12, "What a client does"), as the browser's client
-does: an event the mirror has already is ignored; one that leaves a gap is
-never applied, the client drops the connection and resumes at once; after a
-close, rooms.errors.CLOSES says whether to stop (the session ended, the link is
-not valid, the room was lost), wait or resume, with the backoff of
-rooms.protocol.BACKOFF. close() stops it too.
+does: the mirror (client/mirror.py) applies events in order and says when the
+connection must resume; after a close, rooms.errors.CLOSES says whether to stop
+(the session ended, the link is not valid, the room was lost), wait or resume,
+with the backoff of rooms.protocol.BACKOFF. close() stops it too.
 
-`send()` may be called at any time, connected or not: the command waits in
-the pending table and goes out with the next resend. It returns once both
-its ack and the event of the acked seq have reached the mirror, so after
-`await c.add_part(...)` the caller's own `c.view` already shows the part.
+Commands are the structs of rooms.actions, one place for each command's
+arguments. `run()` (or `send(op, **args)`) may be called at any time, connected
+or not: the command waits in the pending table and goes out with the next
+resend. It returns once both its ack and the event of the acked seq have
+reached the mirror, so afterwards the caller's own `view` already shows it;
+`create()` returns the id of the item a command made.
 
     async with Client(link) as alex:
-        part = await alex.add_part("The Planner", "manager", x=0.2, y=0.3)
-        await alex.reveal(part)
+        part = await alex.create(PartAdd(name="The Planner", kind="manager"))
+        await alex.run(PartReveal(id=part))
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
@@ -39,34 +39,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Origin, Subprotocol
 
 from rooms import wire
-from rooms.actions import parse_args
+from rooms.actions import Command, args_of, parse_args
 from rooms.errors import then_after
-from rooms.views import apply_event
 
 from .backoff import backoff
-from .errors import CLOSE_ERRORS, ClientClosed, ConnectionLost, SessionEnded, SessionLost, error_for
+from .errors import CLOSE_ERRORS, ClientClosed, ConnectionLost, SessionEnded, error_for
 from .links import JoinLink, parse_link
-
-View = dict[str, Any]
-Frame = dict[str, Any]
-T = TypeVar("T")
+from .mirror import Frame, Mirror, OutOfStep, View
+from .subscription import Subscription
 
 AUTO: Final = "auto"
-RECENT_EVENTS: Final = 4096
 MAX_FRAME: Final = 16 * 1024 * 1024
 KEEP_ANOMALIES: Final = 1000
-
-
-class _Resync(Exception):
-    """Drop this connection and resume; with fresh=True ask for a whole new view."""
-
-    def __init__(self, fresh: bool = False) -> None:
-        super().__init__()
-        self.fresh = fresh
-
-
-class _End:
-    pass
 
 
 @dataclass(frozen=True)
@@ -80,9 +64,6 @@ class _Ended:
     resync: bool = False
 
 
-_END: Final = _End()
-
-
 @dataclass(eq=False)
 class _Pending:
     id: str
@@ -91,45 +72,6 @@ class _Pending:
     future: asyncio.Future[Frame]
     sent_on: int = -1  # number of the connection it was last sent on
     seq: int | None = None  # the acked seq
-
-
-class Subscription(AsyncIterator[T]):
-    """An async iterator fed by the client from the moment it was created.
-
-    It ends when the client is closed and raises the session's terminal error
-    (SessionEnded, LinkNotValid, SessionLost, ConnectionLost) otherwise.
-    Unread items queue up without bound: read what you subscribe to, or close it.
-    """
-
-    def __init__(self, owner: list[Subscription[T]]) -> None:
-        self._queue: asyncio.Queue[T | _End] = asyncio.Queue()
-        self._owner = owner
-        self._error: BaseException | None = None
-        owner.append(self)
-
-    def _put(self, item: T) -> None:
-        self._queue.put_nowait(item)
-
-    def _finish(self, error: BaseException | None) -> None:
-        self._error = error
-        self._queue.put_nowait(_END)
-
-    def close(self) -> None:
-        with contextlib.suppress(ValueError):
-            self._owner.remove(self)
-
-    def __aiter__(self) -> Subscription[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        item = await self._queue.get()
-        if isinstance(item, _End):
-            self._queue.put_nowait(item)  # stay finished
-            self.close()
-            if self._error is not None:
-                raise self._error
-            raise StopAsyncIteration
-        return item
 
 
 class Client:
@@ -156,9 +98,7 @@ class Client:
     ) -> None:
         self.link = link if isinstance(link, JoinLink) else parse_link(link)
         self.room: str = self.link.room
-        self.role: str | None = None
-        self.epoch: str | None = None
-        self.view: View | None = None
+        self.mirror = Mirror(self.room, applied=self._applied, anomaly=self._anomaly)
         self.presence: dict[str, int] = {}
         self.drags: dict[str, Frame] = {}
         self.errors: list[Frame] = []
@@ -175,10 +115,8 @@ class Client:
         self._ws: ClientConnection | None = None
         self._conn_no = 0
         self._ready = False  # welcomed and every pending command (re)sent on _ws
-        self._fresh = False  # next hello asks for a whole view, not a replay
         self._ended_seen = False
         self._pending: dict[str, _Pending] = {}
-        self._recent: OrderedDict[int, Frame] = OrderedDict()
         self._frame_subs: list[Subscription[Frame]] = []
         self._event_subs: list[Subscription[Frame]] = []
         self._changed = asyncio.Event()
@@ -248,8 +186,21 @@ class Client:
         return copied
 
     @property
+    def view(self) -> View | None:
+        """This viewer's board as the server sent it (None before the first welcome)."""
+        return self.mirror.view
+
+    @property
+    def role(self) -> str | None:
+        return self.mirror.role
+
+    @property
+    def epoch(self) -> str | None:
+        return self.mirror.epoch
+
+    @property
     def seq(self) -> int:
-        return int(self.view["seq"]) if self.view is not None else 0
+        return self.mirror.seq
 
     @property
     def connected(self) -> bool:
@@ -280,15 +231,28 @@ class Client:
         parse_args(op, args)
         return await self._submit(op, args)
 
+    async def run(self, command: Command) -> Frame:
+        """Send one of the command structs of rooms.actions (validated locally, like send);
+        return the viewer's event of its acked seq.
+
+            await alex.run(PartReveal(id=part))
+        """
+        args = args_of(command)
+        parse_args(command.op, args)
+        return await self._submit(command.op, args)
+
+    async def create(self, command: Command) -> str:
+        """Run a command that makes one new item (a part, link, agreement, note...) and
+        return the new item's id.
+
+            part = await alex.create(PartAdd(name="The Planner", kind="manager"))
+        """
+        before = self.mirror.keys()
+        return self.mirror.new_item(await self.run(command), before)
+
     async def send_unchecked(self, op: str, args: Mapping[str, Any]) -> Frame:
         """Like send() without local validation (for testing the server's own checks)."""
         return await self._submit(op, dict(args))
-
-    async def send_raw(self, data: bytes | str) -> None:
-        """Send any frame as is on the current connection (tests of bad input)."""
-        if self._ws is None:
-            raise ConnectionLost("Not connected.")
-        await self._ws.send(data)
 
     async def drag(self, part: str, x: float, y: float) -> None:
         """An ephemeral live drag (not acked, not stored); dropped while disconnected."""
@@ -381,10 +345,7 @@ class Client:
             self._fail(error)
 
     def _hello(self) -> bytes:
-        resume = None
-        if self.view is not None and self.epoch is not None and not self._fresh:
-            resume = (self.epoch, self.seq)
-        return wire.hello(self.room, self.link.secret, resume)
+        return wire.hello(self.room, self.link.secret, self.mirror.resume())
 
     async def _one_connection(self) -> _Ended:
         """One connection's life and how it ended. Raises when the session is over."""
@@ -423,8 +384,8 @@ class Client:
                 pass
             except TimeoutError:
                 self._anomaly("no welcome in time")
-            except _Resync as out_of_step:
-                self._fresh = self._fresh or out_of_step.fresh
+            except OutOfStep as out_of_step:
+                self.mirror.fresh = self.mirror.fresh or out_of_step.fresh
                 resync = True
             finally:
                 self._ready = False
@@ -481,7 +442,7 @@ class Client:
             self._anomaly("undecodable frame from the server")
             return None
         for sub in self._frame_subs:
-            sub._put(frame)
+            sub.put(frame)
         return frame
 
     def _on_frame(self, data: bytes | str) -> None:
@@ -490,7 +451,7 @@ class Client:
             return
         kind = frame.get("t")
         if kind == "ev":
-            self._on_event(frame)
+            self.mirror.event(frame)
         elif kind == "ack":
             self._on_ack(frame)
         elif kind == "error":
@@ -508,62 +469,16 @@ class Client:
             self._anomaly(f"unexpected {kind!r} frame")
 
     def _on_welcome(self, frame: Frame) -> None:
-        if frame.get("room") != self.room:
-            raise SessionLost("The server answered for another room.")
-        epoch = frame.get("epoch")
-        if self.epoch is not None and epoch != self.epoch:
-            raise SessionLost()
-        if self.role is not None and frame.get("role") != self.role:
-            self._anomaly("the role changed across a reconnect")
-        self.epoch = epoch
-        self.role = frame.get("role")
+        self.mirror.welcome(frame)
         if isinstance(frame.get("presence"), dict):
             self.presence = frame["presence"]
-        view = frame.get("view")
-        replay = frame.get("replay")
-        if view is not None:
-            self.view = view
-            self._fresh = False
-            self._resolve_reached()
-        elif replay is not None or self.view is not None:
-            if self.view is None:
-                self._anomaly("a replay without a view to apply it to")
-                raise _Resync(fresh=True)
-            for event in replay or ():
-                try:
-                    self._apply(dict(event, t="ev"))
-                except _Resync:
-                    raise _Resync(fresh=True) from None
-        else:
-            self._anomaly("a welcome with neither view nor replay")
-            raise _Resync(fresh=True)
-        if isinstance(frame.get("seq"), int) and frame["seq"] != self.seq:
-            self._anomaly(f"welcome seq {frame['seq']} but the mirror is at {self.seq}")
+        self._resolve_reached()
         self._notify()
 
-    def _on_event(self, frame: Frame) -> None:
-        if self.view is None:
-            self._anomaly("an event before any view")
-            raise _Resync(fresh=True)
-        self._apply(frame)
-
-    def _apply(self, event: Frame) -> None:
-        assert self.view is not None
-        seq = event.get("seq")
-        expected = self.seq + 1
-        if isinstance(seq, int) and seq < expected:
-            self._anomaly(f"duplicate: expected seq {expected}, got {seq}")
-            return  # the mirror has it already
-        if seq != expected:
-            self._anomaly(f"gap: expected seq {expected}, got {seq}")
-            raise _Resync()
-        apply_event(self.view, event)
-        self._recent[expected] = event
-        while len(self._recent) > RECENT_EVENTS:
-            self._recent.popitem(last=False)
+    def _applied(self, event: Frame) -> None:
         for sub in self._event_subs:
-            sub._put(event)
-        for pending in [p for p in self._pending.values() if p.seq == expected]:
+            sub.put(event)
+        for pending in [p for p in self._pending.values() if p.seq == event["seq"]]:
             self._resolve(pending)
         self._notify()
 
@@ -598,7 +513,7 @@ class Client:
 
     def _resolve(self, pending: _Pending) -> None:
         assert pending.seq is not None
-        event = self._recent.get(pending.seq)
+        event = self.mirror.event_of(pending.seq)
         if event is None:
             # The mirror was replaced by a whole view that already holds this change.
             event = {"t": "ev", "seq": pending.seq, "op": pending.op, "changes": [],
@@ -633,161 +548,5 @@ class Client:
             self._welcomed.exception()  # retrieved here; start() re-raises it
         quiet = isinstance(error, ClientClosed)
         for sub in [*self._frame_subs, *self._event_subs]:
-            sub._finish(None if quiet else error)
+            sub.finish(None if quiet else error)
         self._notify()
-
-    # ------------------------------------------------------------ typed commands
-
-    @staticmethod
-    def _new_id(event: Frame, coll: str) -> str:
-        for change in event.get("changes", ()):
-            if change[0] == coll and change[2] is not None:
-                return str(change[1])
-        raise LookupError(f"the event of seq {event.get('seq')} names no new {coll} item")
-
-    async def _add(self, coll: str, op: str, args: dict[str, Any],
-                   matches: Callable[[dict[str, Any]], bool]) -> str:
-        parse_args(op, args)
-        before = set((self.view or {}).get("colls", {}).get(coll, {}))
-        event = await self._submit(op, args)
-        if not event.get("resynced"):
-            return self._new_id(event, coll)
-        # The view was replaced on a resume: find the new item in it instead.
-        items = (self.view or {}).get("colls", {}).get(coll, {})
-        found = [key for key, value in items.items() if key not in before and matches(value)]
-        if len(found) != 1:
-            raise LookupError(f"the new {coll} item could not be told apart after a resync")
-        return str(found[0])
-
-    # partners, stage 1 on
-    async def ack_agreement(self, agreement_id: str) -> Frame:
-        return await self.send("agreement.ack", id=agreement_id)
-
-    async def raise_pause(self) -> Frame:
-        return await self.send("pause.raise")
-
-    async def raise_overwhelm(self) -> Frame:
-        return await self.send("overwhelm.raise")
-
-    async def set_ready(self, ready: bool = True) -> Frame:
-        return await self.send("ready.set", ready=ready)
-
-    # parts, stage 2 on
-    async def add_part(self, name: str, kind: str = "unsure", x: float = 0.5,
-                       y: float = 0.5) -> str:
-        """Add a private part; returns its id."""
-        return await self._add(
-            "parts", "part.add", {"name": name, "kind": kind, "x": x, "y": y},
-            lambda v: v.get("owner") == self.role and v.get("kind") == kind
-            and v.get("x") == x and v.get("y") == y,
-        )
-
-    async def edit_part(self, part_id: str, *, name: str | None = None,
-                        kind: str | None = None) -> Frame:
-        args: dict[str, Any] = {"id": part_id}
-        if name is not None:
-            args["name"] = name
-        if kind is not None:
-            args["kind"] = kind
-        return await self.send("part.edit", **args)
-
-    async def move(self, part_id: str, x: float, y: float) -> Frame:
-        return await self.send("part.move", id=part_id, x=x, y=y)
-
-    async def remove_part(self, part_id: str) -> Frame:
-        return await self.send("part.remove", id=part_id)
-
-    async def reveal(self, part_id: str) -> Frame:
-        return await self.send("part.reveal", id=part_id)
-
-    async def reveal_all(self) -> Frame:
-        return await self.send("part.reveal_all")
-
-    async def withdraw(self, part_id: str) -> Frame:
-        return await self.send("part.withdraw", id=part_id)
-
-    # stage 3 on
-    async def blend(self, part_id: str, level: int) -> Frame:
-        return await self.send("part.blend", id=part_id, level=level)
-
-    async def add_link(self, kind: Literal["protects", "reacts_to"], source: str,
-                       target: str) -> str:
-        """Draw a link from one of your parts; returns its id."""
-        return await self._add(
-            "links", "link.add", {"kind": kind, "source": source, "target": target},
-            lambda v: (v.get("kind"), v.get("source"), v.get("target")) == (kind, source, target),
-        )
-
-    async def remove_link(self, link_id: str) -> Frame:
-        return await self.send("link.remove", id=link_id)
-
-    # stage 4 on
-    async def set_checkin(self, scores: Mapping[str, int], note: str = "") -> Frame:
-        return await self.send("checkin.set", scores=dict(scores), note=note)
-
-    async def reveal_checkin(self) -> Frame:
-        return await self.send("checkin.reveal")
-
-    async def withdraw_checkin(self) -> Frame:
-        return await self.send("checkin.withdraw")
-
-    # stage 5
-    async def set_need(self, part_id: str, text: str) -> Frame:
-        return await self.send("need.set", part=part_id, text=text)
-
-    async def remove_need(self, part_id: str) -> Frame:
-        return await self.send("need.remove", part=part_id)
-
-    async def make_request(self, part_id: str, text: str) -> Frame:
-        return await self.send("request.make", part=part_id, text=text)
-
-    async def answer_request(self, part_id: str,
-                             answer: Literal["yes", "not_yet", "lets_talk"],
-                             note: str = "") -> Frame:
-        return await self.send("request.answer", part=part_id, answer=answer, note=note)
-
-    # therapist
-    async def set_stage(self, stage: int, confirm: bool = False) -> Frame:
-        return await self.send("stage.set", stage=stage, confirm=confirm)
-
-    async def add_agreement(self, text: str) -> str:
-        """Write an agreement; returns its id."""
-        return await self._add("agreements", "agreement.add", {"text": text},
-                               lambda v: not v.get("acks"))
-
-    async def edit_agreement(self, agreement_id: str, text: str) -> Frame:
-        return await self.send("agreement.edit", id=agreement_id, text=text)
-
-    async def remove_agreement(self, agreement_id: str) -> Frame:
-        return await self.send("agreement.remove", id=agreement_id)
-
-    async def spotlight(self, part_id: str | None) -> Frame:
-        return await self.send("spotlight.set", part=part_id)
-
-    async def freeze(self, frozen: bool = True) -> Frame:
-        return await self.send("freeze.set", frozen=frozen)
-
-    async def clear_pause(self) -> Frame:
-        return await self.send("pause.clear")
-
-    async def clear_overwhelm(self, partner: Literal["a", "b"]) -> Frame:
-        return await self.send("overwhelm.clear", partner=partner)
-
-    async def add_note(self, text: str) -> str:
-        """Write a private therapist note; returns its id."""
-        return await self._add("notes", "note.add", {"text": text}, lambda v: True)
-
-    async def edit_note(self, note_id: str, text: str) -> Frame:
-        return await self.send("note.edit", id=note_id, text=text)
-
-    async def remove_note(self, note_id: str) -> Frame:
-        return await self.send("note.remove", id=note_id)
-
-    async def update_partner(self, partner: Literal["a", "b"], *, name: str | None = None,
-                             color: str | None = None) -> Frame:
-        args: dict[str, Any] = {"partner": partner}
-        if name is not None:
-            args["name"] = name
-        if color is not None:
-            args["color"] = color
-        return await self.send("partner.update", **args)

@@ -10,6 +10,7 @@ from client_helpers import PARTNERS, RoomMaker, settle
 
 from client import Client, CreatedRoom, create_room, end_session, export, replace_link
 from client.http import filename_of
+from rooms.actions import AgreementAck, AgreementAdd, PartAdd, PartReveal, StageSet
 from rooms.errors import BadRequest, Forbidden, RoomEnded, Unauthorized
 
 
@@ -33,11 +34,11 @@ async def test_a_bad_colour_is_a_bad_request(make_room: RoomMaker) -> None:
 
 async def test_exports_for_every_role_and_format(room: CreatedRoom) -> None:
     async with Client(room.therapist) as t, Client(room.a) as a:
-        await t.set_stage(2)
+        await t.run(StageSet(stage=2))
         await a.wait_seq(1)
-        part = await a.add_part("The Lookout", "manager")
-        await a.reveal(part)
-        await a.add_part("The Hidden One", "exile")
+        part = await a.create(PartAdd(name="The Lookout", kind="manager"))
+        await a.run(PartReveal(id=part))
+        await a.create(PartAdd(name="The Hidden One", kind="exile"))
         await settle(t, a)
     for role, link in room.links.items():
         for fmt in ("json", "md", "html"):
@@ -54,12 +55,12 @@ async def test_exports_for_every_role_and_format(room: CreatedRoom) -> None:
 
 async def test_continue_from_a_therapist_export(room: CreatedRoom, make_room: RoomMaker) -> None:
     async with Client(room.therapist) as t, Client(room.a) as a:
-        agreement = await t.add_agreement("We keep to time.")
-        await t.set_stage(2)
+        agreement = await t.create(AgreementAdd(text="We keep to time."))
+        await t.run(StageSet(stage=2))
         await a.wait_seq(2)
-        await a.ack_agreement(agreement)
-        part = await a.add_part("The Lookout", "manager")
-        await a.reveal(part)
+        await a.run(AgreementAck(id=agreement))
+        part = await a.create(PartAdd(name="The Lookout", kind="manager"))
+        await a.run(PartReveal(id=part))
         await settle(t, a)
     document, _, _ = await export(room.therapist, "json")
     later = await make_room(continue_from=document)

@@ -22,6 +22,41 @@ from client import (
 )
 from client.links import make_link
 from rooms import wire
+from rooms.actions import (
+    AgreementAck,
+    AgreementAdd,
+    AgreementEdit,
+    AgreementRemove,
+    CheckinReveal,
+    CheckinSet,
+    CheckinWithdraw,
+    FreezeSet,
+    LinkAdd,
+    LinkRemove,
+    NeedRemove,
+    NeedSet,
+    NoteAdd,
+    NoteEdit,
+    NoteRemove,
+    OverwhelmClear,
+    OverwhelmRaise,
+    PartAdd,
+    PartBlend,
+    PartEdit,
+    PartMove,
+    PartnerUpdate,
+    PartRemove,
+    PartReveal,
+    PartRevealAll,
+    PartWithdraw,
+    PauseClear,
+    PauseRaise,
+    ReadySet,
+    RequestAnswer,
+    RequestMake,
+    SpotlightSet,
+    StageSet,
+)
 from rooms.errors import (
     BadRequest,
     Forbidden,
@@ -48,144 +83,144 @@ async def test_three_roles_every_command_round_trips(room: CreatedRoom) -> None:
         await t.wait_for(lambda _: t.presence == {"therapist": 1, "a": 1, "b": 1})
 
         # Stage 1: agreements, notes, partners, pause, overwhelm, ready.
-        agreement = await t.add_agreement("We take turns to speak.")
+        agreement = await t.create(AgreementAdd(text="We take turns to speak."))
         assert colls(t)["agreements"][agreement] == {
             "id": agreement, "text": "We take turns to speak.", "acks": [], "order": t.seq}
-        event = await t.edit_agreement(agreement, "We take turns, and listen.")
+        event = await t.run(AgreementEdit(id=agreement, text="We take turns, and listen."))
         assert (event["op"], event["actor"]) == ("agreement.edit", "therapist")
         assert event["seq"] == t.seq
-        await a.ack_agreement(agreement)
-        await b.ack_agreement(agreement)
+        await a.run(AgreementAck(id=agreement))
+        await b.run(AgreementAck(id=agreement))
         await t.wait_for(lambda v: v["colls"]["agreements"][agreement]["acks"] == ["a", "b"])
-        extra = await t.add_agreement("A second one.")
-        await t.remove_agreement(extra)
+        extra = await t.create(AgreementAdd(text="A second one."))
+        await t.run(AgreementRemove(id=extra))
         assert extra not in colls(t)["agreements"]
 
-        note = await t.add_note("Both arrived settled.")
-        await t.edit_note(note, "Both arrived settled and on time.")
+        note = await t.create(NoteAdd(text="Both arrived settled."))
+        await t.run(NoteEdit(id=note, text="Both arrived settled and on time."))
         assert colls(t)["notes"][note]["text"] == "Both arrived settled and on time."
         await settle(t, a, b)
         assert colls(a)["notes"] == {} and colls(b)["notes"] == {}
-        await t.remove_note(note)
+        await t.run(NoteRemove(id=note))
         assert colls(t)["notes"] == {}
 
-        await t.update_partner("a", name="Robin R.", color="#2563eb")
+        await t.run(PartnerUpdate(partner="a", name="Robin R.", color="#2563eb"))
         await a.wait_for(lambda v: v["colls"]["partners"]["a"] ==
                          {"name": "Robin R.", "color": "#2563eb"})
 
-        await a.raise_pause()
+        await a.run(PauseRaise())
         await b.wait_for(lambda v: [p["by"] for p in v["colls"]["room"]["board"]["pauses"]]
                          == ["a"])
-        await t.clear_pause()
+        await t.run(PauseClear())
         await b.wait_for(lambda v: v["colls"]["room"]["board"]["pauses"] == [])
 
-        await b.raise_overwhelm()
+        await b.run(OverwhelmRaise())
         await t.wait_for(lambda v: "b" in v["colls"]["overwhelm"])
-        await t.clear_overwhelm("b")
+        await t.run(OverwhelmClear(partner="b"))
         assert "b" not in colls(t)["overwhelm"]
         await settle(t, a, b)
         assert colls(a)["overwhelm"] == {}
 
-        await a.set_ready()
+        await a.run(ReadySet())
         await t.wait_for(lambda v: v["colls"]["ready"] == {"a": True})
-        await a.set_ready(False)
+        await a.run(ReadySet(ready=False))
         assert colls(a)["ready"] == {}
 
         with pytest.raises(StageLocked):
-            await a.add_part("Too early")
+            await a.create(PartAdd(name="Too early"))
         with pytest.raises(Forbidden):
-            await a.set_stage(2)
+            await a.run(StageSet(stage=2))
 
         # Stage 2: parts, private first.
-        await t.set_stage(2)
-        p1 = await a.add_part("The Worrier", "manager", x=0.1, y=0.2)
-        p2 = await a.add_part("The Sulker", "firefighter")
-        q1 = await b.add_part("The Fixer", "manager", x=0.8, y=0.2)
-        q2 = await b.add_part("The Small One", "exile", x=0.9, y=0.9)
+        await t.run(StageSet(stage=2))
+        p1 = await a.create(PartAdd(name="The Worrier", kind="manager", x=0.1, y=0.2))
+        p2 = await a.create(PartAdd(name="The Sulker", kind="firefighter"))
+        q1 = await b.create(PartAdd(name="The Fixer", kind="manager", x=0.8, y=0.2))
+        q2 = await b.create(PartAdd(name="The Small One", kind="exile", x=0.9, y=0.9))
         assert colls(a)["parts"][p1] == {
             "id": p1, "owner": "a", "name": "The Worrier", "kind": "manager",
             "x": 0.1, "y": 0.2, "shared": False, "blend": None}
         await b.wait_for(lambda v: v["counts"]["a"]["parts"] == 2)
         assert p1 not in colls(b)["parts"] and p1 not in colls(t)["parts"]
 
-        await a.edit_part(p1, name="The Worrier Too")
-        await a.edit_part(p1, kind="exile")
-        await a.edit_part(p1, kind="manager")
-        await a.move(p1, 0.3, 0.4)
+        await a.run(PartEdit(id=p1, name="The Worrier Too"))
+        await a.run(PartEdit(id=p1, kind="exile"))
+        await a.run(PartEdit(id=p1, kind="manager"))
+        await a.run(PartMove(id=p1, x=0.3, y=0.4))
         assert colls(a)["parts"][p1] == {
             "id": p1, "owner": "a", "name": "The Worrier Too", "kind": "manager",
             "x": 0.3, "y": 0.4, "shared": False, "blend": None}
-        await a.reveal(p1)
+        await a.run(PartReveal(id=p1))
         await b.wait_for(lambda v: v["colls"]["parts"].get(p1, {}).get("name") == "The Worrier Too")
         await a.drag(p1, 0.31, 0.41)
         await b.wait_for(lambda _: p1 in b.drags)
         assert (b.drags[p1]["x"], b.drags[p1]["y"], b.drags[p1]["by"]) == (0.31, 0.41, "a")
-        await b.reveal_all()
+        await b.run(PartRevealAll())
         await a.wait_for(lambda v: {q1, q2} <= v["colls"]["parts"].keys())
-        await a.withdraw(p1)
+        await a.run(PartWithdraw(id=p1))
         await b.wait_for(lambda v: p1 not in v["colls"]["parts"])
-        await a.reveal(p1)
-        await a.reveal(p2)
-        gone = await a.add_part("Short-lived")
-        await a.remove_part(gone)
+        await a.run(PartReveal(id=p1))
+        await a.run(PartReveal(id=p2))
+        gone = await a.create(PartAdd(name="Short-lived"))
+        await a.run(PartRemove(id=gone))
         assert gone not in colls(a)["parts"]
         with pytest.raises(NotFound):
-            await a.reveal(gone)
+            await a.run(PartReveal(id=gone))
 
         await t.wait_for(lambda v: p1 in v["colls"]["parts"])
-        await t.spotlight(p1)
+        await t.run(SpotlightSet(part=p1))
         await a.wait_for(lambda v: v["colls"]["room"]["board"]["spotlight"] == p1)
-        await t.spotlight(None)
-        await t.freeze(True)
+        await t.run(SpotlightSet(part=None))
+        await t.run(FreezeSet(frozen=True))
         with pytest.raises(Frozen):
-            await a.move(p1, 0.5, 0.5)
-        await t.freeze(False)
+            await a.run(PartMove(id=p1, x=0.5, y=0.5))
+        await t.run(FreezeSet(frozen=False))
 
         # Stage 3: blending and links, the protective cycle.
-        await t.set_stage(3)
-        await a.blend(p1, 7)
+        await t.run(StageSet(stage=3))
+        await a.run(PartBlend(id=p1, level=7))
         assert colls(a)["parts"][p1]["blend"] == 7
-        protects = await a.add_link("protects", p1, p2)
-        cycle = await a.add_link("reacts_to", p1, q1)
-        back = await b.add_link("reacts_to", q1, p1)
+        protects = await a.create(LinkAdd(kind="protects", source=p1, target=p2))
+        cycle = await a.create(LinkAdd(kind="reacts_to", source=p1, target=q1))
+        back = await b.create(LinkAdd(kind="reacts_to", source=q1, target=p1))
         await b.wait_for(lambda v: {protects, cycle} <= v["colls"]["links"].keys())
         assert colls(b)["links"][cycle] == {
             "id": cycle, "owner": "a", "kind": "reacts_to", "source": p1, "target": q1,
             "order": colls(b)["links"][protects]["order"] + 1}
-        await a.remove_link(protects)
+        await a.run(LinkRemove(id=protects))
         await b.wait_for(lambda v: protects not in v["colls"]["links"])
         await a.wait_for(lambda v: back in v["colls"]["links"])
 
         # Stage 4: the Self check-in, private, revealed, withdrawn.
-        await t.set_stage(4)
-        await a.set_checkin(SCORES, "Steadier than last week.")
+        await t.run(StageSet(stage=4))
+        await a.run(CheckinSet(scores=SCORES, note="Steadier than last week."))
         await b.wait_for(lambda v: v["counts"]["a"]["checkin"] == 1)
         assert "a" not in colls(b)["checkins"]
-        await a.reveal_checkin()
+        await a.run(CheckinReveal())
         await b.wait_for(lambda v: v["colls"]["checkins"].get("a", {}).get("note") ==
                          "Steadier than last week.")
-        await a.withdraw_checkin()
+        await a.run(CheckinWithdraw())
         await b.wait_for(lambda v: "a" not in v["colls"]["checkins"])
 
         # Stage 5: needs and requests.
-        await t.set_stage(5)
-        await b.set_need(q1, "To rest sometimes.")
-        await b.remove_need(q1)
+        await t.run(StageSet(stage=5))
+        await b.run(NeedSet(part=q1, text="To rest sometimes."))
+        await b.run(NeedRemove(part=q1))
         assert q1 not in colls(b)["needs"]
-        await b.set_need(q1, "To be thanked.")
+        await b.run(NeedSet(part=q1, text="To be thanked."))
         await b.send("need.reveal", part=q1)
-        await b.make_request(q1, "Say thanks when I fix something.")
+        await b.run(RequestMake(part=q1, text="Say thanks when I fix something."))
         await a.wait_for(lambda v: (v["colls"]["needs"].get(q1) or {}).get("request") ==
                          "Say thanks when I fix something.")
-        await a.answer_request(q1, "not_yet", "Soon.")
+        await a.run(RequestAnswer(part=q1, answer="not_yet", note="Soon."))
         await b.wait_for(lambda v: v["colls"]["needs"][q1]["answer"] == "not_yet")
 
         # Going back a stage needs the therapist to confirm.
         with pytest.raises(BadRequest) as refused:
-            await t.set_stage(4)
+            await t.run(StageSet(stage=4))
         assert refused.value.field == "confirm"
-        await t.set_stage(4, confirm=True)
-        await t.set_stage(5)
+        await t.run(StageSet(stage=4, confirm=True))
+        await t.run(StageSet(stage=5))
 
         # Every mirror equals what a fresh connection of the same role receives.
         await settle(t, a, b)
@@ -203,11 +238,11 @@ async def test_local_validation_sends_nothing(room: CreatedRoom) -> None:
         with pytest.raises(UnknownOp):
             await a.send("part.explode")
         with pytest.raises(BadRequest):
-            await a.move("some-part", 2.0, 0.5)
+            await a.run(PartMove(id="some-part", x=2.0, y=0.5))
         with pytest.raises(BadRequest):
             await a.send("checkin.set", scores={"calm": 11})
         assert a.pending == 0
-        event = await t.freeze(False)  # the first command that reached the server
+        event = await t.run(FreezeSet(frozen=False))  # the first command that reached the server
         assert event["seq"] == 1
         frames = [wire.decode_server(f) for f in a.raw_frames]
         assert all(f["t"] != "error" for f in frames)
@@ -223,9 +258,9 @@ async def test_server_refusals_map_to_error_classes(room: CreatedRoom) -> None:
         with pytest.raises(Forbidden):
             await a.send("note.add", text="not for partners")
         with pytest.raises(StageLocked):
-            await b.blend("whatever", 3)
+            await b.run(PartBlend(id="whatever", level=3))
         with pytest.raises(NotFound):
-            await a.ack_agreement("no-such-agreement")
+            await a.run(AgreementAck(id="no-such-agreement"))
         assert a.seq == 0 and a.pending == 0 and a.errors == []
 
 
@@ -242,19 +277,19 @@ async def test_a_replaced_link_stops_at_once(room: CreatedRoom) -> None:
         new_link = await replace_link(room.therapist, "a")
         assert isinstance(await old.wait_closed(), LinkNotValid)
         with pytest.raises(LinkNotValid):
-            await old.raise_pause()
+            await old.run(PauseRaise())
         with pytest.raises(LinkNotValid):
             await Client.connect(room.a)
         async with Client(new_link) as new:
             assert new.role == "a"
-            await new.raise_pause()
+            await new.run(PauseRaise())
 
 
 async def test_ending_the_session_reaches_every_waiter(room: CreatedRoom) -> None:
     async with Client(room.therapist) as t, Client(room.a) as a:
         events = a.events()
         frames = a.frames()
-        await t.add_agreement("We end on time.")
+        await t.create(AgreementAdd(text="We end on time."))
         await end_session(room.therapist)
         assert isinstance(await a.wait_closed(), SessionEnded)
         assert isinstance(await t.wait_closed(), SessionEnded)
@@ -269,7 +304,7 @@ async def test_ending_the_session_reaches_every_waiter(room: CreatedRoom) -> Non
                 kinds.append(frame["t"])
         assert "ended" in kinds
         with pytest.raises(SessionEnded):
-            await a.raise_pause()
+            await a.run(PauseRaise())
         with pytest.raises(RoomEnded):  # LinkNotValid is a RoomEnded too
             await Client.connect(room.a)
 
@@ -281,7 +316,7 @@ async def test_close_is_clean_and_ends_iterators_quietly(room: CreatedRoom) -> N
     assert [e async for e in events] == []
     assert isinstance(a.terminal, ClientClosed)
     with pytest.raises(ClientClosed):
-        await a.raise_pause()
+        await a.run(PauseRaise())
     await a.close()  # twice is fine
 
 
@@ -298,17 +333,17 @@ async def test_no_server_means_connection_lost_once_the_client_gives_up() -> Non
 async def test_resend_after_a_lost_ack_applies_once(room: CreatedRoom) -> None:
     """The command reaches the server, the connection dies before the answer comes back."""
     async with Client(room.therapist) as t, Client(room.a) as a:
-        await t.set_stage(2)
+        await t.run(StageSet(stage=2))
         await a.wait_seq(1)
         assert a._ws is not None
         a._ws.transport.pause_reading()  # the ack and the event stay unread
-        adding = asyncio.create_task(a.add_part("The Watcher", "manager"))
+        adding = asyncio.create_task(a.create(PartAdd(name="The Watcher", kind="manager")))
         await t.wait_seq(2)  # committed: the therapist saw seq 2 go by
         a._ws.transport.abort()  # the network drops, no close handshake
         part = await adding
         assert a.reconnects >= 1
         assert parts_named(a, "The Watcher") == [part]
-        event = await a.raise_pause()
+        event = await a.run(PauseRaise())
         assert event["seq"] == 3  # the resend committed nothing twice
         await settle(t, a)
         assert await fresh_view(room.a) == a.view
@@ -317,11 +352,11 @@ async def test_resend_after_a_lost_ack_applies_once(room: CreatedRoom) -> None:
 
 async def test_commands_sent_while_disconnected_go_out_on_reconnect(room: CreatedRoom) -> None:
     async with Client(room.therapist) as t, Client(room.a) as a:
-        await t.set_stage(2)
+        await t.run(StageSet(stage=2))
         await a.wait_seq(1)
         assert a._ws is not None
         a._ws.transport.abort()
-        parts = await asyncio.gather(*(a.add_part(f"Part {n}") for n in range(5)))
+        parts = await asyncio.gather(*(a.create(PartAdd(name=f"Part {n}")) for n in range(5)))
         assert len(set(parts)) == 5
         assert set(parts) <= colls(a)["parts"].keys()
         assert a.seq == 6
@@ -331,9 +366,9 @@ async def test_commands_sent_while_disconnected_go_out_on_reconnect(room: Create
 
 async def test_aborts_mid_burst_apply_every_command_exactly_once(room: CreatedRoom) -> None:
     async with Client(room.therapist) as t, Client(room.a) as a:
-        await t.set_stage(2)
+        await t.run(StageSet(stage=2))
         await a.wait_seq(1)
-        adding = [asyncio.create_task(a.add_part(f"Burst {n}")) for n in range(20)]
+        adding = [asyncio.create_task(a.create(PartAdd(name=f"Burst {n}"))) for n in range(20)]
         for _ in range(2):
             await asyncio.sleep(0)  # let some frames out
             assert a._ws is not None
@@ -345,7 +380,7 @@ async def test_aborts_mid_burst_apply_every_command_exactly_once(room: CreatedRo
         for n, part in enumerate(parts):
             assert parts_named(a, f"Burst {n}") == [part]
         assert a.seq == 21  # one stage change and twenty parts, nothing twice
-        event = await a.raise_pause()
+        event = await a.run(PauseRaise())
         assert event["seq"] == 22
         await settle(t, a)
         assert await fresh_view(room.a) == a.view
@@ -355,12 +390,12 @@ async def test_aborts_mid_burst_apply_every_command_exactly_once(room: CreatedRo
 async def test_resume_replays_exactly_what_was_missed(room: CreatedRoom) -> None:
     async with Client(room.therapist) as t, Client(room.a, record=True) as a:
         events = a.events()
-        await t.add_agreement("One.")
+        await t.create(AgreementAdd(text="One."))
         await a.wait_seq(1)
         assert a._ws is not None
         a._ws.transport.pause_reading()
         for text in ("Two.", "Three.", "Four."):
-            await t.add_agreement(text)
+            await t.create(AgreementAdd(text=text))
         a._ws.transport.abort()
         await a.wait_seq(t.seq)
         welcomes = [f for f in a.decoded_frames() if f["t"] == "welcome"]
@@ -376,13 +411,13 @@ async def test_an_event_out_of_order_is_never_applied_and_the_client_resumes(
     room: CreatedRoom,
 ) -> None:
     async with Client(room.therapist) as t, Client(room.a, record=True) as a:
-        first = await t.add_agreement("One.")
-        await t.add_agreement("Two.")
+        first = await t.create(AgreementAdd(text="One."))
+        await t.create(AgreementAdd(text="Two."))
         await a.wait_seq(2)
         assert a.view is not None
         a.view["seq"] = 1  # as if seq 2 had never arrived: the next event is a gap
         a.view["colls"]["agreements"] = {first: a.view["colls"]["agreements"][first]}
-        await t.add_agreement("Three.")
+        await t.create(AgreementAdd(text="Three."))
         await a.wait_for(lambda v: len(v["colls"]["agreements"]) == 3)
         assert a.anomalies == ["gap: expected seq 2, got 3"]
         assert a.reconnects == 1
@@ -393,13 +428,13 @@ async def test_an_event_out_of_order_is_never_applied_and_the_client_resumes(
 
 async def test_clients_ride_through_a_server_restart(server: Any, room: CreatedRoom) -> None:
     async with Client(room.therapist) as t, Client(room.a) as a, Client(room.b) as b:
-        await t.set_stage(2)
+        await t.run(StageSet(stage=2))
         await settle(t, a, b)
         await asyncio.to_thread(server.terminate)
-        adding = asyncio.create_task(a.add_part("The Night Owl", "firefighter"))
+        adding = asyncio.create_task(a.create(PartAdd(name="The Night Owl", kind="firefighter")))
         await server.astart()
         part = await adding
-        await a.reveal(part)
+        await a.run(PartReveal(id=part))
         await t.wait_for(lambda v: part in v["colls"]["parts"])
         await settle(t, a, b)
         for client, link in ((t, room.therapist), (a, room.a), (b, room.b)):
@@ -418,7 +453,7 @@ async def test_without_resume_a_lost_connection_is_final(room: CreatedRoom) -> N
         assert isinstance(lost, ConnectionLost)
         assert lost.close_code == 1006
         with pytest.raises(ConnectionLost):
-            await a.raise_pause()
+            await a.run(PauseRaise())
     finally:
         await a.close()
 
@@ -427,10 +462,10 @@ async def test_redis_losing_the_room_is_session_lost(
     room: CreatedRoom, redis_server: LocalRedis
 ) -> None:
     async with Client(room.a) as a:
-        await a.raise_pause()
+        await a.run(PauseRaise())
         redis_server.restart()  # no persistence: every room is gone, under a new run id
         if a._ws is not None:  # unless the server told it already, make it resume
             a._ws.transport.abort()
         assert isinstance(await a.wait_closed(timeout=30), SessionLost)
         with pytest.raises(SessionLost):
-            await a.raise_pause()
+            await a.run(PauseRaise())

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from client import Client
 from client.backoff import backoff
 from client.http import create_room
+from rooms.actions import PartAdd
 
 KEY = "test-key"
 
@@ -104,7 +105,8 @@ async def partner_load(client: Client, room: Room, tag: str, stop: asyncio.Event
     while not stop.is_set():
         n += 1
         name = f"{tag}-{n}"
-        part = await client.add_part(name, "unsure", rng.random(), rng.random())
+        part = await client.create(PartAdd(name=name, kind="unsure", x=rng.random(),
+                                           y=rng.random()))
         room.added.append(name)
         mine.append((part, name))
         await client.send("part.reveal", id=part)

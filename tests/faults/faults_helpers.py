@@ -30,6 +30,7 @@ from client import Client
 from client.http import create_room
 from client.links import parse_link
 from rooms import wire
+from rooms.actions import AgreementAdd
 
 KEY: Final = "test-key"
 WAIT: Final = 10.0  # a guard against hangs, never a measured expectation
@@ -227,7 +228,7 @@ async def open_trio(base_url: str, *, partners: dict[str, tuple[str, str]] | Non
                for role in ("therapist", "a", "b")}
     trio = Trio(clients["therapist"], clients["a"], clients["b"], links, created.room,
                 origin=origin)
-    trio.agreement = await trio.therapist.add_agreement("We take turns")
+    trio.agreement = await trio.therapist.create(AgreementAdd(text="We take turns"))
     return trio
 
 

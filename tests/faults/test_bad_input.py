@@ -46,6 +46,7 @@ from client.errors import LinkNotValid
 from client.http import create_room, replace_link
 from client.links import parse_link
 from rooms import wire
+from rooms.actions import PartAdd, PartReveal, StageSet
 from rooms.errors import RoomError
 
 pytestmark = pytest.mark.timeout(120)
@@ -274,7 +275,7 @@ async def test_every_refused_command_names_its_id(server: Any, redis_url: str) -
     command it waits on; here the id is always readable (a string of 1..64 chars)."""
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
-    await trio.therapist.set_stage(2)
+    await trio.therapist.run(StageSet(stage=2))
     deep = nested_arrays(60_000)
     cases: dict[str, tuple[str, bytes]] = {
         "an unknown op": ("id-1", cmd("id-1", "part.explode")),
@@ -444,8 +445,8 @@ async def test_oversized_frames_close_1009(server: Any, server_factory: Any,
 async def test_huge_and_bad_strings(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
-    await trio.therapist.set_stage(2)
-    part = await trio.a.add_part("Keeper", "manager")
+    await trio.therapist.run(StageSet(stage=2))
+    part = await trio.a.create(PartAdd(name="Keeper", kind="manager"))
     cases: dict[str, tuple[str, bytes, str, str | set[str], str | None]] = {
         "a note of 2,001 characters": (
             "therapist", cmd("s1", "note.add", {"text": "n" * 2001}), "limit", "text", "s1"),
@@ -507,9 +508,9 @@ async def test_huge_and_bad_strings(server: Any, redis_url: str) -> None:
 async def test_nan_and_infinity_are_refused(server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
-    await trio.therapist.set_stage(3)
-    part = await trio.a.add_part("Keeper", "manager", x=0.25, y=0.75)
-    await trio.a.reveal(part)
+    await trio.therapist.run(StageSet(stage=3))
+    part = await trio.a.create(PartAdd(name="Keeper", kind="manager", x=0.25, y=0.75))
+    await trio.a.run(PartReveal(id=part))
     stored_before = (await fresh_view(trio.links["b"]))["colls"]["parts"][part]
     nan32 = b"\xca\x7f\xc0\x00\x00"  # a float32 NaN, as some encoders send it
     cases: dict[str, tuple[str, bytes, str | set[str], str | None]] = {
@@ -730,10 +731,10 @@ async def test_drag_floods_are_dropped_and_a_real_flood_is_closed_1008(
         server: Any, redis_url: str) -> None:
     mark = log_mark(server)
     trio = await open_trio(server.base_url)
-    await trio.therapist.set_stage(2)
-    part = await trio.a.add_part("Keeper", "manager", x=0.25, y=0.75)
-    await trio.a.reveal(part)
-    draft = await trio.a.add_part("Draft", "exile")
+    await trio.therapist.run(StageSet(stage=2))
+    part = await trio.a.create(PartAdd(name="Keeper", kind="manager", x=0.25, y=0.75))
+    await trio.a.run(PartReveal(id=part))
+    draft = await trio.a.create(PartAdd(name="Draft", kind="exile"))
     try:
         raw = await Raw.open(trio.links["a"])
         # A burst of 55: 30 go out, the rest are dropped quietly (no strike, no close).

@@ -41,6 +41,34 @@ from client.errors import SessionEnded
 from client.http import end_session, export
 from client.links import parse_link
 from rooms import wire
+from rooms.actions import (
+    AgreementAck,
+    AgreementAdd,
+    AgreementEdit,
+    CheckinReveal,
+    CheckinSet,
+    FreezeSet,
+    LinkAdd,
+    NeedSet,
+    NoteAdd,
+    NoteEdit,
+    OverwhelmClear,
+    OverwhelmRaise,
+    PartAdd,
+    PartBlend,
+    PartEdit,
+    PartnerUpdate,
+    PartRemove,
+    PartReveal,
+    PartRevealAll,
+    PauseClear,
+    PauseRaise,
+    ReadySet,
+    RequestAnswer,
+    RequestMake,
+    SpotlightSet,
+    StageSet,
+)
 from rooms.errors import RoomError
 from rooms.model import SELF_QUALITIES
 
@@ -184,19 +212,19 @@ async def play_session(trio: Trio, c: Canaries, redis_url: str) -> None:
     refused = Refusals(redis_url, trio.room)
     t, a, b = trio.therapist, trio.a, trio.b
     # 1. Creating a Safe Space
-    calm = await t.add_agreement(c("agreement"))
-    spare = await t.add_agreement(c("agreement-spare"))
-    await t.edit_agreement(spare, c("agreement-edited"))
-    await a.ack_agreement(calm)
-    await b.ack_agreement(calm)
-    await a.raise_pause()
-    await t.clear_pause()
-    await b.raise_overwhelm()
-    await t.clear_overwhelm("b")
-    await a.set_ready(True)
-    note = await t.add_note(c("note"))
-    await t.edit_note(note, c("note-edited"))
-    await t.update_partner("a", name=c("rename-a")[:40])
+    calm = await t.create(AgreementAdd(text=c("agreement")))
+    spare = await t.create(AgreementAdd(text=c("agreement-spare")))
+    await t.run(AgreementEdit(id=spare, text=c("agreement-edited")))
+    await a.run(AgreementAck(id=calm))
+    await b.run(AgreementAck(id=calm))
+    await a.run(PauseRaise())
+    await t.run(PauseClear())
+    await b.run(OverwhelmRaise())
+    await t.run(OverwhelmClear(partner="b"))
+    await a.run(ReadySet(ready=True))
+    note = await t.create(NoteAdd(text=c("note")))
+    await t.run(NoteEdit(id=note, text=c("note-edited")))
+    await t.run(PartnerUpdate(partner="a", name=c("rename-a")[:40]))
     await refused(a, "part.add", {"name": c("part-too-early"), "kind": "exile"}, "stage_locked")
     await refused(a, "note.add", {"text": c("note-by-partner")}, "forbidden")
     await refused(t, "agreement.add", {"text": c("agreement-too-long") + "y" * 2000}, "limit")
@@ -207,16 +235,16 @@ async def play_session(trio: Trio, c: Canaries, redis_url: str) -> None:
     await refused(t, "agreement.add", {"text": c("agreement-with-control") + "\x07"},
                   "bad_request")
     # 2. Identifying Parts
-    await t.set_stage(2)
-    hidden = await a.add_part(c("part-private"), "exile", x=0.2, y=0.3)
-    alarm = await a.add_part(c("part-shared"), "firefighter")
-    await a.edit_part(alarm, name=c("part-renamed"))
-    await a.reveal(alarm)
-    quiet = await b.add_part(c("part-b"), "firefighter")
-    kid = await b.add_part(c("part-b-second"), "manager")
-    await b.reveal_all()
-    scrap = await b.add_part(c("part-removed"), "unsure")
-    await b.remove_part(scrap)
+    await t.run(StageSet(stage=2))
+    hidden = await a.create(PartAdd(name=c("part-private"), kind="exile", x=0.2, y=0.3))
+    alarm = await a.create(PartAdd(name=c("part-shared"), kind="firefighter"))
+    await a.run(PartEdit(id=alarm, name=c("part-renamed")))
+    await a.run(PartReveal(id=alarm))
+    quiet = await b.create(PartAdd(name=c("part-b"), kind="firefighter"))
+    kid = await b.create(PartAdd(name=c("part-b-second"), kind="manager"))
+    await b.run(PartRevealAll())
+    scrap = await b.create(PartAdd(name=c("part-removed"), kind="unsure"))
+    await b.run(PartRemove(id=scrap))
     for step in range(4):
         await a.drag(hidden, step / 10, 0.4)
         await a.drag(alarm, step / 10, 0.6)
@@ -230,26 +258,26 @@ async def play_session(trio: Trio, c: Canaries, redis_url: str) -> None:
     await refused(a, "part.add", {"name": c("part-unknown-arg"), c("arg-name")[:40]: 1},
                   "bad_request")
     await refused(a, c("op")[:40], {"name": c("unknown-op-arg")}, "unknown_op")
-    await t.spotlight(alarm)
-    await t.freeze(True)
+    await t.run(SpotlightSet(part=alarm))
+    await t.run(FreezeSet(frozen=True))
     await refused(a, "part.add", {"name": c("part-frozen"), "kind": "exile"}, "frozen")
-    await t.freeze(False)
+    await t.run(FreezeSet(frozen=False))
     # 3. Unblending
-    await t.set_stage(3)
-    await a.blend(alarm, 7)
-    await a.add_link("protects", alarm, hidden)
-    await b.add_link("reacts_to", quiet, alarm)
+    await t.run(StageSet(stage=3))
+    await a.run(PartBlend(id=alarm, level=7))
+    await a.create(LinkAdd(kind="protects", source=alarm, target=hidden))
+    await b.create(LinkAdd(kind="reacts_to", source=quiet, target=alarm))
     # 4. Accessing the Self
-    await t.set_stage(4)
-    await a.set_checkin(scores(6), c("checkin-a"))  # never shared
-    await b.set_checkin(scores(7), c("checkin-b"))
-    await b.reveal_checkin()
+    await t.run(StageSet(stage=4))
+    await a.run(CheckinSet(scores=scores(6), note=c("checkin-a")))  # never shared
+    await b.run(CheckinSet(scores=scores(7), note=c("checkin-b")))
+    await b.run(CheckinReveal())
     # 5. Working with Parts in the Relationship
-    await t.set_stage(5)
-    await a.set_need(alarm, c("need-a"))
+    await t.run(StageSet(stage=5))
+    await a.run(NeedSet(part=alarm, text=c("need-a")))
     await a.send("need.reveal", part=alarm)
-    await a.make_request(alarm, c("request-a"))
-    await b.answer_request(alarm, "not_yet", c("answer-b"))
+    await a.run(RequestMake(part=alarm, text=c("request-a")))
+    await b.run(RequestAnswer(part=alarm, answer="not_yet", note=c("answer-b")))
     await refused(a, "request.make", {"part": hidden, "text": c("request-private")},
                   "not_found")  # a private part has no need to turn into a request
     await refused(b, "request.answer", {"part": alarm, "answer": c("answer"), "note": "n"},

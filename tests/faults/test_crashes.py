@@ -31,6 +31,7 @@ from crash_helpers import (
 
 from client.errors import SessionLost
 from rooms import wire
+from rooms.actions import PartAdd, StageSet
 from server.local_redis import LocalRedis
 
 pytestmark = pytest.mark.timeout(300)
@@ -45,7 +46,7 @@ async def test_kill_nine_one_of_two_servers_twenty_times(server_factory, redis_u
         therapist = await join(room, "therapist", servers[0].base_url, origin)
         await join(room, "a", servers[1].base_url, origin)
         await join(room, "b", servers[n % 2].base_url, origin)
-        await therapist.set_stage(2)
+        await therapist.run(StageSet(stage=2))
     stop = asyncio.Event()
     tasks = []
     for n, room in enumerate(rooms):
@@ -77,11 +78,11 @@ async def test_a_cut_network_mid_command_applies_it_once(server, redis_url) -> N
     therapist = await join(room, "therapist", server.base_url, server.base_url)
     a = await join(room, "a", server.base_url, server.base_url)
     await join(room, "b", server.base_url, server.base_url)
-    await therapist.set_stage(2)
+    await therapist.run(StageSet(stage=2))
     for attempt in range(12):
         name = f"cut-{attempt}"
         await wait_connected([a])
-        sending = asyncio.create_task(a.add_part(name))
+        sending = asyncio.create_task(a.create(PartAdd(name=name)))
         await asyncio.sleep([0, 0.0005, 0.002, 0.01][attempt % 4])
         assert a._ws is not None
         a._ws.transport.abort()  # no close frame: the network just went away
@@ -101,12 +102,12 @@ async def test_a_sleeping_laptop_is_cut_and_resumes(server_factory, redis_url) -
     therapist = await join(room, "therapist", server.base_url, server.base_url)
     a = await join(room, "a", server.base_url, server.base_url)
     b = await join(room, "b", server.base_url, server.base_url)
-    await therapist.set_stage(2)
+    await therapist.run(StageSet(stage=2))
     await therapist.wait_for(lambda _: therapist.presence.get("b") == 1)
     assert b._ws is not None
     b._ws.transport.pause_reading()  # the lid closes: no reads, no pongs
     for n in range(10):
-        part = await a.add_part(f"while-asleep-{n}")
+        part = await a.create(PartAdd(name=f"while-asleep-{n}"))
         room.added.append(f"while-asleep-{n}")
         await a.send("part.reveal", id=part)
         await asyncio.sleep(0.1)
@@ -129,7 +130,7 @@ async def test_restarting_redis_tells_every_client_the_session_was_lost(server_f
         clients = [await join(room, "therapist", first.base_url, first.base_url),
                    await join(room, "a", second.base_url, first.base_url),
                    await join(room, "b", first.base_url, first.base_url)]
-        await clients[0].set_stage(2)
+        await clients[0].run(StageSet(stage=2))
         await asyncio.to_thread(own.restart)
         for client in clients:
             reason = await client.wait_closed(timeout=20)
@@ -158,7 +159,7 @@ async def test_a_killed_subscription_never_costs_a_sequence_number(
     a = await join(room, "a", writer_server.base_url, origin)
     observers = [await join(room, "b", reader_server.base_url, origin),
                  await join(room, "therapist", reader_server.base_url, origin)]
-    await therapist.set_stage(2)
+    await therapist.run(StageSet(stage=2))
     stop = asyncio.Event()
     load = asyncio.create_task(partner_load(a, room, "flow", stop, random.Random(7)))
     admin = redis.Redis.from_url(redis_url)
@@ -190,9 +191,9 @@ async def test_a_reconnect_storm_of_three_hundred_clients(server, redis_url) -> 
             for role in ("therapist", "a", "b"):
                 await join(room, role, base, base)
         therapist = dict(room.members)["therapist"]
-        await therapist.set_stage(2)
+        await therapist.run(StageSet(stage=2))
         name = f"{room.id[:6]}-before"
-        await dict(room.members)["a"].add_part(name)
+        await dict(room.members)["a"].create(PartAdd(name=name))
         room.added.append(name)
 
     await asyncio.gather(*(seat(room) for room in rooms))
@@ -201,7 +202,7 @@ async def test_a_reconnect_storm_of_three_hundred_clients(server, redis_url) -> 
 
     async def add_while_down(room: Room) -> None:
         name = f"{room.id[:6]}-during"
-        await dict(room.members)["b"].add_part(name)
+        await dict(room.members)["b"].create(PartAdd(name=name))
         room.added.append(name)
 
     queued = [asyncio.create_task(add_while_down(room)) for room in rooms]

@@ -48,7 +48,16 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from client.links import parse_link
-from rooms.actions import COMMANDS
+from rooms.actions import (
+    COMMANDS,
+    AgreementAdd,
+    LinkAdd,
+    NoteAdd,
+    PartAdd,
+    PartReveal,
+    PartRevealAll,
+    StageSet,
+)
 from rooms.errors import ERROR_CODES
 from rooms.model import SELF_QUALITIES
 from rooms.stages import OPERATIONS
@@ -360,15 +369,16 @@ class Fuzz:
         trio = await open_trio(server.base_url)
         t, a, b = trio.therapist, trio.a, trio.b
         fuzz = cls(server, redis_url, trio)
-        agreements = [trio.agreement, await t.add_agreement("We listen")]
-        notes = [await t.add_note("first impressions")]
-        await t.set_stage(3)
-        a_parts = [await a.add_part("Planner", "manager"), await a.add_part("Hurt", "exile")]
-        b_parts = [await b.add_part("Critic", "manager"), await b.add_part("Runner",
-                                                                          "firefighter")]
-        await a.reveal(a_parts[0])
-        await b.reveal_all()
-        links = [await a.add_link("protects", a_parts[0], a_parts[1])]
+        agreements = [trio.agreement, await t.create(AgreementAdd(text="We listen"))]
+        notes = [await t.create(NoteAdd(text="first impressions"))]
+        await t.run(StageSet(stage=3))
+        a_parts = [await a.create(PartAdd(name="Planner", kind="manager")),
+                   await a.create(PartAdd(name="Hurt", kind="exile"))]
+        b_parts = [await b.create(PartAdd(name="Critic", kind="manager")),
+                   await b.create(PartAdd(name="Runner", kind="firefighter"))]
+        await a.run(PartReveal(id=a_parts[0]))
+        await b.run(PartRevealAll())
+        links = [await a.create(LinkAdd(kind="protects", source=a_parts[0], target=a_parts[1]))]
         fuzz.known = {"agreements": agreements, "notes": notes, "parts": a_parts + b_parts,
                       "links": links, "other": ["nope", "0", "x" * 64]}
         for conn in fuzz.conns:

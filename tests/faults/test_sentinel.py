@@ -46,6 +46,16 @@ from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import MaxConnectionsError
 
 from client import Client
+from rooms.actions import (
+    AgreementAck,
+    AgreementAdd,
+    AgreementEdit,
+    PartAdd,
+    PartMove,
+    PartReveal,
+    SpotlightSet,
+    StageSet,
+)
 from rooms.errors import RoomError
 from server.local_redis import LocalRedis, die_with_parent, find_server_binary, free_port
 from server.redis_urls import BlockingSentinelConnectionPool, make_client
@@ -285,17 +295,17 @@ async def small_session(sentinel_set: SentinelSet, server_factory: Any,
     therapist = await join(room, "therapist", server.base_url, server.base_url)
     a = await join(room, "a", server.base_url, server.base_url)
     b = await join(room, "b", server.base_url, server.base_url)
-    agreement = await therapist.add_agreement("We take turns")
-    await a.ack_agreement(agreement)
-    await b.ack_agreement(agreement)
-    await therapist.set_stage(2)
-    part = await a.add_part("sentinel-a-1", "manager", 0.2, 0.3)
+    agreement = await therapist.create(AgreementAdd(text="We take turns"))
+    await a.run(AgreementAck(id=agreement))
+    await b.run(AgreementAck(id=agreement))
+    await therapist.run(StageSet(stage=2))
+    part = await a.create(PartAdd(name="sentinel-a-1", kind="manager", x=0.2, y=0.3))
     room.added.append("sentinel-a-1")
-    await a.reveal(part)
-    await b.add_part("sentinel-b-1", "exile", 0.7, 0.6)
+    await a.run(PartReveal(id=part))
+    await b.create(PartAdd(name="sentinel-b-1", kind="exile", x=0.7, y=0.6))
     room.added.append("sentinel-b-1")
-    await therapist.spotlight(part)
-    await a.move(part, 0.4, 0.4)
+    await therapist.run(SpotlightSet(part=part))
+    await a.run(PartMove(id=part, x=0.4, y=0.4))
 
     seq = await committed_seq(sentinel_set.master, room.id)
     for client in (therapist, a, b):
@@ -377,9 +387,10 @@ async def partner_adds(client: Client, tag: str, stop: asyncio.Event, tally: Tal
         n += 1
         name = f"{tag}-{n}"
         try:
-            part = await client.add_part(name, "unsure", rng.random(), rng.random())
+            part = await client.create(PartAdd(name=name, kind="unsure", x=rng.random(),
+                                               y=rng.random()))
             tally.ack(name)
-            await client.reveal(part)
+            await client.run(PartReveal(id=part))
             tally.revealed.append(name)
             tally.ack()
         except RoomError as error:  # refused while Redis was away: not acked
@@ -398,7 +409,7 @@ async def therapist_edits(client: Client, agreement: str, stop: asyncio.Event,
     while not stop.is_set():
         n += 1
         try:
-            await client.edit_agreement(agreement, f"We take turns ({n})")
+            await client.run(AgreementEdit(id=agreement, text=f"We take turns ({n})"))
             tally.edits.append((n, True))
             tally.ack()
         except RoomError as error:
@@ -424,8 +435,8 @@ async def failover(sentinel_set: SentinelSet, server_factory: Any, config: pytes
     therapist = await join(room, "therapist", server.base_url, server.base_url)
     a = await join(room, "a", server.base_url, server.base_url)
     b = await join(room, "b", server.base_url, server.base_url)
-    agreement = await therapist.add_agreement("We take turns")
-    await therapist.set_stage(2)
+    agreement = await therapist.create(AgreementAdd(text="We take turns"))
+    await therapist.run(StageSet(stage=2))
     old_master = sentinel_set.master_address()
     new_master = ("127.0.0.1", sentinel_set.replica.port)
 

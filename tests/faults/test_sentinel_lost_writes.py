@@ -15,6 +15,7 @@ from crash_helpers import join, make_room
 from test_sentinel import SERVER_ENV, SentinelSet, sentinel_set  # noqa: F401 (fixture)
 
 from client.errors import SessionLost
+from rooms.actions import FreezeSet, PartAdd, StageSet
 
 
 async def test_acked_writes_lost_in_a_failover_are_told_plainly(
@@ -24,15 +25,15 @@ async def test_acked_writes_lost_in_a_failover_are_told_plainly(
     members = [await join(room, role, server.base_url, server.base_url)
                for role in ("therapist", "a", "b")]
     therapist, a, b = members
-    await therapist.set_stage(2)
-    await a.add_part("kept")
+    await therapist.run(StageSet(stage=2))
+    await a.create(PartAdd(name="kept"))
     with redis.Redis.from_url(sentinel_set.master.url) as master:
         assert master.wait(1, 5000) == 1
         os.kill(sentinel_set.replica.pid, signal.SIGSTOP)
         assert master.client_kill_filter(_type="replica") == 1
     try:
         for n in range(3):
-            await a.add_part(f"acked-then-lost-{n}")  # acked by the master only
+            await a.create(PartAdd(name=f"acked-then-lost-{n}"))  # acked by the master only
     finally:
         sentinel_set.master.kill()
         os.kill(sentinel_set.replica.pid, signal.SIGCONT)
@@ -50,7 +51,10 @@ async def test_acked_writes_lost_in_a_failover_are_told_plainly(
     # Whatever the members do next, each must end up told the session was lost.
     for client in (b, therapist):
         try:
-            await client.add_part("after") if client is b else await client.freeze(True)
+            if client is b:
+                await client.create(PartAdd(name="after"))
+            else:
+                await client.run(FreezeSet(frozen=True))
         except Exception:
             pass
     for client in members:
