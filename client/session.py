@@ -14,7 +14,8 @@ with the backoff of rooms.protocol.BACKOFF. close() stops it too.
 Commands are the structs of rooms.actions, one place for each command's
 arguments. `run()` (or `send(op, **args)`) may be called at any time, connected
 or not: the command waits in the pending table and goes out with the next
-resend. It returns once both its ack and the event of the acked seq have
+resend (and again, under the same id, after the pause a `busy` answer asks
+for). It returns once both its ack and the event of the acked seq have
 reached the mirror, so afterwards the caller's own `view` already shows it;
 `create()` returns the id of the item a command made.
 
@@ -40,7 +41,7 @@ from websockets.typing import Origin, Subprotocol
 
 from rooms import wire
 from rooms.actions import Command, args_of, parse_args
-from rooms.errors import then_after
+from rooms.errors import Busy, then_after
 
 from .backoff import backoff
 from .errors import CLOSE_ERRORS, ClientClosed, ConnectionLost, SessionEnded, error_for
@@ -51,6 +52,7 @@ from .subscription import Subscription
 AUTO: Final = "auto"
 MAX_FRAME: Final = 16 * 1024 * 1024
 KEEP_ANOMALIES: Final = 1000
+MAX_RETRY_AFTER: Final = 30.0  # seconds: a longer pause asked for is taken as the default
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class Client:
         self._ready = False  # welcomed and every pending command (re)sent on _ws
         self._ended_seen = False
         self._pending: dict[str, _Pending] = {}
+        self._sends: set[asyncio.Task[None]] = set()
         self._frame_subs: list[Subscription[Frame]] = []
         self._event_subs: list[Subscription[Frame]] = []
         self._changed = asyncio.Event()
@@ -496,10 +499,34 @@ class Client:
         if pending is None:
             self._remember_error(frame)
             return
+        if frame.get("code") == Busy.code:
+            retry_after = frame.get("retry_after")
+            if not isinstance(retry_after, int | float) or not 0 <= retry_after <= MAX_RETRY_AFTER:
+                retry_after = Busy.DEFAULT_RETRY_AFTER
+            asyncio.get_running_loop().call_later(retry_after, self._send_again, pending,
+                                                  self._conn_no)
+            return
         error = error_for(frame.get("code"), frame.get("message"), frame.get("field"))
         self._pending.pop(pending.id, None)
         if not pending.future.done():
             pending.future.set_exception(error)
+
+    def _send_again(self, pending: _Pending, conn_no: int) -> None:
+        """A command answered busy goes out again, same id, on the connection that said
+        busy (after a reconnect, the welcome's resend has sent it already)."""
+        ws = self._ws
+        if (self._pending.get(pending.id) is not pending or conn_no != self._conn_no
+                or not self._ready or ws is None):
+            return
+        pending.sent_on = self._conn_no
+        task = asyncio.get_running_loop().create_task(self._send_quietly(ws, pending.frame))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    @staticmethod
+    async def _send_quietly(ws: ClientConnection, frame: bytes) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(frame)
 
     def _on_presence(self, frame: Frame) -> None:
         if isinstance(frame.get("presence"), dict):

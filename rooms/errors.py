@@ -16,11 +16,15 @@ close codes that follow it on a websocket, like h11's errors carry `error_status
     ├── Frozen          frozen           409   1008          -
     ├── RoomEnded       room_ended       404   4404          4000
     ├── RoomLost        room_lost        404   4409          4409
+    ├── Busy            busy             503   1013          -
     └── Internal        internal         500   1013          -
 
 A refused hello always closes; a refused command leaves the connection open unless the
-room is gone. Every close code a connection can end with, and what a client does after
-it, is in CLOSES below: the one table the clients and docs/protocol.md follow.
+room is gone. `busy` is not a refusal of the command itself: the server could not commit
+it in time, and the client sends it again under the same id (applied at most once) after
+the pause the error's `retry_after` names. Every close code a connection can end with,
+and what a client does after it, is in CLOSES below: the one table the clients and
+docs/protocol.md follow.
 
 Messages are fixed English sentences: they never echo user input, so no
 clinical content can reach a client's error or a log line through them.
@@ -59,7 +63,7 @@ CLOSES: dict[int, CloseRule] = {
     Close.INVALID_LINK: CloseRule(
         "stop", "the link is not valid: no such session, a wrong secret, or a replaced link"),
     Close.RESYNC: CloseRule(
-        "resume", "too slow: the send queue overflowed, or a gap could not be filled"),
+        "resume", "too slow: the client stopped reading, or a gap could not be filled"),
     Close.LOST: CloseRule("stop", "the server lost the session; nothing of it was kept"),
     Close.TOO_MANY: CloseRule("wait", "too many connections for this role"),
     Close.POLICY: CloseRule("resume", "a bad or missing hello, garbage, or a flood"),
@@ -81,6 +85,7 @@ class RoomError(Exception):
     http_status = 500
     hello_close: Close = Close.TRY_AGAIN
     command_close: Close | None = None
+    retry_after: float | None = None  # seconds; only `busy` asks for a pause
 
     def __init__(self, message: str | None = None, *, field: str | None = None,
                  command_id: str | None = None) -> None:
@@ -182,6 +187,19 @@ class RoomLost(RoomError):
     command_close = Close.LOST
 
 
+class Busy(RoomError):
+    code = "busy"
+    default_message = "The server is busy and did not apply this; it will be sent again."
+    http_status = 503
+    DEFAULT_RETRY_AFTER = 0.5
+
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 command_id: str | None = None,
+                 retry_after: float = DEFAULT_RETRY_AFTER) -> None:
+        super().__init__(message, field=field, command_id=command_id)
+        self.retry_after = retry_after
+
+
 class Internal(RoomError):
     code = "internal"
     default_message = "Something went wrong on our side."
@@ -191,7 +209,7 @@ ERRORS: dict[str, type[RoomError]] = {
     cls.code: cls
     for cls in (
         BadFrame, BadRequest, UnknownOp, Unauthorized, Forbidden, StageLocked, NotFound,
-        LimitExceeded, RateLimited, Frozen, RoomEnded, RoomLost, Internal,
+        LimitExceeded, RateLimited, Frozen, RoomEnded, RoomLost, Busy, Internal,
     )
 }
 ERROR_CODES = frozenset(ERRORS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple, TypeVar, get_args
 
-from .errors import CLOSES, ERRORS, Close
+from .errors import CLOSES, ERRORS, Busy, Close
 from .model import PART_KINDS, ROLES, SELF_QUALITIES, Answer, LinkKind, PartKind
 from .stages import FIRST_STAGE, LAST_STAGE, OPERATIONS
 from .types import COLOR_PATTERN, MAX_ID, MAX_TEXT
@@ -85,6 +85,7 @@ def document() -> dict[str, Any]:
                 "http_status": cls.http_status,
                 "hello_close": int(cls.hello_close),
                 "command_close": None if cls.command_close is None else int(cls.command_close),
+                **({"retry_after": Busy.DEFAULT_RETRY_AFTER} if cls is Busy else {}),
             }
             for code, cls in ERRORS.items()
         },

@@ -271,4 +271,6 @@ def refusal(error: RoomError, command_id: str | None = None) -> dict[str, Any]:
         frame["id"] = command_id
     if error.field is not None:
         frame["field"] = error.field
+    if error.retry_after is not None:
+        frame["retry_after"] = error.retry_after
     return frame

@@ -77,7 +77,9 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
                   log_length=settings.log_length)
     hub = Hub(store, pubsub_client, sweep_interval=settings.sweep_interval,
               presence_ttl=settings.presence_ttl,
-              concurrent_handshakes=max(1, settings.redis_pool_size // 2))
+              concurrent_handshakes=max(1, settings.redis_pool_size // 2),
+              commit_slots=max(1, settings.redis_pool_size // 2),
+              commit_wait=settings.commit_wait)
     api = Api(settings, store)
     lag = LoopLagMonitor(metrics.LOOP_LAG.observe)
 

@@ -8,15 +8,23 @@ allows. A command id that was already committed returns its first sequence
 number and changes nothing again, even when re-applying it now would be refused
 (a part removed by the first attempt). The path of a command through the server
 is drawn in server/live_room.py.
+
+Overload is answered, never waited out: a command waits at most `wait` seconds for
+its room's lock and for one of the process's commit slots (fewer than the Redis
+pool's connections, so commits never queue inside the pool); past that it gets
+`busy` with a pause to wait, and the client sends it again under the same id. Once
+it holds both, its Redis work is never cut short.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from typing import NoReturn
 
 from rooms.actions import Command
-from rooms.errors import Internal, RoomEnded, RoomError, RoomLost
+from rooms.errors import Busy, Internal, RoomEnded, RoomError, RoomLost
 from rooms.machine import Context, apply
 from rooms.model import Role
 
@@ -27,53 +35,90 @@ from .store import encode_event, new_entity_id
 MAX_ATTEMPTS = 8
 
 
-async def execute(live: LiveRoom, role: Role, command_id: str, command: Command) -> int:
-    """Commit one command to the room and deliver its event here; returns its seq."""
+class CommitSlots:
+    """How many commands of this process may be at work on Redis at once, and how long
+    one waits for its turn (room lock and slot together) before it is answered busy."""
+
+    def __init__(self, slots: int, wait: float) -> None:
+        self.semaphore = asyncio.Semaphore(slots)
+        self.wait = wait
+
+    def busy(self) -> Busy:
+        # Spread the resends: a crowd told to come back at the same moment would be a crowd.
+        return Busy(retry_after=round(self.wait * (0.5 + random.random()), 3))
+
+
+async def execute(live: LiveRoom, role: Role, command_id: str, command: Command,
+                  slots: CommitSlots | None = None) -> int:
+    """Commit one command to the room and deliver its event here; returns its seq.
+    Without `slots` it waits for the room's lock as long as it takes."""
+    lock = live.command_lock
+    if slots is None:
+        async with lock:
+            return await _execute(live, role, command_id, command)
+    try:
+        async with asyncio.timeout(slots.wait):
+            await lock.acquire()
+            try:
+                await slots.semaphore.acquire()
+            except BaseException:
+                lock.release()
+                raise
+    except TimeoutError:
+        metrics.BUSY.inc()
+        raise slots.busy() from None
+    try:
+        return await _execute(live, role, command_id, command)
+    finally:
+        slots.semaphore.release()
+        lock.release()
+
+
+async def _execute(live: LiveRoom, role: Role, command_id: str, command: Command) -> int:
     store = live.store
     field = f"{role}:{command_id}"
-    async with live.command_lock:
-        room = live.room
-        if room is None or room.seq < live.delivered:
-            room = await store.load(live.id)
-        for _ in range(MAX_ATTEMPTS):
-            if room is None:
-                raise RoomEnded()
-            try:
-                changed, event = apply(room, role, command, Context(time.time(), new_entity_id))
-            except RoomError:
-                # A refusal must rest on the room as committed, not on a stale copy.
-                fresh = await store.load(live.id)
-                if fresh is not None and fresh.seq != room.seq:
-                    room = fresh
-                    continue
-                prior = await store.prior_seq(live.id, field)
-                if prior is not None:
-                    await live.catch_up(prior)
-                    return prior
-                raise
-            result = await store.commit(room, changed, encode_event(event), field)
-            if result.outcome == "ok":
-                live.room = changed
-                await live.deliver(event)
-                return result.seq
-            if result.outcome == "dup":
-                # Committed by an earlier attempt whose reply was lost (a retry after a
-                # dropped Redis connection): this process may not have delivered it yet.
-                await live.catch_up(result.seq)
-                return result.seq
-            if result.outcome == "conflict":
-                metrics.COMMIT_CONFLICTS.inc()
-                if result.seq < room.seq:
-                    # Redis is behind what was committed and acknowledged: a failover
-                    # lost writes. Say so; never build on the shorter history.
-                    _lose(live)
-                room = await store.load(live.id)
-                continue
-            live.room = None
-            if result.outcome == "lost" or await store.was_lost(live.id, room.epoch):
-                _lose(live)
+    room = live.room
+    if room is None or room.seq < live.delivered:
+        room = await store.load(live.id)
+    for _ in range(MAX_ATTEMPTS):
+        if room is None:
             raise RoomEnded()
-        raise Internal()
+        try:
+            changed, event = apply(room, role, command, Context(time.time(), new_entity_id))
+        except RoomError:
+            # A refusal must rest on the room as committed, not on a stale copy.
+            fresh = await store.load(live.id)
+            if fresh is not None and fresh.seq != room.seq:
+                room = fresh
+                continue
+            prior = await store.prior_seq(live.id, field)
+            if prior is not None:
+                await live.catch_up(prior)
+                return prior
+            raise
+        result = await store.commit(room, changed, encode_event(event), field)
+        if result.outcome == "ok":
+            live.room = changed
+            await live.deliver(event)
+            return result.seq
+        if result.outcome == "dup":
+            # Committed by an earlier attempt whose reply was lost (a retry after a dropped
+            # Redis connection, a resend after busy): this process may not have delivered it.
+            await live.catch_up(result.seq)
+            return result.seq
+        if result.outcome == "conflict":
+            metrics.COMMIT_CONFLICTS.inc()
+            if result.seq < room.seq:
+                # Redis is behind what was committed and acknowledged: a failover
+                # lost writes. Say so; never build on the shorter history.
+                _lose(live)
+            room = await store.load(live.id)
+            continue
+        live.room = None
+        if result.outcome == "lost" or await store.was_lost(live.id, room.epoch):
+            _lose(live)
+        raise RoomEnded()
+    raise Internal()
 
 
 def _lose(live: LiveRoom) -> NoReturn:

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from . import metrics
+from .commands import CommitSlots
 from .live_room import LiveRoom, Member
 from .presence import Presence
 from .pubsub import PubSubLink
@@ -43,7 +44,8 @@ SWEEP_SLICE = 100
 class Hub:
     def __init__(self, store: Store, pubsub_client: aioredis.Redis, *,
                  sweep_interval: float = 2.0, presence_ttl: float = 15.0,
-                 concurrent_handshakes: int = 32) -> None:
+                 concurrent_handshakes: int = 32, commit_slots: int = 32,
+                 commit_wait: float = 1.0) -> None:
         self.store = store
         self.sweep_interval = sweep_interval
         self.rooms: dict[str, LiveRoom] = {}
@@ -53,6 +55,8 @@ class Hub:
                                ping_interval=sweep_interval)
         # A reconnect storm queues its handshakes here rather than exhausting the Redis pool.
         self.handshakes = asyncio.Semaphore(concurrent_handshakes)
+        # Commands queue here, and are answered busy past commit_wait, not in the pool.
+        self.commits = CommitSlots(commit_slots, commit_wait)
         self._sweeper: asyncio.Task[None] | None = None
         self._sweep_cursor = 0
 

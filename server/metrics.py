@@ -16,11 +16,17 @@ COMMIT_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 COMMIT_CONFLICTS = Counter("partsboard_commit_conflicts_total", "Optimistic commit retries")
+BUSY = Counter("partsboard_busy_total",
+               "Commands answered busy: not committed in time, to be sent again")
 EVENTS_OUT = Counter("partsboard_events_sent_total", "Event frames queued to connections")
 DRAGS = Counter("partsboard_drags_total", "Live drag updates", ["result"])
 BAD_FRAMES = Counter("partsboard_bad_frames_total", "Frames refused", ["code"])
 CLOSES = Counter("partsboard_closes_total", "Connections closed by the server", ["code"])
 SLOW_CONSUMERS = Counter("partsboard_slow_consumers_total", "Connections cut for not reading")
+SERVER_BEHIND = Counter(
+    "partsboard_send_queue_server_behind_total",
+    "Send queues that filled while their socket still took frames (this process was behind; "
+    "not cut)")
 GAPS_FILLED = Counter("partsboard_gaps_filled_total", "Sequence gaps filled from the event log")
 RESYNCS = Counter("partsboard_resyncs_total", "Feeds whose members had to resync")
 RESUBSCRIBES = Counter("partsboard_resubscribes_total", "Pub/sub reconnections")

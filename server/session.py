@@ -3,10 +3,13 @@
 The handshake authenticates the hello, joins the room's LiveRoom through the hub
 and sends the welcome. Then the reader decodes and runs the client's frames in
 order (commands through server/commands.py, drags through the LiveRoom; the
-whole path is drawn in server/live_room.py); the writer drains a bounded queue
-of encoded frames. Nothing else ever waits on this connection: fan-out only
-pushes to the queue, and a connection whose queue is full is cut (it resumes
-when it comes back) instead of holding up its room.
+whole path is drawn in server/live_room.py); the writer drains a queue of
+encoded frames. Nothing else ever waits on this connection: fan-out only pushes
+to the queue. A queue holding `send_queue` frames is cut (it resumes when it
+comes back) only when its reader stopped reading, that is when the writer is
+stuck in a send because the socket takes no more; a queue that grew because this
+process is behind (the writer simply had no turn yet) is left to drain, up to
+SERVER_BEHIND_FACTOR times as many frames.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import logging
 import time
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms import wire
@@ -43,6 +48,8 @@ from .settings import Settings
 from .store import Store, decode_event
 
 log = logging.getLogger("partsboard.session")
+
+SERVER_BEHIND_FACTOR = 16
 
 
 class TokenBucket:
@@ -77,7 +84,10 @@ class Connection:
         self.secret_hash = ""
         self.presence_id = ""
         self.last_seq = -1
-        self.queue: asyncio.Queue[tuple[int | None, bytes]] = asyncio.Queue(settings.send_queue)
+        self.queue: asyncio.Queue[tuple[int | None, bytes]] = asyncio.Queue()
+        # True while the writer waits inside a send: only a socket that takes no more
+        # (its reader stopped reading) makes a send wait.
+        self.sending = False
         self.commands = TokenBucket(settings.command_rate, settings.command_burst)
         self.drags = TokenBucket(settings.drag_rate, settings.drag_burst)
         # Excess drags are dropped quietly; only a real flood (twice the rate) earns strikes.
@@ -93,11 +103,15 @@ class Connection:
     def push(self, seq: int | None, frame: bytes) -> None:
         if self.close_code is not None:
             return
-        try:
-            self.queue.put_nowait((seq, frame))
-        except asyncio.QueueFull:
-            metrics.SLOW_CONSUMERS.inc()
-            self.shut(Close.RESYNC)
+        queued = self.queue.qsize()
+        if queued >= self.settings.send_queue:
+            if self.sending or queued >= self.settings.send_queue * SERVER_BEHIND_FACTOR:
+                metrics.SLOW_CONSUMERS.inc()
+                self.shut(Close.RESYNC)
+                return
+            if queued == self.settings.send_queue:
+                metrics.SERVER_BEHIND.inc()
+        self.queue.put_nowait((seq, frame))
 
     def shut(self, code: int, frame: bytes | None = None) -> None:
         if self.close_code is None:
@@ -233,7 +247,9 @@ class Connection:
                     if seq <= self.last_seq:
                         continue
                     self.last_seq = seq
+                self.sending = True
                 await self.ws.send_bytes(frame)
+                self.sending = False
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -288,14 +304,21 @@ class Connection:
             command = parse_args(frame.op, frame.args)
             op_label = command.op
             assert self.live is not None
-            seq = await execute(self.live, self.role, frame.id, command)
+            seq = await execute(self.live, self.role, frame.id, command, self.hub.commits)
         except RoomError as error:
             metrics.command_result(op_label, error.code).inc()
             self.push(None, wire.encode(wire.refusal(error, frame.id)))
             if error.command_close is not None:
                 self.shut(error.command_close)
             return
-        except (RedisError, OSError, TimeoutError) as error:
+        except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
+            # Redis did not answer in time or could not be reached: maybe committed, maybe
+            # not. Sent again under the same id, it is applied at most once.
+            metrics.BUSY.inc()
+            metrics.command_result(op_label, "busy").inc()
+            self.push(None, wire.encode(wire.refusal(self.hub.commits.busy(), frame.id)))
+            return
+        except RedisError as error:
             log.warning("command failed: op=%s error=%s", op_label, type(error).__name__)
             metrics.command_result(op_label, "internal").inc()
             self.push(None, wire.encode(wire.refusal(Internal(), frame.id)))

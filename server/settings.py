@@ -69,6 +69,7 @@ class Settings:
     redis_pool_size: int = 64
     listen_backlog: int = 8192
     redis_timeout: float = 5.0
+    commit_wait: float = 1.0
     log_length: int = 1000
     max_frame_bytes: int = 64 * 1024
     command_rate: float = 20.0
@@ -112,6 +113,7 @@ class Settings:
             idle_ttl=_float(env, "PARTSBOARD_IDLE_TTL", 3 * 3600),
             max_lifetime=_float(env, "PARTSBOARD_MAX_LIFETIME", 12 * 3600),
             redis_pool_size=_int(env, "PARTSBOARD_REDIS_POOL", 64),
+            commit_wait=_float(env, "PARTSBOARD_COMMIT_WAIT", 1.0),
             listen_backlog=_int(env, "PARTSBOARD_LISTEN_BACKLOG", 8192),
             log_length=_int(env, "PARTSBOARD_LOG_LENGTH", 1000, minimum=10),
             max_frame_bytes=_int(env, "PARTSBOARD_MAX_FRAME", 64 * 1024, minimum=1024),

@@ -12,6 +12,7 @@ import { applyEvent, GapError } from "./view.js";
 export const SUBPROTOCOL = PROTOCOL.subprotocol;
 
 const DRAG_INTERVAL_MS = 50; // about 20 drag frames a second
+const MAX_RETRY_AFTER = 30; // seconds: a longer pause asked for is taken as the default
 
 function randomId() {
   const bytes = new Uint8Array(8);
@@ -279,6 +280,10 @@ export class RoomClient extends EventTarget {
 
   onError(frame) {
     if (frame.id && this.pending.has(frame.id)) {
+      if (frame.code === "busy") {
+        this.sendAgainLater(frame.id, frame.retry_after);
+        return;
+      }
       this.settle(frame.id, false, frame);
       return;
     }
@@ -287,6 +292,22 @@ export class RoomClient extends EventTarget {
     const known = PROTOCOL.errors[frame.code];
     if (!this.welcomed || (known && known.command_close)) return;
     this.emit("servererror", { error: frame });
+  }
+
+  // "Busy, try again": the same command, same id, after the pause the server asked for (a
+  // reconnect meanwhile resends it with the others after the welcome).
+  sendAgainLater(id, retryAfter) {
+    const seconds =
+      typeof retryAfter === "number" && retryAfter >= 0 && retryAfter <= MAX_RETRY_AFTER
+        ? retryAfter
+        : PROTOCOL.errors.busy.retry_after;
+    const ws = this.ws;
+    setTimeout(() => {
+      const command = this.pending.get(id);
+      if (command && ws === this.ws && this.welcomed && ws.readyState === WebSocket.OPEN) {
+        ws.send(encode(command));
+      }
+    }, seconds * 1000);
   }
 
   settle(id, ok, frame) {

@@ -38,7 +38,15 @@ from websockets.typing import Subprotocol
 
 from client import Client, LinkNotValid, SessionEnded, SessionLost
 from rooms import actions, machine, wire
-from rooms.errors import BadFrame, Internal, LimitExceeded, RoomEnded, RoomLost, Unauthorized
+from rooms.errors import (
+    BadFrame,
+    Busy,
+    Internal,
+    LimitExceeded,
+    RoomEnded,
+    RoomLost,
+    Unauthorized,
+)
 from rooms.model import PartnerInfo, Role, Room
 from rooms.protocol import document
 from rooms.views import event_for, snapshot_for
@@ -516,3 +524,26 @@ async def test_each_stop_close_in_a_session_stops_both(
     expected = [{"resume": None, "cmds": ["pause.raise c1"], "ended": code}]
     assert python.log == page.log == expected
     assert python.outcome == page.outcome == (stop, "failed")
+
+
+def busy_script() -> Script:
+    async def busy_twice_then_acked(c: Conn) -> None:
+        await c.hello()
+        await c.welcome(view=STORY.view(5), seq=5)
+        command_id = await c.cmd()
+        for _ in range(2):
+            await c.send(wire.refusal(Busy(retry_after=0.05), command_id))
+            assert await c.cmd() == command_id
+        await c.send(STORY.ev(6), wire.ack(command_id, 6))
+        await c.checkpoint("seq 6")
+        await c.close(4000, wire.ended())
+
+    return Script([busy_twice_then_acked], checkpoints=("seq 6",))
+
+
+async def test_a_busy_command_is_sent_again_under_its_id_until_acked(browser: Browser) -> None:
+    python, page = await both(busy_script, browser, {"seq 6": 6})
+    expected = [{"resume": None, "cmds": ["pause.raise c1"] * 3, "ended": 4000}]
+    assert python.log == page.log == expected
+    assert python.mirrors == page.mirrors == {"seq 6": board_of(STORY.view(6))}
+    assert python.outcome == page.outcome == ("ended", "acked:6")

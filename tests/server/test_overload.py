@@ -1,0 +1,98 @@
+"""Overload is answered plainly: a command that cannot be committed in time gets `busy`
+with a pause to wait, the client sends it again under the same id, and it lands once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from hub_helpers import open_store
+from live_rooms import decoded_frames, event_seqs, open_room
+
+from client import Client
+from rooms.actions import parse_args
+from rooms.machine import Context, apply
+from server.store import Keys, Store, encode_event, new_entity_id
+from tests.faults.crash_helpers import metric
+
+pytestmark = pytest.mark.timeout(120)
+
+PAUSE_MS = 1500
+WRITERS = 4
+
+
+async def test_commands_held_up_past_the_wait_are_answered_busy_and_land_once(
+        server_factory, admin: aioredis.Redis) -> None:
+    server = await server_factory.start({"PARTSBOARD_REDIS_POOL": "4",
+                                         "PARTSBOARD_COMMIT_WAIT": "0.2"})
+    room = await open_room(server.base_url)
+    tabs = [await Client.connect(room.links["therapist"], record=True) for _ in range(WRITERS)]
+    try:
+        # Redis holds every write for a while: the first command to reach it holds its
+        # room, and the others are answered busy until Redis answers again.
+        await admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "WRITE")
+        texts = [f"note {n}" for n in range(WRITERS)]
+        await asyncio.gather(*(tab.send("note.add", text=text)
+                               for tab, text in zip(tabs, texts, strict=True)))
+        busy = [frame for tab in tabs for frame in decoded_frames(tab)
+                if frame.get("t") == "error"]
+        assert busy and {frame["code"] for frame in busy} == {"busy"}
+        assert all(0 < frame["retry_after"] <= 0.3 for frame in busy)
+        for client in [room.therapist, *tabs]:  # a therapist's notes are the therapist's
+            await client.wait_seq(max(tab.seq for tab in tabs))
+            notes = client.view["colls"].get("notes", {})
+            assert sorted(note["text"] for note in notes.values()) == texts, \
+                "a busy command was lost or applied twice"
+        assert await metric(server.base_url, "partsboard_busy_total") == len(busy)
+        assert 'result="internal"' not in await metrics_text(server.base_url)
+    finally:
+        for tab in tabs:
+            await tab.close()
+        await room.close()
+
+
+async def metrics_text(base_url: str) -> str:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"{base_url}/metrics")).text
+
+
+async def commit_unheard(store: Store, room_id: str, count: int) -> int:
+    """Commit `count` therapist notes straight into Redis, announced on a channel nobody
+    hears: a server learns of them only when its sweep finds the room behind. Returns the
+    last seq."""
+    room = await store.load(room_id)
+    assert room is not None
+    keys = Keys(room_id)
+    for n in range(count):
+        changed, event = apply(room, "therapist", parse_args("note.add", {"text": f"n{n}"}),
+                               Context(0.0, new_entity_id))
+        reply = await store._commit(keys=keys.all(), args=[
+            room.epoch, room.seq, msgspec.msgpack.encode(changed), encode_event(event),
+            f"therapist:unheard-{n}", store.idle_ms, store.log_length, "pb:{nobody}:ch", b""])
+        assert reply[0] == b"ok"
+        room = changed
+    return room.seq
+
+
+async def test_a_server_that_falls_behind_does_not_cut_members_who_read(
+        server_factory, redis_url: str) -> None:
+    # The sweep delivers all the missed events at once: far more frames than the send
+    # queue holds reach each member's queue before its writer gets a turn.
+    server = await server_factory.start({"PARTSBOARD_SEND_QUEUE": "8",
+                                         "PARTSBOARD_SWEEP_INTERVAL": "0.2"})
+    room = await open_room(server.base_url, record=True)
+    try:
+        start = room.therapist.seq
+        async with open_store(redis_url) as store:
+            last = await commit_unheard(store, room.therapist.room, 40)
+        for client in room.all:
+            await client.wait_seq(last, timeout=30)
+            assert client.reconnects == 0 and client.anomalies == []
+        assert event_seqs(room.therapist)[-40:] == list(range(start + 1, last + 1))
+        assert await metric(server.base_url, "partsboard_slow_consumers_total") == 0
+        assert await metric(server.base_url, "partsboard_send_queue_server_behind_total") >= 1
+    finally:
+        await room.close()
