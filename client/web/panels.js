@@ -547,7 +547,7 @@ function answerLine(app, need) {
   }
   return h("div", { class: `answer answer-${need.answer}` },
     h("p", {}, h("strong", { text: you ? "You answered: " : `${who} answered: ` }), ANSWER_LABELS[need.answer]),
-    need.answer_note ? h("p", { class: "answer-note", text: need.answer_note }) : null);
+    need.answer_note ? h("p", { class: "answer-note" }, h("strong", { text: "With a note: " }), need.answer_note) : null);
 }
 
 function otherNeedItem(app, part, need) {
