@@ -54,8 +54,18 @@ def places(person: Person) -> dict[str, Any]:
     return result
 
 
-def test_each_stage_puts_its_task_first(room, open_person) -> None:  # type: ignore[no-untyped-def]
+def first_screen(person: Person, path: Path) -> None:
+    """What the person sees first: the top of the page, in their window."""
+    person.page.evaluate("() => window.scrollTo(0, 0)")
+    person.page.screenshot(path=path)
+
+
+def test_each_stage_puts_its_task_first(room, open_person,  # type: ignore[no-untyped-def]
+                                        artifacts: Path) -> None:
+    shots = artifacts / "page"
+    shots.mkdir(parents=True, exist_ok=True)
     therapist, alex, sam = join_three(open_person, room, phones=("a", "b"))
+    therapist.page.set_viewport_size({"width": 1280, "height": 800})
     sam.page.set_viewport_size({"width": 360, "height": 740})
     t = therapist.page
     therapist.add_agreements(["Either of us can pause at any time"])
@@ -80,6 +90,9 @@ def test_each_stage_puts_its_task_first(room, open_person) -> None:  # type: ign
             # One column on a phone: what comes first in the page is also higher on the screen.
             upper, lower = ("board", "taskBox") if board_first else ("taskBox", "board")
             assert where[upper]["bottom"] <= where[lower]["top"] + 1, (person.label, stage)
+        for person in (therapist, alex, sam):
+            name = person.label.replace(" ", "-")
+            first_screen(person, shots / f"stage{stage}-{name}-first-screen.png")
         where = places(therapist)
         assert where["task"][0] == THERAPIST_FIRST[stage], (stage, where["task"])
         # A wide screen: the task beside the board, the other panels under the board.
@@ -94,6 +107,10 @@ def test_each_stage_puts_its_task_first(room, open_person) -> None:  # type: ign
                 assert agree.evaluate(ON_FIRST_SCREEN), f"{person.label}: I agree is below the fold"
             alex.page.get_by_role("button", name="I agree").click()
             expect(alex.page.get_by_role("button", name="I agree")).to_have_count(0)
+    # A tablet: one column, the stage's task still first.
+    alex.page.set_viewport_size({"width": 768, "height": 1024})
+    assert places(alex)["task"][0] == "requests-panel"
+    first_screen(alex, shots / "stage5-alex-tablet-first-screen.png")
 
 
 def test_keyboard_esc_closes_a_part_and_i_agree_moves_on(room, open_person,  # type: ignore[no-untyped-def]
