@@ -73,8 +73,10 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
     # Pub/sub holds its own connection for as long as it listens, and never retries in
     # place: the hub must hear of every reconnect to fill what was missed meanwhile.
     pubsub_client = redis_client(settings, settings.redis_url, pool_size=4, retry=False)
+    # The presence heartbeat and the sweep never wait behind commands for a connection.
+    control_client = redis_client(settings, settings.redis_url, pool_size=4)
     store = Store(client, idle_ttl=settings.idle_ttl, max_lifetime=settings.max_lifetime,
-                  log_length=settings.log_length)
+                  log_length=settings.log_length, control=control_client)
     hub = Hub(store, pubsub_client, sweep_interval=settings.sweep_interval,
               presence_ttl=settings.presence_ttl,
               concurrent_handshakes=max(1, settings.redis_pool_size // 2),
@@ -109,6 +111,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
             await lag.stop()
             await hub.stop()
             await client.aclose()
+            await control_client.aclose()
             await pubsub_client.aclose()
             if on_shutdown is not None:
                 on_shutdown()

@@ -189,8 +189,11 @@ class Auth:
 
 class Store:
     def __init__(self, client: aioredis.Redis, *, idle_ttl: float, max_lifetime: float,
-                 log_length: int) -> None:
+                 log_length: int, control: aioredis.Redis | None = None) -> None:
         self.redis = client
+        # The presence heartbeat, recounts and the sweep's reads run on their own
+        # connections, so that commands filling the main pool never starve them.
+        self.control = control if control is not None else client
         # This process, as named in what it publishes and in its presence entries.
         self.origin = origin = f"{os.getpid()}-{secrets.token_hex(4)}"
         # Published events name the process that committed them, which then skips its
@@ -288,7 +291,7 @@ class Store:
         return _room_decoder.decode(blob) if blob is not None else None
 
     async def meta_seq_epoch(self, room_ids: list[str]) -> list[tuple[int, str] | None]:
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.control.pipeline(transaction=False) as pipe:
             for room_id in room_ids:
                 pipe.hmget(Keys(room_id).meta, ["seq", "epoch"])
             rows = await pipe.execute()
@@ -353,7 +356,7 @@ class Store:
         room_ids = list(rooms)
         for start in range(0, len(room_ids), chunk):
             batch = room_ids[start:start + chunk]
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with self.control.pipeline(transaction=False) as pipe:
                 for room_id in batch:
                     keys = Keys(room_id)
                     pipe.zremrangebyscore(keys.presence, "-inf", now_ms)
@@ -398,7 +401,7 @@ class Store:
         await self.redis.zrem(Keys(room_id).presence, member)
 
     async def presence_counts(self, room_id: str) -> Present:
-        entries: Any = await self.redis.zrangebyscore(
+        entries: Any = await self.control.zrangebyscore(
             Keys(room_id).presence, _presence_clock(), "+inf", withscores=True)
         return _present(entries)
 

@@ -9,12 +9,14 @@ import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
-from hub_helpers import open_store
+from hub_helpers import Listener, make_room, open_store
 from live_rooms import decoded_frames, event_seqs, open_room
 
 from client import Client
 from rooms.actions import parse_args
 from rooms.machine import Context, apply
+from server.hub import Hub
+from server.redis_urls import make_client
 from server.store import Keys, Store, encode_event, new_entity_id
 from tests.faults.crash_helpers import metric
 
@@ -96,3 +98,34 @@ async def test_a_server_that_falls_behind_does_not_cut_members_who_read(
         assert await metric(server.base_url, "partsboard_send_queue_server_behind_total") >= 1
     finally:
         await room.close()
+
+
+async def test_heartbeat_and_sweep_never_wait_behind_a_full_pool(
+        redis_url: str, admin: aioredis.Redis) -> None:
+    main = make_client(redis_url, pool_size=2, timeout=60)
+    control = make_client(redis_url, pool_size=2, timeout=60)
+    store = Store(main, idle_ttl=60, max_lifetime=120, log_length=100, control=control)
+    hub = Hub(store, aioredis.Redis.from_url(redis_url), sweep_interval=60, presence_ttl=0.6)
+    await hub.start()
+    held = []
+    try:
+        room_id = await make_room(store)
+        live = await hub.join(room_id, "", Listener("member"))
+        member = next(iter(live.members)).presence_id
+        joined = await admin.zscore(Keys(room_id).presence, member)
+        # Commands hold every connection of the main pool (as a burst of them would).
+        held = [await main.connection_pool.get_connection() for _ in range(2)]
+        for _ in range(200):  # the heartbeat, every ttl / 3, moves the expiry on
+            if await admin.zscore(Keys(room_id).presence, member) != joined:
+                break
+            await asyncio.sleep(0.05)
+        assert await admin.zscore(Keys(room_id).presence, member) != joined, \
+            "the heartbeat waited for the main pool"
+        await asyncio.wait_for(hub.sweep([room_id]), 10)
+    finally:
+        for connection in held:
+            await main.connection_pool.release(connection)
+        await hub.stop()
+        await main.aclose()
+        await control.aclose()
+        await hub.link.client.aclose()
