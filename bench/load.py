@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import json
 import random
 import socket
@@ -39,9 +40,23 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.typing import Subprotocol
+
+from client.backoff import backoff
+from rooms import wire
+from rooms.actions import (
+    Command,
+    PartAdd,
+    PartBlend,
+    PartMove,
+    PartRemove,
+    PartReveal,
+    StageSet,
+    args_of,
+)
+from rooms.errors import BadFrame, then_after
 
 from .procs import die_with_parent
 
@@ -51,12 +66,6 @@ PARTNERS = (1, 2)
 BURST = 10  # drag updates per burst
 BURST_HZ = 10.0  # drag updates per second while dragging
 MAX_EXTRA_PARTS = 12  # parts a partner adds during the load before it removes some
-SUBPROTOCOL = "partsboard.v1"
-BACKOFF_INITIAL = 0.05  # reconnect delays as the project's client (client/backoff.py)
-BACKOFF_CAP = 3.0
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder().decode
 
 
 class Refused(Exception):
@@ -176,18 +185,19 @@ class Worker:
     async def connect(self, m: Member, resume: bool) -> None:
         ws = await connect(
             self.c.ws_url,
-            subprotocols=[SUBPROTOCOL] if self.pb else None,  # type: ignore[list-item]
+            subprotocols=[Subprotocol(wire.SUBPROTOCOL)] if self.pb else None,
             compression=None, ping_interval=None, proxy=None, open_timeout=10,
             close_timeout=2, max_size=2**22, max_queue=4096)
         try:
-            hello: dict[str, Any] = {"t": "hello", "room": m.room.id, "secret": m.secret}
-            if self.pb and resume and m.epoch is not None:
-                hello["resume"] = {"epoch": m.epoch, "seq": max(m.last_seq, 0)}
-            await ws.send(_encode(hello))
+            since = (m.epoch, max(m.last_seq, 0)) if resume and m.epoch is not None else None
+            await ws.send(wire.hello(m.room.id, m.secret, since if self.pb else None))
             raw = await asyncio.wait_for(ws.recv(), 15)
-            welcome = _decode(raw.encode() if isinstance(raw, str) else raw)
-            if not isinstance(welcome, dict) or welcome.get("t") != "welcome":
-                raise Refused(str(welcome.get("code") if isinstance(welcome, dict) else "?"))
+            try:
+                welcome = wire.decode_server(raw.encode() if isinstance(raw, str) else raw)
+            except BadFrame:
+                raise Refused("an undecodable answer") from None
+            if welcome.get("t") != "welcome":
+                raise Refused(str(welcome.get("code")))
         except BaseException:
             await ws.close()
             raise
@@ -235,17 +245,14 @@ class Worker:
                 m.drops += 1
                 self.totals["drops"] += 1
                 self.totals[f"closed_{code}"] += 1
-                if code in (4000, 4404, 4409) or not self.reconnect:
+                if then_after(code) == "stop" or not self.reconnect:
                     m.dead = f"closed {code}"
                     self.totals["dead"] += 1
                     return
-            ceiling = BACKOFF_INITIAL
-            for _ in range(200):
+            for delay in itertools.islice(backoff(rand=self.rng.random), 200):
                 if self.closing:
                     return
-                # like client/backoff.py: full jitter, ceiling doubling up to a cap
-                await asyncio.sleep(self.rng.random() * ceiling)
-                ceiling = min(BACKOFF_CAP, ceiling * 2)
+                await asyncio.sleep(delay)
                 try:
                     await self.connect(m, resume=True)
                     break
@@ -271,7 +278,7 @@ class Worker:
     def on_frame(self, m: Member, data: bytes) -> None:
         now = time.perf_counter()
         try:
-            frame = _decode(data)
+            frame = wire.decode_server(data)
             t = frame.get("t")
             if t == "drag":
                 self.on_x(m, float(frame["x"]), now)
@@ -386,12 +393,13 @@ class Worker:
 
     # ---- sending ----------------------------------------------------------
 
-    def command(self, m: Member, op: str, args: dict[str, Any]) -> str:
+    def command(self, m: Member, command: Command) -> str:
         """Send a command now (or, while m is disconnected, when it resumes)."""
         cid = self.next_id()
+        op, args = command.op, args_of(command)
         if not self.pb and "x" not in args:
-            args = {**args, "x": self.next_x()}
-        frame = _encode({"t": "cmd", "id": cid, "op": op, "args": args})
+            args["x"] = self.next_x()  # the relay's commands are matched by a unique x
+        frame = wire.cmd(cid, op, args)
         now = time.perf_counter()
         w = self.window
         self.cmds[cid] = (now, op, m.index, w.number)
@@ -412,11 +420,11 @@ class Worker:
 
     def reveal(self, m: Member, pid: str) -> None:
         """Reveal a part added during the load; once acked, it can be moved and dragged."""
-        self.reveals[self.command(m, "part.reveal", {"id": pid})] = pid
+        self.reveals[self.command(m, PartReveal(id=pid))] = pid
 
     async def drag(self, m: Member, pid: str) -> None:
         x = self.next_x()
-        frame = _encode({"t": "drag", "part": pid, "x": x, "y": self.rng.random()})
+        frame = wire.drag(pid, x, self.rng.random())
         ws = m.ws
         if ws is None:
             self.window.counts["drag_skipped_offline"] += 1
@@ -440,21 +448,19 @@ class Worker:
             return
         roll = self.rng.random()
         if roll < 0.6:
-            self.command(m, "part.move", {"id": self.rng.choice(parts), "x": self.next_x(),
-                                          "y": self.rng.random()})
+            self.command(m, PartMove(id=self.rng.choice(parts), x=self.next_x(),
+                                     y=self.rng.random()))
         elif roll < 0.85:
-            self.command(m, "part.blend", {"id": self.rng.choice(parts),
-                                           "level": self.rng.randint(0, 10)})
+            self.command(m, PartBlend(id=self.rng.choice(parts), level=self.rng.randint(0, 10)))
         elif len(room.extra[index]) < MAX_EXTRA_PARTS:
             x = self.next_x()
             room.pending_add[x] = index
-            self.command(m, "part.add", {"name": "Bench part", "kind": "manager",
-                                         "x": x, "y": self.rng.random()})
+            self.command(m, PartAdd(name="Bench part", kind="manager", x=x, y=self.rng.random()))
         else:
             pid = room.extra[index].pop(0)
             if pid in parts:
                 parts.remove(pid)
-            self.command(m, "part.remove", {"id": pid})
+            self.command(m, PartRemove(id=pid))
 
     # ---- setup ------------------------------------------------------------
 
@@ -519,12 +525,12 @@ class Worker:
         await asyncio.gather(*(one(room) for room in rooms))
 
     async def setup_room(self, room: Room) -> None:
-        await self.call(room.members[0], "stage.set", {"stage": 3}, ok=("bad_request",))
+        await self.call(room.members[0], StageSet(stage=3), ok=("bad_request",))
 
         async def add_and_reveal(index: int) -> None:
             x = self.next_x()
-            await self.call(room.members[index], "part.add",
-                            {"name": "Bench part", "kind": "manager", "x": x, "y": 0.5})
+            await self.call(room.members[index],
+                            PartAdd(name="Bench part", kind="manager", x=x, y=0.5))
             for _ in range(400):  # the ack can come before the event: up to 20 s
                 if x in room.learnt:
                     break
@@ -532,17 +538,17 @@ class Worker:
             else:
                 raise RuntimeError("a part added during set-up never arrived")
             pid = room.learnt[x]
-            await self.call(room.members[index], "part.reveal", {"id": pid})
+            await self.call(room.members[index], PartReveal(id=pid))
             room.parts[index].append(pid)
 
         await asyncio.gather(*(add_and_reveal(i) for i in PARTNERS for _ in range(2)))
 
-    async def call(self, m: Member, op: str, args: dict[str, Any],
-                   ok: tuple[str, ...] = (), attempts: int = 5) -> None:
+    async def call(self, m: Member, command: Command, ok: tuple[str, ...] = (),
+                   attempts: int = 5) -> None:
         """Send a command and wait for its ack; retry on an error (codes in `ok` count as
         done: a retried stage.set that had committed is refused as a no-op)."""
         for attempt in range(attempts):
-            cid = self.command(m, op, args)
+            cid = self.command(m, command)
             future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             self.waiters[cid] = future
             try:
@@ -557,7 +563,7 @@ class Worker:
             m.unacked.pop(cid, None)
             self.cmds.pop(cid, None)
             await asyncio.sleep(0.2 * (attempt + 1))
-        raise RuntimeError(f"set-up command {op} kept failing ({dict(self.totals)})")
+        raise RuntimeError(f"set-up command {command.op} kept failing ({dict(self.totals)})")
 
     async def open(self, count: int, concurrency: int = 16) -> dict[str, Any]:
         t0 = time.monotonic()

