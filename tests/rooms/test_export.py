@@ -112,7 +112,7 @@ def full_board(drafts: bool = True) -> tuple[Board, dict[str, str]]:
     board.do("a", "request.answer", part=ids["wall"], answer="yes", note="I can do that")
     board.do("b", "need.set", part=ids["withdrawn"], text="Noor's need of a withdrawn part")
     board.do("b", "part.withdraw", id=ids["withdrawn"])
-    board.do("a", "need.set", part=ids["critic"], text="Kit's need, not shared")
+    board.do("a", "need.set", part=ids["critic"], text="A need Kit keeps to himself")
     board.do("a", "checkin.set", scores=SCORES, note="Kit's check-in, not shared")
     board.do("b", "checkin.set", scores=SCORES, note="Noor's check-in, shared")
     board.do("b", "checkin.reveal")
@@ -203,7 +203,7 @@ def test_therapist_export_holds_the_shared_board_only(drafts: bool) -> None:
     assert doc["needs"][0]["answer"] == "yes"
     assert [checkin["owner"] for checkin in doc["checkins"]] == ["b"]
     text = text_of(doc)
-    for private in ("unshared draft", "withdrawn", "Kit's check-in", "Kit's need", ids["a_draft"],
+    for private in ("unshared draft", "withdrawn", "Kit's check-in", "Kit keeps", ids["a_draft"],
                     ids["b_draft"], ids["private_link"], ids["b_private_link"]):
         assert private not in text
     # The therapist's live view does hold the drafts when the room allows it; the export not.
@@ -243,8 +243,8 @@ def test_partner_export_of_each_side_holds_private_links_checkins_and_needs() ->
     assert "Kit's check-in, not shared" not in text_of(b_doc)
     assert "Noor's need of a withdrawn part" in text_of(b_doc)
     assert "Noor's need of a withdrawn part" not in text_of(a_doc)
-    assert "Kit's need, not shared" in text_of(a_doc)
-    assert "Kit's need, not shared" not in text_of(b_doc)
+    assert "A need Kit keeps to himself" in text_of(a_doc)
+    assert "A need Kit keeps to himself" not in text_of(b_doc)
     (kit_need,) = [need for need in a_doc["needs"] if need["part"] == ids["critic"]]
     assert kit_need["shared"] is False
 
@@ -826,3 +826,19 @@ def test_every_format_lists_things_in_the_order_they_were_made(viewer: Role, fmt
     for texts in (AGREEMENTS, NEEDS, *((NOTES,) * (viewer == "therapist"))):
         where = [text.index(item) for item in texts]
         assert where == sorted(where), texts
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_an_unshared_need_is_marked_in_its_owners_copy_and_absent_from_the_others(
+        fmt: str) -> None:
+    from server.export_render import render_export
+
+    board, _ = full_board()
+    need = "A need Kit keeps to himself"
+    copies = {viewer: render_export(export_for(board.room, viewer, EXPORTED_AT), fmt)[0]
+              .decode("utf-8") for viewer in ("therapist", "a", "b")}
+    (line,) = [line for line in copies["a"].splitlines() if need in line]
+    assert "not shared" in line
+    assert need not in copies["b"] and need not in copies["therapist"]
+    (shared,) = [line for line in copies["b"].splitlines() if "To have time to think" in line]
+    assert "not shared" not in shared
