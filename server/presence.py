@@ -3,7 +3,9 @@
 Each connection is an entry of its room's presence set in Redis (see
 server/store.py) that expires unless its process refreshes it: a heartbeat
 refreshes every entry of this process every third of the TTL (and the rooms'
-TTLs with it: a room with people in it is not idle), so the entries of a
+TTLs with it: a room with people in it is not idle), a slice of the rooms at a
+time spread over that third (one pipeline over every room would hold the event
+loop for tens of milliseconds at once), so the entries of a
 process that died without a goodbye disappear within one TTL. A join or leave
 anywhere publishes P on the room's channel and every process recounts; the
 counts reach members through their LiveRoom (server/live_room.py). A death
@@ -30,6 +32,7 @@ from .store import Present, Store
 log = logging.getLogger("partsboard.presence")
 
 COALESCE = 0.05
+HEARTBEAT_SLICES = 20  # per round: each refreshes every 20th room
 
 
 class Presence:
@@ -108,17 +111,23 @@ class Presence:
 
     async def _heartbeat_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 3)
-            rooms = {room_id: [member.presence_id for member in live.members]
-                     for room_id, live in self.rooms.items()}
-            if not rooms:
-                continue
-            try:
-                found = await self.store.heartbeat(rooms, self.ttl)
-            except (RedisError, OSError) as error:
-                log.warning("heartbeat failed (%s)", type(error).__name__)
-                continue
-            for room_id, present in found.items():
-                live = self.rooms.get(room_id)
-                if live is not None:
-                    self._show(live, present)
+            # A room that joins during a round was refreshed by its join; it is in the next.
+            room_ids = list(self.rooms)
+            for number in range(HEARTBEAT_SLICES):
+                await asyncio.sleep(self.ttl / 3 / HEARTBEAT_SLICES)
+                rooms = {room_id: [member.presence_id for member in live.members]
+                         for room_id in room_ids[number::HEARTBEAT_SLICES]
+                         if (live := self.rooms.get(room_id)) is not None}
+                if rooms:
+                    await self._beat(rooms)
+
+    async def _beat(self, rooms: dict[str, list[str]]) -> None:
+        try:
+            found = await self.store.heartbeat(rooms, self.ttl)
+        except (RedisError, OSError) as error:
+            log.warning("heartbeat failed (%s)", type(error).__name__)
+            return
+        for room_id, present in found.items():
+            live = self.rooms.get(room_id)
+            if live is not None:
+                self._show(live, present)
