@@ -38,7 +38,10 @@ from .store import (
 
 log = logging.getLogger("partsboard.hub")
 
-SWEEP_SLICE = 100
+# Every interval the sweep reads up to SWEEP_TICKS * SWEEP_SLICE rooms, a slice per tick:
+# small pipelines often rather than one big one that holds the event loop.
+SWEEP_TICKS = 4
+SWEEP_SLICE = 25
 
 
 class Hub:
@@ -174,7 +177,7 @@ class Hub:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.sweep_interval)
+            await asyncio.sleep(self.sweep_interval / SWEEP_TICKS)
             try:
                 await self.sweep(self._next_slice())
             except (RedisError, OSError) as error:
