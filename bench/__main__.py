@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nice", type=int, default=0,
                         help="scheduling priority for every benchmarked process (e.g. -5 on a "
                              "machine shared with other work; needs root)")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the server to the first CPU, Redis and the generators to "
+                             "the second (as issue 13 measured)")
+    parser.add_argument("--part", choices=("shape", "standard"), action="append",
+                        help="run only this part: the fixed-rate shape over 100 rooms, or the "
+                             "standard sweep, saturation and storm (repeatable; default both)")
     parser.add_argument("--from-json", type=Path,
                         help="do not run anything: render the results of an earlier --json")
     parser.add_argument("--keep-logs", action="store_true",
@@ -35,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = dataclasses.replace(plan, workers=args.workers)
     if args.rooms:
         plan = dataclasses.replace(plan, sweep=tuple(args.rooms))
+    if args.part and "standard" not in args.part:
+        plan = dataclasses.replace(plan, sweep=())
+    if args.part and "shape" not in args.part:
+        plan = dataclasses.replace(plan, shape_rooms=0)
     t0 = time.monotonic()
 
     def log(line: str) -> None:
@@ -45,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = scenarios.run_all(plan, log=log, keep_logs=args.keep_logs,
                                     systems=tuple(args.only or scenarios.SYSTEMS),
-                                    nice=args.nice)
+                                    nice=args.nice, pin=args.pin)
     text = report.render(results)
     print(text)
     if args.out:

@@ -66,6 +66,8 @@ PARTNERS = (1, 2)
 BURST = 10  # drag updates per burst
 BURST_HZ = 10.0  # drag updates per second while dragging
 MAX_EXTRA_PARTS = 12  # parts a partner adds during the load before it removes some
+PRESENCE_SETTLE = 2.0  # seconds after a room's last drop or reconnect before presence is judged
+EVERYONE = {"therapist": 1, "a": 1, "b": 1}
 
 
 class Refused(Exception):
@@ -106,6 +108,7 @@ class Member:
     drops: int = 0
     resumed_at: float = 0.0  # wall clock of the last successful re-welcome
     dragging: bool = False
+    presence: dict[str, int] = field(default_factory=dict)
 
     @property
     def role(self) -> str:
@@ -124,6 +127,8 @@ class Room:
     pending_add: dict[float, int] = field(default_factory=dict)  # x -> partner index
     # setup bookkeeping (Partsboard): part ids learnt from events at their owner
     learnt: dict[float, str] = field(default_factory=dict)
+    # presence is judged only once the room's connections have been steady for a while
+    settled_at: float = 0.0
 
 
 @dataclass
@@ -218,6 +223,9 @@ class Worker:
                 m.epoch = welcome.get("epoch")
                 self._snapshot(m, welcome)
         m.ws = ws
+        if self.pb:
+            m.presence = welcome.get("presence") or {}
+        m.room.settled_at = now + PRESENCE_SETTLE
         if resume:
             m.resumed_at = time.time()
             for frame in list(m.unacked.values()):
@@ -240,6 +248,7 @@ class Worker:
                         self.on_frame(m, data)  # type: ignore[arg-type]
                 code = ws.close_code
                 m.ws = None
+                m.room.settled_at = time.perf_counter() + PRESENCE_SETTLE
                 if self.closing:
                     return
                 m.drops += 1
@@ -297,14 +306,20 @@ class Worker:
             elif t == "error":
                 self.totals[f"error_{frame.get('code')}"] += 1
                 cid = frame.get("id")
-                if cid is not None:
+                if frame.get("code") == "busy" and cid in m.unacked:
+                    # "busy, try again": the same id again after the pause the server asks for
+                    delay = float(frame.get("retry_after") or 0.5)
+                    asyncio.get_running_loop().call_later(delay, self._resend, m, cid)
+                elif cid is not None:
                     m.unacked.pop(cid, None)
                     self.cmds.pop(cid, None)
                     waiter = self.waiters.get(cid)
                     if waiter is not None and not waiter.done():
                         waiter.set_result(str(frame.get("code")))
             elif t == "presence":
-                pass
+                m.presence = frame.get("presence") or {}
+                if self._settled(m.room, now) and m.presence != EVERYONE:
+                    self.totals["presence_wrong"] += 1
             elif t == "ended":
                 self.totals["ended"] += 1
             else:
@@ -313,6 +328,21 @@ class Worker:
             self.totals["handler_errors"] += 1
             if self.handler_error is None:
                 self.handler_error = traceback.format_exc()
+
+    def _resend(self, m: Member, cid: str) -> None:
+        frame = m.unacked.get(cid)
+        ws = m.ws
+        if frame is not None and ws is not None:  # else the next resume resends it
+            self.totals["resent_busy"] += 1
+            task = asyncio.get_running_loop().create_task(self._send_quiet(ws, frame))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    @staticmethod
+    def _settled(room: Room, now: float) -> bool:
+        """Presence can be judged: every member connected, none dropped or came back in
+        the last PRESENCE_SETTLE seconds (Partsboard only)."""
+        return now >= room.settled_at and all(m.ws is not None for m in room.members)
 
     def on_x(self, m: Member, x: float, now: float) -> None:
         p = self.pending.get(x)
@@ -581,9 +611,15 @@ class Worker:
     # ---- the measured run -------------------------------------------------
 
     async def run(self, cmd_rate: float, drag_rate: float, duration: float, drain: float,
-                  active: int | None = None, storm: bool = False) -> dict[str, Any]:
+                  active: int | None = None, storm: bool = False,
+                  fixed: str = "") -> dict[str, Any]:
         """Drive the load for `duration` seconds on the first `active` rooms, then wait
-        up to `drain` seconds for every message still in flight."""
+        up to `drain` seconds for every message still in flight.
+
+        The mix (fixed="") is Poisson commands and drag bursts. fixed="cmd" or "drag" is
+        the fixed-rate shape: each room sends `part.move` commands (or single drag
+        updates) at exactly cmd_rate (drag_rate) per second, one partner at a time (a
+        and b take turns each second, half the rooms starting with each)."""
         self.window = w = Window(self.window.number + 1)
         rooms = self.rooms[: active if active is not None else len(self.rooms)]
         for room in rooms:
@@ -596,7 +632,13 @@ class Worker:
         start = time.perf_counter()
         end = start + duration
         burst_rate = drag_rate / BURST
-        for room in rooms:
+        fixed_rate = cmd_rate if fixed == "cmd" else drag_rate
+        for number, room in enumerate(rooms):
+            if fixed:
+                n += 1
+                heap.append((start + self.rng.random() / fixed_rate, n, 3, room, None, "",
+                             number % 2))
+                continue
             if cmd_rate > 0:
                 n += 1
                 heap.append((start + self.rng.expovariate(cmd_rate), n, 0, room, None, "", 0))
@@ -633,6 +675,17 @@ class Worker:
                                           self.rng.choice(room.parts[m.index]), BURST))
                 else:
                     w.counts["bursts_skipped_busy"] += 1
+            elif what == 3:  # the fixed-rate shape: this room's next message
+                index = PARTNERS[(int(due - start) + left) % 2]
+                sender = room.members[index]
+                if room.parts[index]:
+                    pid = self.rng.choice(room.parts[index])
+                    if fixed == "cmd":
+                        self.command(sender, PartMove(id=pid, x=self.next_x(),
+                                                      y=self.rng.random()))
+                    else:
+                        await self.drag(sender, pid)
+                heapq.heappush(heap, (due + 1.0 / fixed_rate, n, 3, room, None, "", left))
             else:  # the next update of a burst
                 assert member is not None
                 if pid in room.parts[member.index]:
@@ -648,8 +701,13 @@ class Worker:
         for m in self.members:
             m.dragging = False
         sent_end = time.perf_counter()
-        await self._drain(rooms, drain, storm)
+        caught_up = await self._drain(rooms, drain, storm)
         result = self._collect(rooms, sent_end - start)
+        result["caught_up_s"] = None if caught_up is None else caught_up - sent_end
+        now = time.perf_counter()
+        result["presence_wrong_end"] = sum(
+            1 for room in rooms if self.pb and self._settled(room, now)
+            for m in room.members if m.presence != EVERYONE)
         result["checks"] = {k: v - totals0.get(k, 0) for k, v in self.totals.items()
                             if v - totals0.get(k, 0)}
         w.recording = False
@@ -669,15 +727,17 @@ class Worker:
                         missing += 1
         return missing
 
-    async def _drain(self, rooms: list[Room], drain: float, storm: bool) -> None:
+    async def _drain(self, rooms: list[Room], drain: float, storm: bool) -> float | None:
+        """Wait until nothing is outstanding; when that was (perf_counter), or None."""
         deadline = time.monotonic() + drain
         while time.monotonic() < deadline:
             if storm and any(m.ws is None and m.dead is None for r in rooms for m in r.members):
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.01)
                 continue
             if self._outstanding(rooms, in_flight=not storm) == 0:
-                return
-            await asyncio.sleep(0.05)
+                return time.perf_counter()
+            await asyncio.sleep(0.01)
+        return None
 
     def _collect(self, rooms: list[Room], seconds: float) -> dict[str, Any]:
         w = self.window
@@ -866,8 +926,10 @@ def merge(replies: list[dict[str, Any]]) -> dict[str, Any]:
         for r in replies:
             total.update(r[key])
         out[key] = dict(total)
-    for key in ("unacked", "unexpected_seqs", "connections", "dead"):
-        out[key] = sum(r[key] for r in replies)
+    for key in ("unacked", "unexpected_seqs", "connections", "dead", "presence_wrong_end"):
+        out[key] = sum(r.get(key, 0) for r in replies)
+    caught: list[float] = [r["caught_up_s"] for r in replies if r.get("caught_up_s") is not None]
+    out["caught_up_s"] = max(caught) if len(caught) == len(replies) else None
     return out
 
 

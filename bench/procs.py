@@ -90,6 +90,56 @@ def renice(pids: list[int], nice: int) -> None:
             os.setpriority(os.PRIO_PROCESS, pid, nice)
 
 
+def pin(pids: list[int], cpus: set[int]) -> None:
+    """Keep processes (every thread of each) on these CPUs."""
+    for pid in pids:
+        try:
+            threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in threads:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
+
+
+LAG_METRIC = "partsboard_event_loop_lag_seconds"
+
+
+def loop_lag_buckets(port: int) -> dict[float, float]:
+    """The server's event-loop lag histogram from its /metrics: upper bound -> cumulative
+    count (empty when it cannot be read)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except (OSError, urllib.error.URLError):
+        return {}
+    out: dict[float, float] = {}
+    prefix = LAG_METRIC + '_bucket{le="'
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            bound, value = line[len(prefix):].split('"}', 1)
+            out[float(bound)] = float(value)
+    return out
+
+
+def lag_between(before: dict[float, float], after: dict[float, float]) -> dict[str, float | None]:
+    """Lag samples taken between two readings: how many, the bucket bound under which
+    50% and 99% of them fell, the largest bucket any reached, and how many were over 50 ms."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    n = counts[-1] if counts else 0.0
+    if n <= 0:
+        return {"n": 0, "p50": None, "p99": None, "max": None, "over_50ms": 0}
+
+    def quantile(q: float) -> float:
+        return next(b for b, c in zip(bounds, counts, strict=True) if c >= q * n)
+
+    top = next(b for b, c in zip(bounds, counts, strict=True) if c >= n)
+    over = n - next(c for b, c in zip(bounds, counts, strict=True) if b >= 0.05)
+    return {"n": n, "p50": quantile(0.5) * 1000, "p99": quantile(0.99) * 1000,
+            "max": top * 1000, "over_50ms": over}
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all processes, all CPUs)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -246,7 +296,10 @@ def server_service(kind: str, redis_url: str, workdir: Path, port: int | None = 
     elif kind == "partsboard":
         argv = [sys.executable, "-m", "server"]
         env.update({"PORT": str(port), "HOST": "127.0.0.1", "REDIS_URL": redis_url,
-                    "PARTSBOARD_THERAPIST_KEY": THERAPIST_KEY})
+                    "PARTSBOARD_THERAPIST_KEY": THERAPIST_KEY,
+                    # capacity is measured, not the per-connection limits (the relay has none)
+                    "PARTSBOARD_COMMAND_RATE": "1000", "PARTSBOARD_COMMAND_BURST": "2000",
+                    "PARTSBOARD_DRAG_RATE": "1000"})
     else:
         raise ValueError(kind)
     env.update(extra_env or {})

@@ -28,16 +28,23 @@ from typing import Any
 
 import msgspec
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from server.loop_lag import LAG_BUCKETS, LoopLagMonitor
+
 log = logging.getLogger("bench.relay")
+# The same event-loop lag histogram as the server's, under the same name, so the
+# benchmark reads both alike.
+LOOP_LAG = Histogram("partsboard_event_loop_lag_seconds", "Event-loop lag",
+                     buckets=LAG_BUCKETS)
 
 PREFIX = "relay:"
 
@@ -167,13 +174,19 @@ def create_app(redis_url: str) -> Starlette:
         hub = Hub(redis_client(redis_url, POOL_SIZE), redis_client(redis_url, 4))
         await hub.redis.ping()
         await hub.start()
+        lag = LoopLagMonitor(LOOP_LAG.observe)
+        lag.start()
         try:
             yield
         finally:
+            await lag.stop()
             await hub.close()
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def relay(ws: WebSocket) -> None:
         assert hub is not None
@@ -214,7 +227,8 @@ def create_app(redis_url: str) -> Starlette:
                 with contextlib.suppress(BaseException):
                     await writer
 
-    routes: list[Any] = [Route("/healthz", healthz), WebSocketRoute("/ws", relay)]
+    routes: list[Any] = [Route("/healthz", healthz), Route("/metrics", metrics),
+                         WebSocketRoute("/ws", relay)]
     return Starlette(routes=routes, lifespan=lifespan)
 
 

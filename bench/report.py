@@ -200,7 +200,9 @@ def render(results: Results) -> str:
                 _row("commands resent", _get(sr, "checks", "resent"),
                      _get(sp, "checks", "resent")),
                 ""]
+    out += shape_section(results)
     out += targets(results)
+    out += shape_targets(results)
     out += [END, ""]
     return "\n".join(out)
 
@@ -265,3 +267,180 @@ def write(results: Results, path: Path) -> None:
             return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Performance\n\n" + block)
+
+
+# ---- the fixed-rate shape (issue 13) ----------------------------------------------------
+
+def _us_per_in(d: dict[str, Any] | None) -> float | None:
+    """Server CPU microseconds per message in (per committed command, per drag update)."""
+    if not d or not d.get("rate_in"):
+        return None
+    return float(d["cpu"]["server"] / d["rate_in"] * 1e6)
+
+
+def _lag(d: dict[str, Any] | None) -> str:
+    lag = (d or {}).get("loop_lag") or {}
+    if not lag.get("n"):
+        return "-"
+    top = lag["max"]
+    return f"{_num(lag['p99'])} / {'>5000' if top == float('inf') else _num(top)}"
+
+
+def _shape_cell(d: dict[str, Any] | None, what: str) -> str:
+    if not d:
+        return "-"
+    mark = "" if d["ok"] else " **fail**"
+    return (f"{_num(_get(d, 'lat', what, 'p50'), 1)} / {_num(_get(d, 'lat', what, 'p99'), 1)}"
+            f"{mark} | {d['cpu']['server']:.2f} | {_lag(d)}")
+
+
+def _steps(system: dict[str, Any], label: str) -> list[dict[str, Any]]:
+    return list(_get(system, "shape", label) or [])
+
+
+def _last(system: dict[str, Any], label: str) -> dict[str, Any] | None:
+    steps = _steps(system, label)
+    return steps[-1] if steps else None
+
+
+def _saturation(system: dict[str, Any], label: str) -> dict[str, Any] | None:
+    passed = [d for d in _steps(system, label) if d["ok"]]
+    return max(passed, key=lambda d: d["offered"]) if passed else None
+
+
+def shape_section(results: Results) -> list[str]:
+    r = results.systems.get("relay", {})
+    p = results.systems.get("partsboard", {})
+    if not (_get(r, "shape") or _get(p, "shape")):
+        return []
+    plan = results.plan
+    pinned = results.machine.get("pinned")
+    out = ["### Fixed-rate shape (issue 13)", "",
+           f"{plan['shape_rooms']} rooms of three on servers started just before; in each "
+           "room one partner at a time (a and b take turns each second) sends at a fixed "
+           "rate, and every member must receive: `part.move` commands (all three members get "
+           "the event) or drag updates (the two others get it). The offered rate is raised "
+           f"step by step ({plan['shape_seconds']:.0f} s each) until p99 > "
+           f"{plan['sat_p99_ms']:.0f} ms, a loss, a refusal or the generator falling behind. "
+           "Latency p50 / p99 in ms; server CPU in cores"
+           + (" (the server pinned to CPU 0, Redis and the generators to CPU 1)" if pinned
+              else "") + "; event-loop lag p99 / max in ms from each server's "
+           "`partsboard_event_loop_lag_seconds` histogram (bucket bounds).", ""]
+    head = ("| offered/s | relay p50 / p99 | relay CPU | relay loop lag | Partsboard p50 / p99 "
+            "| Partsboard CPU | Partsboard loop lag | CPU µs per message in: relay / "
+            "Partsboard |")
+    rule = "|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for label, what, title in (("first", "cmd", "First step right after the start (commands)"),
+                               ("cmd", "cmd", "Commands (`part.move`)"),
+                               ("drag", "drag", "Drag updates")):
+        rs = {d["offered"]: d for d in _steps(r, label)}
+        ps = {d["offered"]: d for d in _steps(p, label)}
+        if not rs and not ps:
+            continue
+        out += [f"**{title}**", "", head, rule]
+        for rate in sorted(set(rs) | set(ps)):
+            dr, dp = rs.get(rate), ps.get(rate)
+            out.append(f"| {rate:.0f} | {_shape_cell(dr, what)} | {_shape_cell(dp, what)} | "
+                       f"{_num(_us_per_in(dr))} / {_num(_us_per_in(dp))} |")
+        out.append("")
+    ro, po = _last(r, "overload"), _last(p, "overload")
+    if ro or po:
+        def check(d: dict[str, Any] | None, key: str) -> int | None:
+            return None if d is None else int(d["checks"].get(key, 0))
+
+        def lost(d: dict[str, Any] | None) -> int | None:
+            return None if d is None else loss(d, ("cmd",))
+
+        out += ["**Overload**: commands at "
+                f"{plan['overload_factor']:.0f}x each system's command saturation for "
+                f"{plan['overload_seconds']:.0f} s; busy answers are resent under the same id "
+                "after the pause they ask for.", "",
+                "| metric | relay | Partsboard | ratio |", "|---|---:|---:|---:|",
+                _row("offered (commands/s)", _get(ro, "offered"), _get(po, "offered")),
+                _row("commands sent", _get(ro, "sent", "cmd"), _get(po, "sent", "cmd")),
+                _row("busy answers", check(ro, "error_busy"), check(po, "error_busy")),
+                _row("internal answers", check(ro, "error_internal"),
+                     check(po, "error_internal")),
+                _row("members cut (4408)", check(ro, "closed_4408"), check(po, "closed_4408")),
+                _row("presence wrong (frames + at the end)", None, _get(po, "presence_wrong")),
+                _row("acknowledged commands lost, or never acked", lost(ro), lost(po)),
+                _row("every member caught up, after the overload (s)", _get(ro, "caught_up_s"),
+                     _get(po, "caught_up_s"), 2),
+                _row("command p99 (ms)", _get(ro, "lat", "cmd", "p99"),
+                     _get(po, "lat", "cmd", "p99")),
+                _row("server CPU (cores)", _get(ro, "cpu", "server"), _get(po, "cpu", "server"),
+                     2),
+                _row("other processes' CPU (cores)", _get(ro, "cpu", "others"),
+                     _get(po, "cpu", "others"), 2),
+                f"| event-loop lag p99 / max (ms) | {_lag(ro)} | {_lag(po)} | - |",
+                ""]
+    return out
+
+
+def _flat_until_busy(system: dict[str, Any], label: str, what: str,
+                     busy: float = 0.8) -> tuple[float | None, str]:
+    """The worst p99 / low-load p99 over the steps while the server used at most `busy`
+    of a core (the low-load p99 is the ramp's first step's)."""
+    steps = _steps(system, label)
+    if not steps or steps[0]["lat"][what]["p99"] is None:
+        return None, "no steps"
+    low = steps[0]["lat"][what]["p99"]
+    worst, where = 0.0, ""
+    for d in steps:
+        p99 = d["lat"][what]["p99"]
+        if d["cpu"]["server"] > busy:
+            break
+        ratio = (p99 or float("inf")) / low
+        if ratio > worst:
+            worst, where = ratio, f"{d['offered']:.0f}/s at {d['cpu']['server']:.2f} cores"
+    first = _steps(system, "first")
+    if label == "cmd" and first and first[0]["lat"][what]["p99"] is not None:
+        ratio = first[0]["lat"][what]["p99"] / low
+        if ratio > worst:
+            worst, where = ratio, "the first step after the start"
+    return worst, f"low-load p99 {_num(low, 2)} ms; worst {_num(worst, 2)}x ({where})"
+
+
+def shape_targets(results: Results) -> list[str]:
+    r = results.systems.get("relay", {})
+    p = results.systems.get("partsboard", {})
+    if not (_get(r, "shape") and _get(p, "shape")):
+        return []
+    rows = ["### Targets (issue 13)", "", "| target | measured | met |", "|---|---|---|"]
+
+    def add(name: str, measured: str, ok: bool | None) -> None:
+        rows.append(f"| {name} | {measured} | {'yes' if ok else 'no' if ok is not None else '-'} |")
+
+    for label, name in (("drag", "drags"), ("cmd", "commands")):
+        worst, text = _flat_until_busy(p, label, label)
+        add(f"{name}: p99 within 3x of the low-load p99 until the core is 80% busy", text,
+            worst is not None and worst <= 3.0)
+    for label, limit in (("drag", 1.0), ("cmd", 0.5)):
+        br, bp = _saturation(r, label), _saturation(p, label)
+        relay_saturated = any(not d["ok"] for d in _steps(r, label))
+        rate_r, rate_p = _get(br, "rate_in"), _get(bp, "rate_in")
+        ratio = rate_p / rate_r if rate_r and rate_p else None
+        add(f"{label} saturation at least {limit:.0%} of the relay's",
+            f"{_num(rate_p)} vs {_num(rate_r)} /s = {_num(ratio, 2)}"
+            + ("" if relay_saturated else " (relay not saturated: no verdict)"),
+            (ratio is not None and ratio >= limit) if relay_saturated else None)
+    br, bp = _saturation(r, "cmd"), _saturation(p, "cmd")
+    common = min(_get(br, "offered") or 0, _get(bp, "offered") or 0)
+    at_r = next((d for d in _steps(r, "cmd") if d["offered"] == common), None)
+    at_p = next((d for d in _steps(p, "cmd") if d["offered"] == common), None)
+    add("CPU per committed command beside the relay's per op",
+        f"{_num(_us_per_in(at_p))} µs vs {_num(_us_per_in(at_r))} µs at {common:.0f}/s",
+        None)
+    po = _last(p, "overload")
+    if po:
+        internal = po["checks"].get("error_internal", 0)
+        lost = loss(po, ("cmd",))
+        caught = po.get("caught_up_s")
+        add("overload: 0 internal, 0 lost acked, presence right, caught up within 10 s",
+            f"{internal} internal, {lost} lost, {po['presence_wrong']} wrong presence, caught up "
+            f"in {_num(caught, 2)} s ({po['checks'].get('error_busy', 0)} busy answers, "
+            f"{po['checks'].get('closed_4408', 0)} cut)",
+            internal == 0 and lost == 0 and po["presence_wrong"] == 0 and caught is not None
+            and caught <= 10.0)
+    rows.append("")
+    return rows

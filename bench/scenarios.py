@@ -42,6 +42,18 @@ class Plan:
     storm_seconds: float = 20.0
     storm_drain: float = 60.0
     workers: int = 2
+    # the fixed-rate shape (issue 13): rooms of three, one partner at a time sending at a
+    # fixed rate, on freshly started servers; offered messages in per second over all rooms
+    shape_rooms: int = 100
+    shape_first: float = 200  # the first step right after the start (commands)
+    shape_cmd: tuple[float, ...] = (100, 200, 400, 600, 800, 1000, 1200, 1500, 2000, 2500,
+                                    3000, 4000)
+    shape_drag: tuple[float, ...] = (200, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000,
+                                     6500, 8000)
+    shape_seconds: float = 5.0
+    overload_factor: float = 2.0  # the overload step: this times the command saturation...
+    overload_seconds: float = 10.0  # ...for this long
+    overload_drain: float = 60.0
 
     @property
     def rooms(self) -> int:
@@ -51,9 +63,11 @@ class Plan:
 STANDARD = Plan()
 QUICK = Plan(sweep=(10, 50), step_seconds=4.0, drain=3.0, sat_cmd=(50, 100, 200, 400),
              sat_drag=(200, 400, 800), sat_seconds=2.0, storm_kill_after=2.0,
-             storm_seconds=8.0, storm_drain=30.0)
+             storm_seconds=8.0, storm_drain=30.0, shape_rooms=50, shape_first=100,
+             shape_cmd=(50, 100, 200, 400, 800), shape_drag=(100, 400, 1600),
+             shape_seconds=3.0, overload_seconds=5.0, overload_drain=30.0)
 TINY = Plan(sweep=(2,), step_seconds=2.0, drain=3.0, sat_cmd=(), sat_drag=(), storm=False,
-            workers=1)
+            workers=1, shape_rooms=0)
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -92,6 +106,8 @@ def digest(result: dict[str, Any]) -> dict[str, Any]:
         "dead": result["dead"],
         "handler_error": result["handler_error"],
         "details": result["details"],
+        "caught_up_s": result.get("caught_up_s"),
+        "presence_wrong": checks.get("presence_wrong", 0) + result.get("presence_wrong_end", 0),
     }
 
 
@@ -104,9 +120,10 @@ class Bench:
     """One system under test: its redis, its server, its generators and meters."""
 
     def __init__(self, kind: str, plan: Plan, workdir: Path, log: Callable[[str], None],
-                 nice: int = 0) -> None:
+                 nice: int = 0, pin: bool = False) -> None:
         self.kind = kind
         self.nice = nice
+        self.pin = pin
         self.plan = plan
         self.log = log
         self.redis = procs.start_redis()
@@ -128,9 +145,16 @@ class Bench:
             self.redis.stop()
             raise
         procs.renice(self.gen.pids, nice)
+        self.pin_all()
         self.out: dict[str, Any] = {"kind": kind, "base_rss_mib": self.base_rss_kib / 1024,
-                                    "steady": [], "saturation": {}}
+                                    "steady": [], "saturation": {}, "shape": {}}
         self._opened = (0.0, 0)
+
+    def pin_all(self) -> None:
+        """--pin: the server alone on the first CPU; Redis and the generators on the other."""
+        if self.pin:
+            procs.pin(self.service.pids(), {0})
+            procs.pin([self.redis.pid, *self.gen.pids], {1})
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -149,17 +173,20 @@ class Bench:
 
     def measured(self, **run: Any) -> dict[str, Any]:
         meters = self.meters()
+        lag0 = procs.loop_lag_buckets(self.service.port)
         busy0, t0 = procs.machine_busy_seconds(), time.monotonic()
         self.gen.send(self.gen.run_requests(**run))
         # CPU over the sending part only, not the drain
         time.sleep(run["duration"])
         cpu = {k: m.stop() for k, m in meters.items()}
+        lag = procs.lag_between(lag0, procs.loop_lag_buckets(self.service.port))
         busy = (procs.machine_busy_seconds() - busy0) / (time.monotonic() - t0)
         cpu["machine"] = busy
         cpu["others"] = max(busy - cpu["server"] - cpu["redis"] - cpu["generator"], 0.0)
         result = merge(self.gen.gather(run["duration"] + run["drain"] + 120))
         d = digest(result)
         d["cpu"] = cpu
+        d["loop_lag"] = lag
         d["rss_mib"], d["peak_rss_mib"] = (v / 1024 for v in self.service.memory_kib())
         d["wall"] = time.monotonic() - t0
         d["rate_in"] = sum(d["sent"].values()) / max(result["seconds"], 1e-9)
@@ -236,6 +263,49 @@ class Bench:
                  f"{d['rate_out']:.0f}/s p99 {_ms(p99)} loss {loss(d, (what,))} "
                  f"errors {d['errors'] or 0} cpu {_cpu(d['cpu'])} ok={ok}")
 
+    # ---- the fixed-rate shape (issue 13) ----------------------------------------------
+
+    def shape_step(self, what: str, rate: float, label: str, seconds: float | None = None,
+                   drain: float | None = None) -> dict[str, Any]:
+        """One step of the fixed-rate shape: `rate` messages/s offered over all rooms."""
+        p = self.plan
+        per_room = rate / p.shape_rooms
+        run = ({"cmd_rate": per_room, "drag_rate": 0.0} if what == "cmd"
+               else {"cmd_rate": 0.0, "drag_rate": per_room})
+        d = self.measured(**run, duration=seconds or p.shape_seconds,
+                          drain=drain or p.drain, fixed=what)
+        d["offered"] = rate
+        d["what"] = what
+        p99 = d["lat"][what]["p99"]
+        kept_up = (d["lag_p99"] or 0.0) <= 50.0
+        d["generator_kept_up"] = kept_up
+        d["ok"] = (p99 is not None and p99 <= p.sat_p99_ms and loss(d, (what,)) == 0
+                   and not d["errors"] and kept_up)
+        self.out["shape"].setdefault(label, []).append(d)
+        lag = d["loop_lag"]
+        self.log(f"  {self.kind} {label} {what} {rate:.0f}/s: in {d['rate_in']:.0f}/s p50 "
+                 f"{_ms(d['lat'][what]['p50'])} p99 {_ms(p99)} loss {loss(d, (what,))} "
+                 f"errors {d['errors'] or 0} loop lag p99 {_ms(lag['p99'])} max "
+                 f"{_ms(lag['max'])} cpu {_cpu(d['cpu'])} ok={d['ok']}")
+        return d
+
+    def shape_saturation(self, label: str) -> float:
+        """The highest rate of a ramp that passed (0 when none did)."""
+        return max((d["offered"] for d in self.out["shape"].get(label, []) if d["ok"]),
+                   default=0.0)
+
+    def overload(self) -> None:
+        """2x the command saturation for a while: busy answers, never internal ones; nothing
+        acknowledged lost; presence right; how long until every member has caught up."""
+        p = self.plan
+        saturation = self.shape_saturation("cmd") or max(p.shape_cmd)
+        d = self.shape_step("cmd", p.overload_factor * saturation, "overload",
+                            seconds=p.overload_seconds, drain=p.overload_drain)
+        self.log(f"  {self.kind} overload: busy {d['checks'].get('error_busy', 0)} internal "
+                 f"{d['checks'].get('error_internal', 0)} cut "
+                 f"{d['checks'].get('closed_4408', 0)} presence wrong {d['presence_wrong']} "
+                 f"caught up after {d['caught_up_s']} s")
+
     def storm(self) -> None:
         p = self.plan
         self.log(f"{self.kind}: recovery storm with {p.rooms} rooms "
@@ -249,6 +319,7 @@ class Bench:
         t_restart = time.time()
         procs.start_server(self.service)
         procs.renice(self.service.pids(), self.nice)
+        self.pin_all()
         t_ready = self.service.ready_at
         result = merge(self.gen.gather(p.storm_seconds + p.storm_drain + 120))
         d = digest(result)
@@ -312,20 +383,60 @@ class Results:
     seconds: float = 0.0
 
 
+def run_shape(plan: Plan, workdir: Path, log: Callable[[str], None],
+              systems: tuple[str, ...], nice: int, pin: bool) -> dict[str, dict[str, Any]]:
+    """The fixed-rate shape on freshly started servers: the first step right after the
+    start, the command and drag ramps, then the overload step."""
+    benches: list[Bench] = []
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for kind in systems:
+            benches.append(Bench(kind, plan, workdir, log, nice, pin))
+        for bench in benches:
+            bench.open(plan.shape_rooms)
+        for bench in benches:
+            bench.shape_step("cmd", plan.shape_first, "first")
+        for what, rates in (("cmd", plan.shape_cmd), ("drag", plan.shape_drag)):
+            for rate in rates:
+                running = [b for b in benches
+                           if all(d["ok"] for d in b.out["shape"].get(what, []))]
+                if not running:
+                    break
+                for bench in running:
+                    bench.shape_step(what, rate, what)
+        for bench in benches:
+            bench.overload()
+        for bench in benches:
+            out[bench.kind] = bench.out["shape"]
+    finally:
+        for bench in benches:
+            bench.close()
+    return out
+
+
 def run_all(plan: Plan, log: Callable[[str], None] = print, keep_logs: bool = False,
-            systems: tuple[str, ...] = SYSTEMS, nice: int = 0) -> Results:
+            systems: tuple[str, ...] = SYSTEMS, nice: int = 0, pin: bool = False) -> Results:
     """Both systems are up at once and every step is run on one, then on the other, so
     that both see the same (drifting) background load of a shared machine."""
     t0 = time.monotonic()
     results = Results(plan=asdict(plan), machine=machine())
     results.machine["nice"] = nice
+    results.machine["pinned"] = pin
     workdir = procs.Workdir(keep=keep_logs)
     if keep_logs:
         log(f"server logs in {workdir.path}")
     benches: list[Bench] = []
+    shape: dict[str, dict[str, Any]] = {}
     try:
-        for kind in systems:
-            benches.append(Bench(kind, plan, workdir.path, log, nice))
+        if plan.shape_rooms:
+            log(f"fixed-rate shape over {plan.shape_rooms} rooms, servers just started")
+            shape = run_shape(plan, workdir.path, log, systems, nice, pin)
+        for kind in systems if plan.sweep else ():
+            benches.append(Bench(kind, plan, workdir.path, log, nice, pin))
+        if not plan.sweep:
+            for kind in systems:
+                results.systems[kind] = {"kind": kind, "steady": [], "saturation": {},
+                                         "shape": shape.get(kind, {})}
         for rooms in plan.sweep:
             for bench in benches:
                 bench.open(rooms)
@@ -347,6 +458,8 @@ def run_all(plan: Plan, log: Callable[[str], None] = print, keep_logs: bool = Fa
                 bench.storm()
         for bench in benches:
             bench.out["server_log_tail"] = bench.service.tail(20)
+            if plan.shape_rooms:
+                bench.out["shape"] = shape[bench.kind]
             results.systems[bench.kind] = bench.out
     finally:
         for bench in benches:

@@ -16,6 +16,8 @@ TINY = scenarios.Plan(
     sweep=(2,), cmd_rate=2.0, drag_rate=10.0, step_seconds=3.0, drain=5.0,
     sat_cmd=(20,), sat_drag=(40,), sat_seconds=1.5,
     storm=True, storm_kill_after=1.0, storm_seconds=3.0, storm_drain=30.0, workers=1,
+    shape_rooms=2, shape_first=4, shape_cmd=(4,), shape_drag=(8,), shape_seconds=1.5,
+    overload_seconds=1.5, overload_drain=20.0,
 )
 
 
@@ -53,6 +55,25 @@ def test_saturation_steps_run_without_loss(results: scenarios.Results, kind: str
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind", scenarios.SYSTEMS)
+def test_fixed_rate_shape_arrives_once_everywhere(results: scenarios.Results, kind: str) -> None:
+    shape = results.systems[kind]["shape"]
+    assert sorted(shape) == ["cmd", "drag", "first", "overload"]
+    for label, steps in shape.items():
+        [d] = steps
+        what = "drag" if label == "drag" else "cmd"
+        sent = d["sent"].get(what, 0)
+        assert sent > 0 and d["handler_error"] is None
+        # a command reaches all three members, a drag the two others
+        assert d["lat"][what]["n"] == (2 if what == "drag" else 3) * sent
+        assert scenarios.loss(d, (what,)) == 0 and d["errors"] == {}
+        assert d["caught_up_s"] is not None
+        assert d["loop_lag"]["n"] > 0, "the server's event-loop lag histogram was not read"
+    if kind == "partsboard":
+        assert shape["overload"][0]["presence_wrong"] == 0
+
+
+@pytest.mark.timeout(300)
 def test_partsboard_clients_resume_after_kill_without_gaps(results: scenarios.Results) -> None:
     storm = results.systems["partsboard"]["storm"]
     assert storm["resumed"] == storm["connections_total"] == 6
@@ -76,6 +97,7 @@ def test_report_puts_both_systems_side_by_side(results: scenarios.Results,
     assert "| metric | relay | Partsboard | ratio |" in text
     assert "2 rooms (6 connections)" in text
     assert "### Recovery storm" in text
+    assert "### Fixed-rate shape (issue 13)" in text and "### Targets (issue 13)" in text
     out = tmp_path / "performance.md"
     out.write_text(f"# Title\n\nintro\n\n{report.BEGIN}\nold\n{report.END}\n\n## Profile\nkept\n")
     report.write(results, out)
