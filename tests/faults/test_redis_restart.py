@@ -82,7 +82,7 @@ async def test_members_are_told_lost_never_ended_while_others_resume_and_create(
         for n, room in enumerate(rooms):
             for k, role in enumerate(("therapist", "a", "b")):
                 members.append(await join(room, role, servers[(n + k) % 2].base_url, origin))
-            await dict(room.members)["therapist"].set_stage(2)
+            await dict(room.members)["therapist"].send("stage.set", stage=2)
         # Someone whose connection dropped a moment ago resumes, again and again.
         resumer_room = await make_room(origin, 9)
         resumer = await Client.connect(resumer_room.links["a"])
