@@ -51,12 +51,10 @@ from rooms.model import PartnerInfo, Role, Room
 from rooms.protocol import document
 from rooms.views import event_for, snapshot_for
 from server.pages import msgpack_dist_dir
+from tests.browser.browser_helpers import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "client" / "web"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOM = "conformance-room"
 SECRET = "conformance-secret"
 EPOCH = "epoch-one"
