@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
@@ -24,10 +23,10 @@ from .api import Api
 from .hub import Hub
 from .loop_lag import LoopLagMonitor
 from .pages import page_routes
-from .redis_urls import make_client
+from .redis_urls import RedisClient, make_client
 from .session import Connection
 from .settings import Settings
-from .store import Store
+from .store import MIN_REDIS, Store
 
 log = logging.getLogger("partsboard")
 
@@ -60,9 +59,10 @@ class SecurityHeaders:
 
 
 def redis_client(settings: Settings, url: str, *, pool_size: int,
-                 retry: bool = True) -> aioredis.Redis:
+                 retry: bool = True) -> RedisClient:
     # A waiting pool: under load, callers queue for a connection instead of failing.
-    # redis://, rediss://, unix:// or redis+sentinel:// (the master, found again on failover).
+    # redis://, rediss://, unix://, redis+sentinel:// (the master, found again on failover)
+    # or redis+cluster:// (every primary, found again when slots move or fail over).
     return make_client(url, pool_size=pool_size, timeout=settings.redis_timeout, retry=retry)
 
 
@@ -76,7 +76,9 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
     # The presence heartbeat and the sweep never wait behind commands for a connection.
     control_client = redis_client(settings, settings.redis_url, pool_size=4)
     store = Store(client, idle_ttl=settings.idle_ttl, max_lifetime=settings.max_lifetime,
-                  log_length=settings.log_length, control=control_client)
+                  log_length=settings.log_length, control=control_client,
+                  durable_replicas=settings.durable_acks,
+                  durable_timeout=settings.durable_timeout)
     hub = Hub(store, pubsub_client, sweep_interval=settings.sweep_interval,
               presence_ttl=settings.presence_ttl,
               concurrent_handshakes=max(1, settings.redis_pool_size // 2),
@@ -87,6 +89,15 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.start()
+        too_old = [v for v in await store.versions() if v < MIN_REDIS]
+        if too_old:
+            raise RuntimeError("Partsboard needs Redis 7.0 or later (sharded pub/sub); this "
+                               f"Redis is {'.'.join(map(str, min(too_old)))}")
+        if settings.durable_acks and min(await store.replicas()) < settings.durable_acks:
+            log.warning("PARTSBOARD_DURABLE_ACKS=%d but a Redis primary has fewer replicas "
+                        "connected: commands will be refused until enough replicas confirm",
+                        settings.durable_acks)
         persistence = await store.persistence_settings()
         if persistence is None:
             log.warning("could not read Redis persistence settings (CONFIG is disabled); "
@@ -110,8 +121,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
         finally:
             await lag.stop()
             await hub.stop()
-            await client.aclose()
-            await control_client.aclose()
+            await store.close()  # its clients too
             await pubsub_client.aclose()
             if on_shutdown is not None:
                 on_shutdown()
@@ -124,7 +134,8 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
 
     async def readyz(request: Request) -> Response:
         try:
-            await asyncio.wait_for(client.ping(), timeout=1.0)
+            if not await asyncio.wait_for(store.ping(), timeout=1.0):
+                raise ConnectionError
         except (RedisError, OSError, TimeoutError):
             return JSONResponse({"ok": False, "redis": "unreachable"}, status_code=503)
         return JSONResponse({"ok": True, "redis": "ok"})

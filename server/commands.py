@@ -30,9 +30,10 @@ from rooms.model import Role
 
 from . import metrics
 from .live_room import LiveRoom
-from .store import encode_event, new_entity_id
+from .store import CommitResult, encode_event, new_entity_id
 
 MAX_ATTEMPTS = 8
+NOT_REPLICATED = "This change is not yet safe on a second server; it will be sent again."
 
 
 class CommitSlots:
@@ -100,12 +101,12 @@ async def _execute(live: LiveRoom, role: Role, command_id: str, command: Command
         if result.outcome == "ok":
             live.room = changed
             await live.deliver(event)
-            return result.seq
+            return _acknowledged(result)
         if result.outcome == "dup":
             # Committed by an earlier attempt whose reply was lost (a retry after a dropped
             # Redis connection, a resend after busy): this process may not have delivered it.
             await live.catch_up(result.seq)
-            return result.seq
+            return _acknowledged(result)
         if result.outcome == "conflict":
             metrics.COMMIT_CONFLICTS.inc()
             if result.seq < room.seq:
@@ -119,6 +120,16 @@ async def _execute(live: LiveRoom, role: Role, command_id: str, command: Command
             _lose(live)
         raise RoomEnded()
     raise Internal()
+
+
+def _acknowledged(result: CommitResult) -> int:
+    if not result.durable:
+        # Applied, but durable acks asked for replicas that did not confirm it in time: not
+        # acknowledged. The client sends it again under the same id: applied once, and
+        # acknowledged once the replicas confirm.
+        metrics.NOT_REPLICATED.inc()
+        raise Busy(NOT_REPLICATED)
+    return result.seq
 
 
 def _lose(live: LiveRoom) -> NoReturn:

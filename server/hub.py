@@ -1,13 +1,16 @@
 """This process's rooms: a LiveRoom for each room with members here.
 
 The hub opens a LiveRoom (server/live_room.py) on a room's first join here,
-subscribed through the pub/sub link (server/pubsub.py) before the room is
+subscribed through the pub/sub links (server/pubsub.py) before the room is
 loaded so no event falls between them, and drops it with the last leave. It
 routes each pub/sub message to its room, and it sweeps: it compares rooms with
 Redis and fills what pub/sub did not bring, so a process whose subscription
-silently dropped messages still catches up. It sweeps every room after the link
-(re)connects, and a bounded, rotating share of them every interval: a second
-line of defence that costs the same at any scale. Presence is server/presence.py.
+silently dropped messages still catches up. It sweeps a room whenever its
+channel is subscribed again (a link reconnected, or the room's slot moved to
+another node), and a bounded, rotating share of every room every interval: a
+second line of defence that costs the same at any scale. A sweep reads Redis
+one node at a time (server/store.py groups rooms by node), so a node that is
+down delays only its own rooms. Presence is server/presence.py.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import asyncio
 import contextlib
 import logging
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from . import metrics
 from .commands import CommitSlots
 from .live_room import LiveRoom, Member
 from .presence import Presence
-from .pubsub import PubSubLink
+from .pubsub import PubSubLinks
+from .redis_urls import RedisClient
 from .store import (
     TAG_DRAG,
     TAG_ENDED,
@@ -45,7 +48,7 @@ SWEEP_SLICE = 25
 
 
 class Hub:
-    def __init__(self, store: Store, pubsub_client: aioredis.Redis, *,
+    def __init__(self, store: Store, pubsub_client: RedisClient, *,
                  sweep_interval: float = 2.0, presence_ttl: float = 15.0,
                  concurrent_handshakes: int = 32, commit_slots: int = 32,
                  commit_wait: float = 1.0) -> None:
@@ -53,9 +56,9 @@ class Hub:
         self.sweep_interval = sweep_interval
         self.rooms: dict[str, LiveRoom] = {}
         self.presence = Presence(store, self.rooms, ttl=presence_ttl)
-        self.link = PubSubLink(pubsub_client, f"pb:hub:{store.origin}",
-                               on_message=self._on_message, on_connected=self._resubscribed,
-                               ping_interval=sweep_interval)
+        self.link = PubSubLinks(pubsub_client, on_message=self._on_message,
+                                on_resubscribed=self._resubscribed,
+                                ping_interval=sweep_interval)
         # A reconnect storm queues its handshakes here rather than exhausting the Redis pool.
         self.handshakes = asyncio.Semaphore(concurrent_handshakes)
         # Commands queue here, and are answered busy past commit_wait, not in the pool.
@@ -151,7 +154,18 @@ class Hub:
         await self.sweep([room_of_channel(channel) for channel in channels])
 
     async def sweep(self, room_ids: list[str]) -> None:
-        """Catch these rooms up with Redis; tell members of rooms that vanished."""
+        """Catch these rooms up with Redis; tell members of rooms that vanished. One node
+        at a time: a node that fails leaves its rooms for the next sweep, not the others."""
+        failed: BaseException | None = None
+        for group in self.store.by_node(room_ids):
+            try:
+                await self._sweep(group)
+            except (RedisError, OSError) as error:
+                failed = error
+        if failed is not None:
+            raise failed
+
+    async def _sweep(self, room_ids: list[str]) -> None:
         rooms = [live for room_id in room_ids if (live := self.rooms.get(room_id)) is not None]
         if not rooms:
             return

@@ -30,6 +30,10 @@ SERVER_BEHIND = Counter(
 GAPS_FILLED = Counter("partsboard_gaps_filled_total", "Sequence gaps filled from the event log")
 RESYNCS = Counter("partsboard_resyncs_total", "Feeds whose members had to resync")
 RESUBSCRIBES = Counter("partsboard_resubscribes_total", "Pub/sub reconnections")
+NOT_REPLICATED = Counter(
+    "partsboard_commits_not_replicated_total",
+    "Commits refused as not acknowledged: durable acks asked for replicas that did not confirm",
+)
 ROOMS_CREATED = Counter("partsboard_rooms_created_total", "Rooms created")
 ROOMS_ENDED = Counter("partsboard_rooms_ended_total", "Rooms ended by a therapist")
 LOOP_LAG = Histogram(

@@ -122,12 +122,14 @@ class Presence:
                     await self._beat(rooms)
 
     async def _beat(self, rooms: dict[str, list[str]]) -> None:
-        try:
-            found = await self.store.heartbeat(rooms, self.ttl)
-        except (RedisError, OSError) as error:
-            log.warning("heartbeat failed (%s)", type(error).__name__)
-            return
-        for room_id, present in found.items():
-            live = self.rooms.get(room_id)
-            if live is not None:
-                self._show(live, present)
+        # One node at a time: a node that is down delays only its own rooms.
+        for group in self.store.by_node(list(rooms)):
+            try:
+                found = await self.store.heartbeat({r: rooms[r] for r in group}, self.ttl)
+            except (RedisError, OSError) as error:
+                log.warning("heartbeat failed (%s)", type(error).__name__)
+                continue
+            for room_id, present in found.items():
+                live = self.rooms.get(room_id)
+                if live is not None:
+                    self._show(live, present)

@@ -1,4 +1,5 @@
-"""Redis clients from ``REDIS_URL``: a plain server, or the master behind Redis Sentinel.
+"""Redis clients from ``REDIS_URL``: a plain server, the master behind Redis Sentinel, or a
+Redis Cluster. The URL alone decides.
 
 Accepted URLs:
 
@@ -9,6 +10,9 @@ Accepted URLs:
   left out; IPv6 as ``[::1]:26379``) where the master of ``service_name`` is. ``user`` and
   ``password`` are the Redis master's; the Sentinels' own credentials, if they need any, go
   in the query. Percent-encode ``@ / : ? # ,`` and ``%`` inside names and passwords.
+- ``redis+cluster://[[user]:password@]host[:port][,host[:port]...]`` and ``rediss+cluster://``
+  (TLS): a Redis Cluster (port 6379 when left out), found from any of these nodes through
+  redis-py's asyncio ``RedisCluster``. A cluster has database 0 only.
 
 Every client gets a *waiting* pool of ``pool_size`` connections: under load a caller queues
 for up to ``timeout`` seconds instead of failing at once.
@@ -26,7 +30,10 @@ skips its stale-connection check at checkout. redis-py's asyncio Sentinel pool
 does not wait (it raises beyond ``max_connections``), so :class:`BlockingSentinelConnectionPool`
 combines it with :class:`~redis.asyncio.BlockingConnectionPool`. A Sentinel-managed
 connection asks the Sentinels for the master's address every time it (re)connects, so after a
-failover the pool's connections reach the new master by themselves.
+failover the pool's connections reach the new master by themselves. redis-py's cluster
+client refuses a command beyond ``max_connections`` on one node instead of waiting, so
+:class:`WaitingRedisCluster` lets at most ``pool_size`` commands (or pipelines) run at once
+and queues the rest: no node ever needs more than ``pool_size`` connections.
 
 A malformed URL raises :class:`ValueError` with a message that never quotes the URL (it may
 carry a password).
@@ -34,22 +41,30 @@ carry a password).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.connection import BlockingConnectionPool, Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import SlotNotCoveredError
 
 SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_SENTINEL_PORT = 26379
+DEFAULT_REDIS_PORT = 6379
 HEALTH_CHECK_INTERVAL = 30
 _SENTINEL_QUERY = ("sentinel_password", "sentinel_username")
-_SCHEMES_HINT = "redis://, rediss://, unix:// or redis+sentinel://"
+_SCHEMES_HINT = "redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://"
+
+RedisClient = aioredis.Redis | RedisCluster
 
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -67,6 +82,74 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionP
             await super().aclose()
         finally:
             await self.sentinel_manager.aclose()
+
+
+class WaitingRedisCluster(RedisCluster):
+    """A RedisCluster whose callers wait for one of ``pool_size`` places (see the module
+    docstring), and that can open plain connections to one of its nodes (pub/sub)."""
+
+    def __init__(self, target: ClusterTarget, *, pool_size: int, timeout: float,
+                 retry: bool) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self._places = asyncio.Semaphore(pool_size)
+        super().__init__(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            username=target.username, password=target.password, ssl=target.tls,
+            max_connections=pool_size, socket_connect_timeout=timeout,
+            health_check_interval=HEALTH_CHECK_INTERVAL,
+            # On a connection error the cluster client finds the slots' owners again and
+            # retries (a few times, with backoff: a failover takes a moment); pub/sub never.
+            retry=None if retry else connection_retry(False),
+        )
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._places:
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: bool | None = None,
+                 shard_hint: Any | None = None) -> ClusterPipeline:
+        return _WaitingPipeline(self, transaction)  # type: ignore[abstract]
+
+    def owner(self, key: str) -> ClusterNode:
+        """The primary that serves the key's slot (by the slot map as last read)."""
+        try:
+            node = self.get_node_from_key(key)
+        except SlotNotCoveredError:
+            node = None
+        if node is None:
+            raise LookupError("no node serves this slot")
+        return node
+
+    def node_client(self, host: str, port: int, *, pool_size: int = 1,
+                    retry: bool = False) -> aioredis.Redis:
+        """A plain client of one node, with this cluster's credentials and TLS."""
+        return aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool(
+            connection_class=SSLConnection if self.target.tls else Connection,
+            host=host, port=port, username=self.target.username,
+            password=self.target.password, max_connections=pool_size, timeout=self.timeout,
+            socket_connect_timeout=self.timeout, health_check_interval=HEALTH_CHECK_INTERVAL,
+            retry=connection_retry(retry)))
+
+
+class _WaitingPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True,
+                      allow_redirections: bool = True) -> list[Any]:
+        client = self.cluster_client
+        assert isinstance(client, WaitingRedisCluster)
+        async with client._places:
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """A parsed ``redis+cluster://`` URL. The password is left out of the repr."""
+
+    nodes: tuple[tuple[str, int], ...]
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -88,7 +171,7 @@ def connection_retry(retry: bool = True) -> Retry:
 
 
 def make_client(url: str, *, pool_size: int, timeout: float,
-                retry: bool = True) -> aioredis.Redis:
+                retry: bool = True) -> RedisClient:
     """An asyncio Redis client for ``url`` with a waiting pool of ``pool_size`` connections.
 
     ``timeout`` bounds both connecting and waiting for a free connection. ``retry``: a
@@ -114,6 +197,9 @@ def make_client(url: str, *, pool_size: int, timeout: float,
     if scheme == SENTINEL_SCHEME:
         return _sentinel_client(parse_sentinel_url(url), pool_size=pool_size, timeout=timeout,
                                 retry=retry)
+    if scheme in CLUSTER_SCHEMES:
+        return WaitingRedisCluster(parse_cluster_url(url), pool_size=pool_size,
+                                   timeout=timeout, retry=retry)
     raise ValueError(f"REDIS_URL must start with {_SCHEMES_HINT}")
 
 
@@ -151,16 +237,8 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     """Parse a ``redis+sentinel://`` URL (see the module docstring); ValueError if malformed."""
     if _scheme(url) != SENTINEL_SCHEME:
         raise _bad("it must start with redis+sentinel://")
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise _bad("its host list cannot be read (check the brackets around IPv6 "
-                   "addresses)") from None
-    if "#" in url:
-        raise _bad("it must not contain '#' (percent-encode it as %23 in a password)")
-    userinfo, at, hostlist = parts.netloc.rpartition("@")
-    username, password = _userinfo(userinfo) if at else (None, None)
-    sentinels = tuple(_host_port(item) for item in hostlist.split(","))
+    parts, username, password, sentinels = _hosts_url(url, SENTINEL_SCHEME,
+                                                      DEFAULT_SENTINEL_PORT)
     service_name, db = _service_and_db(parts.path)
     query = _query(parts.query)
     return SentinelTarget(
@@ -174,7 +252,36 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     )
 
 
+def parse_cluster_url(url: str) -> ClusterTarget:
+    """Parse a ``redis+cluster://`` URL (see the module docstring); ValueError if malformed."""
+    scheme = _scheme(url)
+    if scheme not in CLUSTER_SCHEMES:
+        raise _bad("it must start with redis+cluster:// or rediss+cluster://", scheme)
+    parts, username, password, nodes = _hosts_url(url, scheme, DEFAULT_REDIS_PORT)
+    if parts.path not in ("", "/"):
+        raise _bad("a cluster has one database: nothing may follow the node list", scheme)
+    if parts.query:
+        raise _bad("it takes no query parameters", scheme)
+    return ClusterTarget(nodes=nodes, tls=scheme == "rediss+cluster", username=username,
+                         password=password)
+
+
 # -- pieces -------------------------------------------------------------------------------
+
+
+def _hosts_url(url: str, scheme: str, default_port: int) -> tuple[
+        SplitResult, str | None, str | None, tuple[tuple[str, int], ...]]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise _bad("its host list cannot be read (check the brackets around IPv6 "
+                   "addresses)", scheme) from None
+    if "#" in url:
+        raise _bad("it must not contain '#' (percent-encode it as %23 in a password)", scheme)
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    username, password = _userinfo(userinfo) if at else (None, None)
+    hosts = tuple(_host_port(item, scheme, default_port) for item in hostlist.split(","))
+    return parts, username, password, hosts
 
 
 def _scheme(url: str) -> str:
@@ -183,8 +290,8 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0].strip().lower()
 
 
-def _bad(why: str) -> ValueError:
-    return ValueError(f"REDIS_URL is not a valid redis+sentinel:// URL: {why}")
+def _bad(why: str, scheme: str = SENTINEL_SCHEME) -> ValueError:
+    return ValueError(f"REDIS_URL is not a valid {scheme}:// URL: {why}")
 
 
 def _userinfo(userinfo: str) -> tuple[str | None, str | None]:
@@ -192,16 +299,17 @@ def _userinfo(userinfo: str) -> tuple[str | None, str | None]:
     return (unquote(user) or None, unquote(password) if colon and password else None)
 
 
-def _host_port(item: str) -> tuple[str, int]:
+def _host_port(item: str, scheme: str, default_port: int) -> tuple[str, int]:
+    what = "Sentinel" if scheme == SENTINEL_SCHEME else "node"
     item = item.strip()
     if not item:
-        raise _bad("it needs at least one Sentinel host:port, and no empty ones")
+        raise _bad(f"it needs at least one {what} host:port, and no empty ones", scheme)
     if item.startswith("["):
         host, bracket, rest = item[1:].partition("]")
         if not bracket or not host:
-            raise _bad("an IPv6 Sentinel address needs its closing ']'")
+            raise _bad(f"an IPv6 {what} address needs its closing ']'", scheme)
         if rest and not rest.startswith(":"):
-            raise _bad("an IPv6 Sentinel address is written [address]:port")
+            raise _bad(f"an IPv6 {what} address is written [address]:port", scheme)
         port_text = rest[1:] if rest else ""
         has_port = bool(rest)
     else:
@@ -210,14 +318,15 @@ def _host_port(item: str) -> tuple[str, int]:
             host, port_text = item, ""
         has_port = bool(colon)
         if ":" in host or "[" in host or "]" in host:
-            raise _bad("write an IPv6 Sentinel address in brackets: [address]:port")
+            raise _bad(f"write an IPv6 {what} address in brackets: [address]:port", scheme)
     host = unquote(host)
     if not host or any(c in host for c in " /@?#"):
-        raise _bad("a Sentinel host name is empty or has characters a host cannot have")
+        raise _bad(f"a {what} host name is empty or has characters a host cannot have",
+                   scheme)
     if not has_port:
-        return host, DEFAULT_SENTINEL_PORT
+        return host, default_port
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise _bad("a Sentinel port must be a number from 1 to 65535")
+        raise _bad(f"a {what} port must be a number from 1 to 65535", scheme)
     return host, int(port_text)
 
 

@@ -83,6 +83,10 @@ class Settings:
     ping_timeout: float = 20.0
     presence_ttl: float = 15.0
     sweep_interval: float = 2.0
+    # Replicas that must confirm a commit before it is acknowledged (0: no wait), and for
+    # how long to wait (a commit they did not confirm in time is refused as `internal`).
+    durable_acks: int = 0
+    durable_timeout: float = 1.0
     bad_frames_allowed: int = 10
     strike_rate: float = 0.2
     limits: Limits = field(default_factory=Limits)
@@ -127,6 +131,8 @@ class Settings:
             ping_timeout=_float(env, "PARTSBOARD_PING_TIMEOUT", 20.0),
             presence_ttl=_float(env, "PARTSBOARD_PRESENCE_TTL", 15.0),
             sweep_interval=_float(env, "PARTSBOARD_SWEEP_INTERVAL", 2.0),
+            durable_acks=_int(env, "PARTSBOARD_DURABLE_ACKS", 0, minimum=0),
+            durable_timeout=_float(env, "PARTSBOARD_DURABLE_TIMEOUT", 1.0),
             limits=limits,
             stages=_stages(env),
         )

@@ -6,30 +6,48 @@ Keys of room R (all share the tag {R}, so a room lives on one cluster shard):
     pb:{R}:log       stream of committed events, entry id "<seq>-1", capped
     pb:{R}:cmds      hash "<role>:<command id>" -> seq (dedupe of resent commands)
     pb:{R}:presence  zset "<process>|<connection>|<role>" -> expiry (ms)
-Channel pb:{R}:ch carries messages tagged by their first byte:
+Channel pb:{R}:ch (sharded pub/sub: SPUBLISH, SSUBSCRIBE) carries messages tagged by their
+first byte:
     E  a committed event: length-prefixed origin (the committing process), then the event
     D  a live drag (DragMessage), sent only when other processes have members
     P  presence changed: recount      X  the room ended      R  a link was replaced
 
 Every write refreshes every key's TTL to min(idle time-out, hard deadline - now),
 so no key ever exists without one and a room never outlives its deadline.
+
+The same code runs on one Redis and on a Redis Cluster: every call touches one room's
+keys (one hash slot), and work over many rooms (the heartbeat, the sweep) is grouped by
+the node that holds them (`by_node`), never a command across slots. Redis 7.0 or later is
+required (sharded pub/sub), checked at start-up.
+
+Durable acks (`durable_replicas` > 0, PARTSBOARD_DURABLE_ACKS): a commit is followed on the
+same connection by WAIT for that many replicas, so a primary's crash loses no acknowledged
+command; a commit the replicas did not confirm in time is applied but not acknowledged
+(`CommitResult.durable` is False). A resent command that is found committed refreshes the
+room's TTLs, a write, so its WAIT covers the first attempt's commit too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisError, TryAgainError
 
 from rooms.model import ROLES, Role, Room
 from rooms.views import Event
+
+from .redis_urls import RedisClient, WaitingRedisCluster
 
 TAG_EVENT = b"E"
 TAG_DRAG = b"D"
@@ -72,7 +90,11 @@ if not epoch then return {'gone'} end
 if epoch ~= ARGV[1] then return {'lost'} end
 if ARGV[5] ~= '' then
   local prior = redis.call('HGET', KEYS[4], ARGV[5])
-  if prior then return {'dup', tonumber(prior)} end
+  if prior then
+    local ttl = ttl_of(KEYS[1], tonumber(ARGV[6]))
+    if ttl > 0 then refresh(ttl) end
+    return {'dup', tonumber(prior)}
+  end
 end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 if seq ~= tonumber(ARGV[2]) then return {'conflict', seq} end
@@ -87,7 +109,7 @@ redis.call('HSET', KEYS[1], 'seq', new_seq)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], new_seq .. '-1', 'e', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], ARGV[5], new_seq) end
 refresh(ttl)
-redis.call('PUBLISH', ARGV[8], ARGV[9])
+redis.call('SPUBLISH', ARGV[8], ARGV[9])
 return {'ok', new_seq}
 """
 
@@ -107,7 +129,7 @@ return 1
 END_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', unpack(KEYS))
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+redis.call('SPUBLISH', ARGV[1], ARGV[2])
 return 1
 """
 
@@ -117,7 +139,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'h:' .. ARGV[1], ARGV[2])
 local ttl = ttl_of(KEYS[1], tonumber(ARGV[3]))
 if ttl > 0 then refresh(ttl) end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('SPUBLISH', ARGV[4], ARGV[5])
 return 1
 """
 
@@ -178,6 +200,7 @@ def room_of_channel(channel: bytes | str) -> str:
 class CommitResult(msgspec.Struct, frozen=True):
     outcome: Literal["ok", "dup", "conflict", "gone", "lost"]
     seq: int = 0
+    durable: bool = True  # False: the replicas durable acks ask for did not confirm it
 
 
 @dataclass
@@ -187,13 +210,22 @@ class Auth:
     secret_hash: str
 
 
+MIN_REDIS = (7, 0)
+_SCRIPTS = (COMMIT_LUA, TOUCH_LUA, END_LUA, RELINK_LUA)
+
+
 class Store:
-    def __init__(self, client: aioredis.Redis, *, idle_ttl: float, max_lifetime: float,
-                 log_length: int, control: aioredis.Redis | None = None) -> None:
+    def __init__(self, client: RedisClient, *, idle_ttl: float, max_lifetime: float,
+                 log_length: int, control: RedisClient | None = None,
+                 durable_replicas: int = 0, durable_timeout: float = 1.0) -> None:
         self.redis = client
+        self.cluster = client if isinstance(client, WaitingRedisCluster) else None
         # The presence heartbeat, recounts and the sweep's reads run on their own
         # connections, so that commands filling the main pool never starve them.
         self.control = control if control is not None else client
+        self.durable_replicas = durable_replicas
+        self.durable_timeout_ms = int(durable_timeout * 1000)
+        self._node_clients: dict[str, aioredis.Redis] = {}
         # This process, as named in what it publishes and in its presence entries.
         self.origin = origin = f"{os.getpid()}-{secrets.token_hex(4)}"
         # Published events name the process that committed them, which then skips its
@@ -207,6 +239,113 @@ class Store:
         self._end = client.register_script(END_LUA)
         self._relink = client.register_script(RELINK_LUA)
 
+    async def start(self) -> None:
+        if self.cluster is not None:  # the slot map, before routing by key
+            await self.cluster.initialize()
+            if isinstance(self.control, WaitingRedisCluster):
+                await self.control.initialize()
+
+    async def close(self) -> None:
+        for node_client in self._node_clients.values():
+            await node_client.aclose()
+        await self.redis.aclose()
+        if self.control is not self.redis:
+            await self.control.aclose()
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    def node_of(self, room_id: str) -> str:
+        """The node holding the room (its cluster primary's host:port; "" on one Redis)."""
+        if self.cluster is None:
+            return ""
+        return str(self.cluster.owner(Keys(room_id).meta).name)
+
+    def by_node(self, room_ids: list[str]) -> list[list[str]]:
+        """The rooms grouped by the node holding them (one group on one Redis)."""
+        groups: dict[str, list[str]] = {}
+        for room_id in room_ids:
+            try:
+                node = self.node_of(room_id)
+            except LookupError:  # its slot has no owner right now (a failover)
+                node = "?"
+            groups.setdefault(node, []).append(room_id)
+        return list(groups.values())
+
+    def _client_of(self, node: str) -> aioredis.Redis:
+        """A plain client of one cluster node (host:port), or the one Redis."""
+        if self.cluster is None:
+            assert isinstance(self.redis, aioredis.Redis)
+            return self.redis
+        found = self._node_clients.get(node)
+        if found is None:
+            host, _, port = node.rpartition(":")
+            found = self._node_clients[node] = self.cluster.node_client(
+                host, int(port), pool_size=self.cluster.pool_size, retry=True)
+        return found
+
+    async def _run_ids(self, room_ids: list[str]) -> dict[str, str]:
+        """The run id of the Redis node that holds (or would hold) each room."""
+        found: dict[str, str] = {}
+        for group in self.by_node(room_ids):
+            if self.cluster is not None:
+                node = self.cluster.owner(Keys(group[0]).meta)
+                info = await self.cluster.info("server", target_nodes=node)
+            else:
+                info = await self.redis.info("server")
+            found.update(dict.fromkeys(group, str(info.get("run_id", ""))))
+        return found
+
+    async def _pipelined(self, client: RedisClient,
+                         build: Callable[[Any], None]) -> list[Any]:
+        """Run one pipeline (scripts called by their sha); a node that does not know a
+        script yet (a new node, or a replica just promoted) is taught them all first."""
+        for attempt in range(2):
+            async with client.pipeline(transaction=False) as pipe:
+                build(pipe)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    if attempt:
+                        raise
+                    await self.load_scripts()
+        raise AssertionError("unreachable")
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD every script (on every primary of a cluster)."""
+        for text in _SCRIPTS:
+            await self.redis.script_load(text)
+
+    # -- the Redis itself -------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        """Redis answers (on a cluster: at least one primary answers)."""
+        if self.cluster is None:
+            return bool(await self.redis.ping())
+        answers = await asyncio.gather(
+            *(self.cluster.ping(target_nodes=node) for node in self.cluster.get_primaries()),
+            return_exceptions=True)
+        return any(answer is True for answer in answers)
+
+    async def versions(self) -> list[tuple[int, ...]]:
+        """The server version of the Redis (of every primary of a cluster)."""
+        if self.cluster is None:
+            infos = [await self.redis.info("server")]
+        else:
+            by_node = await self.cluster.info("server", target_nodes=RedisCluster.PRIMARIES)
+            infos = list(by_node.values())
+        return [tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
+                for info in infos]
+
+    async def replicas(self) -> list[int]:
+        """How many replicas each primary has connected."""
+        if self.cluster is None:
+            infos = [await self.redis.info("replication")]
+        else:
+            by_node = await self.cluster.info("replication",
+                                              target_nodes=RedisCluster.PRIMARIES)
+            infos = list(by_node.values())
+        return [int(info.get("connected_slaves", 0)) for info in infos]
+
     # A room's epoch names the Redis run that created it. When the room is gone, it was
     # lost (Redis restarted empty, or a failover reached a replica that never had it) if
     # the Redis that would hold it now is another run, and ended (or expired) otherwise.
@@ -214,7 +353,8 @@ class Store:
     # that finds the room gone gives the same answer.
 
     async def new_epoch(self, room_id: str) -> str:
-        return f"{(await self._run_id())[:12]}.{secrets.token_urlsafe(6)}"
+        run = (await self._run_ids([room_id]))[room_id]
+        return f"{run[:12]}.{secrets.token_urlsafe(6)}"
 
     async def was_lost(self, room_id: str, epoch: str) -> bool:
         """Whether a room that is gone (or has another epoch) was lost rather than ended."""
@@ -224,12 +364,8 @@ class Store:
         """was_lost for many (room id, epoch) pairs, reading the run id once."""
         if not rooms:
             return []
-        run = (await self._run_id())[:12]
-        return [epoch.split(".", 1)[0] != run for _, epoch in rooms]
-
-    async def _run_id(self) -> str:
-        info = await self.redis.info("server")
-        return str(info.get("run_id", ""))
+        runs = await self._run_ids([room_id for room_id, _ in rooms])
+        return [epoch.split(".", 1)[0] != runs[room_id][:12] for room_id, epoch in rooms]
 
     async def create(self, room: Room, secret_hashes: dict[Role, str]) -> None:
         keys = Keys(room.id)
@@ -303,16 +439,44 @@ class Store:
     async def commit(self, before: Room, after: Room, event_blob: bytes,
                      command_field: str) -> CommitResult:
         keys = Keys(before.id)
-        reply = await self._commit(
-            keys=keys.all(),
-            args=[
-                before.epoch, before.seq, _room_encoder.encode(after), event_blob,
-                command_field, self.idle_ms, self.log_length, keys.channel,
-                self.event_prefix + event_blob,
-            ],
-        )
+        args: list[Any] = [
+            before.epoch, before.seq, _room_encoder.encode(after), event_blob,
+            command_field, self.idle_ms, self.log_length, keys.channel,
+            self.event_prefix + event_blob,
+        ]
+        replicas = self.durable_replicas
+        if replicas:
+            reply, replicas = await self._commit_and_wait(keys, args)
+        else:
+            reply = await self._commit(keys=keys.all(), args=args)
         outcome: Any = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
-        return CommitResult(outcome, int(reply[1]) if len(reply) > 1 else 0)
+        return CommitResult(outcome, int(reply[1]) if len(reply) > 1 else 0,
+                            durable=replicas >= self.durable_replicas)
+
+    async def _commit_and_wait(self, keys: Keys, args: list[Any]) -> tuple[Any, int]:
+        """The commit script, then WAIT on the same connection (to the node that holds the
+        room: WAIT counts the writes of its own connection)."""
+        node, asking = self.node_of(keys.room), False
+        for attempt in range(8):
+            try:
+                async with self._client_of(node).pipeline(transaction=False) as pipe:
+                    if asking:
+                        pipe.execute_command("ASKING")
+                    pipe.evalsha(self._commit.sha, len(keys.all()), *keys.all(), *args)
+                    pipe.wait(self.durable_replicas, self.durable_timeout_ms)
+                    replies = await pipe.execute()
+                return replies[-2], int(replies[-1])
+            except NoScriptError:
+                await self.load_scripts()
+            except MovedError:  # the slot has another owner now
+                assert self.cluster is not None
+                await self.cluster.nodes_manager.initialize()
+                node, asking = self.node_of(keys.room), False
+            except AskError as error:  # the room's keys are on the node importing the slot
+                node, asking = f"{error.host}:{error.port}", True
+            except TryAgainError:  # a slot half migrated: wait for its keys to move
+                await asyncio.sleep(0.02 * (attempt + 1))
+        raise RedisError("the commit was redirected too many times")
 
     async def prior_seq(self, room_id: str, command_field: str) -> int | None:
         value = await self.redis.hget(Keys(room_id).cmds, command_field)
@@ -335,7 +499,8 @@ class Store:
             keys=keys.all(), args=[role, new_hash, self.idle_ms, keys.channel, message]))
 
     async def publish_drag(self, room_id: str, message: DragMessage) -> None:
-        await self.redis.publish(Keys(room_id).channel, TAG_DRAG + _room_encoder.encode(message))
+        await self.redis.spublish(Keys(room_id).channel,
+                                  TAG_DRAG + _room_encoder.encode(message))
 
     def foreign_event(self, message: bytes) -> Event | None:
         """The event an E message carries; None when this process committed it (it was
@@ -348,24 +513,27 @@ class Store:
 
     async def heartbeat(self, rooms: dict[str, list[str]], ttl_s: float,
                         chunk: int = 200) -> dict[str, Present]:
-        """For many rooms at once: refresh this process's presence entries and the
-        room's TTLs (a room with people in it is not idle), and read who is present."""
+        """For many rooms at once (of one node: see `by_node`): refresh this process's
+        presence entries and the rooms' TTLs (a room with people in it is not idle), and
+        read who is present."""
         now_ms = _presence_clock()
         expiry = now_ms + int(ttl_s * 1000)
         present: dict[str, Present] = {}
         room_ids = list(rooms)
         for start in range(0, len(room_ids), chunk):
             batch = room_ids[start:start + chunk]
-            async with self.control.pipeline(transaction=False) as pipe:
+
+            def build(pipe: Any, batch: list[str] = batch) -> None:
                 for room_id in batch:
                     keys = Keys(room_id)
                     pipe.zremrangebyscore(keys.presence, "-inf", now_ms)
                     if rooms[room_id]:
                         pipe.zadd(keys.presence, dict.fromkeys(rooms[room_id], expiry))
                     pipe.pexpire(keys.presence, int(ttl_s * 3000))
-                    await self._touch(keys=keys.all(), args=[self.idle_ms], client=pipe)
+                    pipe.evalsha(self._touch.sha, len(keys.all()), *keys.all(), self.idle_ms)
                     _read_present(pipe, keys, now_ms)
-                replies = await pipe.execute()
+
+            replies = await self._pipelined(self.control, build)
             position = 0
             for room_id in batch:
                 position += 4 if rooms[room_id] else 3
@@ -383,7 +551,7 @@ class Store:
             pipe.zadd(keys.presence, {member: now_ms + int(ttl_s * 1000)})
             pipe.pexpire(keys.presence, int(ttl_s * 3000))
             _read_present(pipe, keys, now_ms)
-            pipe.publish(keys.channel, TAG_PRESENCE)
+            pipe.spublish(keys.channel, TAG_PRESENCE)
             replies = await pipe.execute()
         return _present(replies[3])
 
@@ -393,7 +561,7 @@ class Store:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(keys.presence, member)
             _read_present(pipe, keys, now_ms)
-            pipe.publish(keys.channel, TAG_PRESENCE)
+            pipe.spublish(keys.channel, TAG_PRESENCE)
             replies = await pipe.execute()
         return _present(replies[1])
 
@@ -406,13 +574,22 @@ class Store:
         return _present(entries)
 
     async def persistence_settings(self) -> dict[str, str] | None:
-        """Redis's disk persistence settings, or None when CONFIG is not allowed."""
+        """Redis's disk persistence settings (of any cluster node that persists), or None
+        when CONFIG is not allowed."""
         try:
-            save = await self.redis.config_get("save")
-            aof = await self.redis.config_get("appendonly")
+            found: list[Any]
+            if self.cluster is None:
+                found = [await self.redis.config_get("*")]
+            else:
+                by_node: Any = await self.cluster.config_get(
+                    "*", target_nodes=RedisCluster.ALL_NODES)
+                found = list(by_node.values())
         except aioredis.ResponseError:
             return None
-        return {"save": str(save.get("save", "")), "appendonly": str(aof.get("appendonly", ""))}
+        settings = [{"save": str(c.get("save", "")), "appendonly": str(c.get("appendonly", ""))}
+                    for c in found]
+        persisting = [s for s in settings if s["save"] or s["appendonly"] == "yes"]
+        return (persisting or settings)[0]
 
 
 def _match_secret(values: list[Any], secret: str) -> Auth | None:

@@ -1,10 +1,14 @@
 """Fixtures shared by every test folder: a throwaway Redis and real server processes.
 
 - ``redis_server`` (session): a :class:`server.local_redis.LocalRedis` on a free port (never
-  6379). ``redis_url`` (function): its URL.
+  6379). ``redis_url`` (function): its URL; or, parametrized indirectly with "sentinel" or
+  "cluster", the URL of the session's Sentinel set or Redis Cluster (``redis_sentinel``,
+  ``redis_cluster``: tests/redis_backends.py), so one test runs against any of them:
+  ``@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)``.
 - After every test that used ``redis_server``: every key must have a TTL (no room key ever
   lives without one), then FLUSHALL so tests stay independent. A test that killed Redis gets
-  it started again first.
+  it started again first. The same for every node of the Sentinel set or cluster a test
+  used; a cluster node a test killed is brought back, and the cluster must be healthy.
 - ``server_factory`` (function): starts real ``python -m server`` processes against
   ``redis_url``; ``server``: one of them. All are stopped at teardown.
 """
@@ -24,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis
+from redis_backends import BACKENDS, LocalCluster, SentinelSet, node_urls
 
 from server.local_redis import LocalRedis, die_with_parent, free_port
 
@@ -46,9 +51,50 @@ def redis_server() -> Iterator[LocalRedis]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """One Sentinel set (master, replica, Sentinel) for the whole session."""
+    found = SentinelSet.start(tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """One Redis Cluster (3 primaries, 3 replicas) for the whole session."""
+    with LocalCluster() as cluster:
+        yield cluster
+
+
 @pytest.fixture
-def redis_url(redis_server: LocalRedis) -> str:
-    return redis_server.url
+def redis_url(request: pytest.FixtureRequest, redis_server: LocalRedis) -> Iterator[str]:
+    backend = getattr(request, "param", "single")
+    if backend == "single":
+        yield redis_server.url
+        return
+    assert backend in BACKENDS, backend
+    found: SentinelSet | LocalCluster = request.getfixturevalue(f"redis_{backend}")
+    yield found.url
+    if isinstance(found, LocalCluster):
+        for node in found.nodes:
+            if not node.running:
+                found.bring_back(node)
+        found.wait_healthy()
+    primaries = []  # replicas copy them (and a cluster replica redirects reads)
+    for url in node_urls(found.url):
+        with redis.Redis.from_url(url) as client:
+            if client.execute_command("ROLE")[0] == b"master":
+                primaries.append(url)
+    try:
+        for url in primaries:
+            untimed = keys_without_ttl(url)
+            assert not untimed, f"keys without a TTL on {url}: {sorted(untimed)[:20]}"
+    finally:
+        for url in primaries:
+            with redis.Redis.from_url(url) as client:
+                client.flushall()
 
 
 def keys_without_ttl(url: str) -> list[str]:

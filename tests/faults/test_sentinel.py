@@ -1,11 +1,9 @@
 """Redis Sentinel (SPEC 8): the server finds its master through Sentinel, and finds the new
 one by itself after a failover.
 
-Each test starts its own Redis: a master (``LocalRedis``), a replica of it
-(``--replicaof``) and one Sentinel process (``redis-server <conf> --sentinel``) that
-monitors them as service ``pb`` (quorum 1, down after 1 s: with 500 ms, a loaded test
-machine sometimes stalls a healthy Redis that long and Sentinel fails over by itself). The
-server runs with ``REDIS_URL=redis+sentinel://127.0.0.1:<sentinel port>/pb``. Replication is
+Each test starts its own Sentinel set (tests/redis_backends.py: a master, its replica and
+one Sentinel watching them as service ``pb``). The server runs with
+``REDIS_URL=redis+sentinel://127.0.0.1:<sentinel port>/pb``. Replication is
 diskless on both sides, so no session content reaches a disk. The session Redis is never
 written to (``server_factory`` only starts it); these tests check themselves that every key
 left in their own master and replica has a TTL.
@@ -30,7 +28,6 @@ import collections
 import contextlib
 import os
 import random
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +41,7 @@ from crash_helpers import Room, board, join, make_room, normal
 from faults_helpers import assert_log_clean, root_conftest
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import MaxConnectionsError
+from redis_backends import SERVICE, WAIT, SentinelSet, eventually, info
 
 from client import Client
 from rooms.actions import (
@@ -57,77 +55,12 @@ from rooms.actions import (
     StageSet,
 )
 from rooms.errors import RoomError
-from server.local_redis import LocalRedis, die_with_parent, find_server_binary, free_port
+from server.local_redis import LocalRedis
 from server.redis_urls import BlockingSentinelConnectionPool, make_client
 
 pytestmark = pytest.mark.timeout(120)
 
-SERVICE = "pb"
-WAIT = 30.0  # a guard against hangs, never a measured expectation
-# Diskless both ways, no delay before a full sync: nothing reaches a disk, and the replica is
-# in sync as soon as it starts.
-MASTER_ARGS = ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
-REPLICA_ARGS = (*MASTER_ARGS, "--repl-diskless-load", "on-empty-db")
-DOWN_AFTER_MS = 2000
 SERVER_ENV = {"PARTSBOARD_MAX_PARTS": "500", "PARTSBOARD_SWEEP_INTERVAL": "0.5"}
-
-
-# -- the Redis set: master, replica, Sentinel ---------------------------------------------
-
-
-@dataclass
-class SentinelSet:
-    master: LocalRedis
-    replica: LocalRedis
-    port: int
-    process: subprocess.Popen[bytes]
-    dir: Path
-
-    @property
-    def url(self) -> str:
-        return f"redis+sentinel://127.0.0.1:{self.port}/{SERVICE}"
-
-    def master_address(self) -> tuple[str, int]:
-        with redis.Redis(port=self.port, socket_timeout=5) as sentinel:
-            host, port = sentinel.sentinel_get_master_addr_by_name(SERVICE)
-        return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
-
-    def master_is_up(self) -> bool:
-        """Sentinel sees the master it names as up (no failover under way)."""
-        with redis.Redis(port=self.port, socket_timeout=5, decode_responses=True) as sentinel:
-            state = sentinel.sentinel_master(SERVICE)
-        return set(str(state["flags"]).split(",")) == {"master"}
-
-    def nodes(self) -> list[LocalRedis]:
-        return [node for node in (self.master, self.replica) if node.running]
-
-    def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return (self.dir / "sentinel.log").read_text(errors="replace")[-3000:]
-        return ""
-
-
-def _info(node: LocalRedis, section: str) -> dict[str, Any]:
-    with redis.Redis.from_url(node.url, socket_timeout=5) as client:
-        return client.info(section)  # type: ignore[no-any-return]
-
-
-def _streams(master: LocalRedis) -> bool:
-    """A write on the master reaches its replica (WAIT: the replica acknowledged it)."""
-    with redis.Redis.from_url(master.url, socket_timeout=5) as client:
-        client.set("pb:replication-probe", "1", px=60_000)
-        if client.wait(1, 500) != 1:
-            return False
-        client.delete("pb:replication-probe")
-        return True
-
-
-def _eventually(check: Callable[[], bool], what: str, within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within:.0f} s")
-        time.sleep(0.05)
 
 
 async def until(check: Callable[[], Awaitable[bool]], what: str, within: float = WAIT) -> None:
@@ -140,83 +73,15 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, within: float =
         await asyncio.sleep(0.05)
 
 
-def _start_sentinel(workdir: Path, master_port: int) -> tuple[subprocess.Popen[bytes], int]:
-    binary = find_server_binary(prefer="redis-server")
-    for _ in range(3):
-        port = free_port()
-        conf = workdir / "sentinel.conf"  # Sentinel rewrites it: it must be writable
-        conf.write_text(
-            f"port {port}\n"
-            "bind 127.0.0.1\n"
-            f"dir {workdir}\n"
-            "loglevel notice\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} 1\n"
-            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {SERVICE} 2000\n"
-        )
-        with open(workdir / "sentinel.log", "ab") as log:
-            process = subprocess.Popen(
-                [str(binary), str(conf), "--sentinel"],
-                cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent(),
-            )
-
-        def answers(port: int = port, process: subprocess.Popen[bytes] = process) -> bool:
-            if process.poll() is not None:
-                return True
-            try:
-                with redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1) as s:
-                    return bool(s.ping())
-            except redis.ConnectionError:
-                return False
-
-        _eventually(answers, "Sentinel answers PING", within=15)
-        if process.poll() is None:
-            return process, port
-    raise AssertionError("Sentinel did not start: "
-                         + (workdir / "sentinel.log").read_text(errors="replace")[-2000:])
-
-
 @pytest.fixture
 def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
     workdir = tmp_path / "sentinel"
     workdir.mkdir(mode=0o700)
-    master = LocalRedis(prefer="redis-server", extra_args=MASTER_ARGS)
-    replica: LocalRedis | None = None
-    process: subprocess.Popen[bytes] | None = None
+    found = SentinelSet.start(workdir)
     try:
-        master.start()
-        replica = LocalRedis(prefer="redis-server", extra_args=(
-            *REPLICA_ARGS, "--replicaof", "127.0.0.1", str(master.port))).start()
-        _eventually(lambda: _info(replica, "replication").get("master_link_status") == "up",
-                    "the replica is in sync with the master")
-        # Right after its first sync a replica gets the master's writes only once it has
-        # acknowledged (about a second later): until then a failover would lose everything.
-        # A replica that has run for a while is the case under test, so wait for that.
-        _eventually(lambda: _streams(master), "the replica receives the master's writes")
-        process, port = _start_sentinel(workdir, master.port)
-        found = SentinelSet(master, replica, port, process, workdir)
-
-        def knows_the_replica() -> bool:
-            with redis.Redis(port=port, socket_timeout=5, decode_responses=True) as s:
-                replicas = s.sentinel_slaves(SERVICE)
-            return any(int(r["port"]) == found.replica.port and not r["is_sdown"]
-                       and r.get("master-link-status") == "ok" for r in replicas)
-
-        _eventually(knows_the_replica, "Sentinel knows the replica")
-        assert found.master_address() == ("127.0.0.1", master.port)
         yield found
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if replica is not None:
-            replica.stop()
-        master.stop()
+        found.stop()
 
 
 @contextlib.contextmanager
@@ -527,9 +392,9 @@ def pause_writes_until_the_replica_caught_up(sentinel_set: SentinelSet) -> None:
 
         def caught_up() -> bool:
             written = master.info("replication")["master_repl_offset"]
-            return bool(_info(sentinel_set.replica, "replication")["slave_repl_offset"] == written)
+            return bool(info(sentinel_set.replica, "replication")["slave_repl_offset"] == written)
 
-        _eventually(caught_up, "the replica has every write of the paused master")
+        eventually(caught_up, "the replica has every write of the paused master")
 
 
 async def _true(value: bool) -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis
 from live_rooms import Script, Trio, board, canary, decoded_frames, event_seqs, open_room, scores
+from redis_backends import BACKENDS, scan_all
 
 from client import Client
 from client.errors import SessionEnded
+from client.http import end_session, export
 from rooms.stages import OPERATIONS
 
 pytestmark = pytest.mark.timeout(120)
@@ -231,19 +232,54 @@ async def test_two_processes_on_one_redis_agree(server_factory) -> None:
         await room.close()
 
 
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
+async def test_a_whole_session_on_any_redis_across_two_processes(
+        server_factory, redis_url: str) -> None:
+    """All five stages with every command, privacy on the wire, a dropped connection
+    resumed, an export and the end: the same on one Redis, behind Sentinel and on a
+    cluster, with the members spread over two server processes."""
+    first = await server_factory.start()
+    second = await server_factory.start()
+    room = await open_room(first.base_url, bases={"a": second.base_url}, record=True)
+    script = Script(private_a=[canary("draft"), canary("checkin")],
+                    shared=[canary("p1"), canary("p2"), canary("p3"), canary("p4")],
+                    notes=[canary("n1"), canary("n2")])
+    try:
+        playing = asyncio.create_task(play_every_command(room, script))
+        await room.a.wait_for(lambda view: view["colls"]["room"]["board"]["stage"] >= 3)
+        assert room.a._ws is not None
+        room.a._ws.transport.abort()  # the network drops; the client resumes on its own
+        assert await playing == set(OPERATIONS)
+        assert room.a.reconnects >= 1
+        await assert_mirrors_match_fresh_snapshots(room)
+        for client in room.all:
+            seqs = event_seqs(client)
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "gap or duplicate"
+            assert client.anomalies == []
+        b_bytes = b"".join(room.b.raw_frames)
+        for text in [*script.private_a, *script.private_ids_a, *script.notes]:
+            assert text.encode() not in b_bytes, "a private item reached the other partner"
+        body, _, _ = await export(room.links["b"])
+        assert script.shared[1].encode() in body and script.private_a[0].encode() not in body
+        await end_session(room.links["therapist"])
+        for client in room.all:
+            assert isinstance(await client.wait_closed(), SessionEnded)
+        assert scan_all(redis_url, f"*{room.a.room}*") == [], "a key of the room was left"
+    finally:
+        await room.close()
+
+
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
 async def test_ending_tells_everyone_and_leaves_no_key(server_factory, redis_url) -> None:
     first = await server_factory.start()
     second = await server_factory.start()
     room = await open_room(first.base_url, bases={"b": second.base_url})
     await room.a.send("pause.raise")
-    from client.http import end_session
-
     await end_session(room.links["therapist"])
     for client in room.all:
         reason = await client.wait_closed()
         assert isinstance(reason, SessionEnded)
-    with redis.Redis.from_url(redis_url) as r:
-        assert list(r.scan_iter(match=f"*{room.a.room}*")) == []
+    assert scan_all(redis_url, f"*{room.a.room}*") == []
     with pytest.raises(Exception) as refused:
         await Client.connect(room.links["a"], give_up_after=2)
     assert "ended" in str(refused.value).lower() or "not valid" in str(refused.value).lower()

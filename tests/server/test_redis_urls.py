@@ -1,7 +1,8 @@
 """REDIS_URL forms (server/redis_urls.py): parsing, the pools they build, clear refusals.
 
 The Sentinel pool against real Sentinel processes, failover included, is tested in
-tests/faults/test_sentinel.py.
+tests/faults/test_sentinel.py; the cluster client against a real cluster in
+tests/faults/test_cluster.py.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from redis.asyncio.sentinel import SentinelConnectionPool, SentinelManagedConnec
 from server.local_redis import LocalRedis
 from server.redis_urls import (
     BlockingSentinelConnectionPool,
+    ClusterTarget,
     SentinelTarget,
+    WaitingRedisCluster,
     make_client,
+    parse_cluster_url,
     parse_sentinel_url,
 )
 
@@ -119,7 +123,7 @@ def test_malformed_sentinel_urls_are_refused_without_quoting_secrets(url: str) -
     f"user:{SECRET}@localhost:6379",
     f"sentinel://user:{SECRET}@h:26379/pb",
     f"http://user:{SECRET}@h/",
-    f"redis+cluster://user:{SECRET}@h:7000",
+    f"redis+shards://user:{SECRET}@h:7000",
 ])
 def test_unsupported_schemes_are_refused_without_quoting_the_url(url: str) -> None:
     with pytest.raises(ValueError, match="redis\\+sentinel://") as refused:
@@ -141,6 +145,70 @@ def test_malformed_plain_urls_are_refused_without_quoting_secrets(url: str) -> N
         make_client(url, pool_size=4, timeout=1.0)
     assert SECRET not in str(refused.value)
     assert refused.value.__cause__ is None
+
+
+# -- parsing redis+cluster:// ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("redis+cluster://127.0.0.1:7000",
+     ClusterTarget(nodes=(("127.0.0.1", 7000),))),
+    ("redis+cluster://n1.example:7000,n2.example,[::1]:7002/",
+     ClusterTarget(nodes=(("n1.example", 7000), ("n2.example", 6379), ("::1", 7002)))),
+    ("REDISS+CLUSTER://app:p%40ss@n1.example:7000",
+     ClusterTarget(nodes=(("n1.example", 7000),), tls=True, username="app",
+                   password="p@ss")),
+    ("redis+cluster://:only-a-password@h:7",
+     ClusterTarget(nodes=(("h", 7),), password="only-a-password")),
+])
+def test_cluster_urls_parse(url: str, expected: ClusterTarget) -> None:
+    assert parse_cluster_url(url) == expected
+    assert SECRET not in repr(parse_cluster_url(f"redis+cluster://u:{SECRET}@h:7"))
+
+
+@pytest.mark.parametrize("url", [
+    "redis+cluster://",
+    "redis+cluster://h:7/0",
+    "redis+cluster://h:7/pb",
+    "redis+cluster://h:7?read_from_replicas=yes",
+    "redis+cluster://h:7,,h:8",
+    "redis+cluster://h:0",
+    "redis+cluster://h:port",
+    "redis+cluster://::1:7",
+    "redis+cluster://[::1:7",
+    "redis+cluster://h:7#fragment",
+])
+def test_malformed_cluster_urls_are_refused_without_quoting_secrets(url: str) -> None:
+    secret_url = url.replace("://", f"://user:{SECRET}@", 1)
+    for candidate in (url, secret_url):
+        for parse in (parse_cluster_url,
+                      lambda u: make_client(u, pool_size=4, timeout=1.0)):
+            with pytest.raises(ValueError, match=r"not a valid redis\+cluster") as no:
+                parse(candidate)
+            assert SECRET not in str(no.value)
+            assert no.value.__cause__ is None
+
+
+async def test_cluster_urls_get_a_waiting_cluster_client() -> None:
+    client = make_client(f"rediss+cluster://app:{SECRET}@10.0.0.1:7000,10.0.0.2:7001",
+                         pool_size=6, timeout=2.0)
+    try:
+        assert isinstance(client, WaitingRedisCluster)
+        assert [(n.host, n.port) for n in client.startup_nodes] == [
+            ("10.0.0.1", 7000), ("10.0.0.2", 7001)]
+        kwargs = client.connection_kwargs
+        assert kwargs["max_connections"] == 6 and kwargs["socket_connect_timeout"] == 2.0
+        assert kwargs["username"] == "app" and kwargs["password"] == SECRET
+        assert kwargs["connection_class"] is SSLConnection
+        assert client.pool_size == 6
+        node = client.node_client("10.0.0.3", 7005, pool_size=2)
+        pool = node.connection_pool
+        assert isinstance(pool, BlockingConnectionPool) and pool.max_connections == 2
+        assert pool.connection_class is SSLConnection
+        assert pool.connection_kwargs["password"] == SECRET
+        await node.aclose()
+    finally:
+        await client.aclose()
 
 
 def test_a_pool_needs_at_least_one_connection() -> None:
