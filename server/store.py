@@ -307,13 +307,13 @@ class Store:
                 except NoScriptError:
                     if attempt:
                         raise
-                    await self.load_scripts()
+                    await self.load_scripts(client)
         raise AssertionError("unreachable")
 
-    async def load_scripts(self) -> None:
-        """SCRIPT LOAD every script (on every primary of a cluster)."""
+    async def load_scripts(self, client: RedisClient | None = None) -> None:
+        """SCRIPT LOAD every script (on every primary of a cluster), through ``client``."""
         for text in _SCRIPTS:
-            await self.redis.script_load(text)
+            await (client or self.redis).script_load(text)
 
     # -- the Redis itself -------------------------------------------------------------------
 
