@@ -100,7 +100,8 @@ async def _execute(live: LiveRoom, role: Role, command_id: str, command: Command
         result = await store.commit(room, changed, encode_event(event), field)
         if result.outcome == "ok":
             live.room = changed
-            await live.deliver(event)
+            if result.durable:  # else not yet: members see only what replicas hold
+                await live.deliver(event)
             return _acknowledged(result)
         if result.outcome == "dup":
             # Committed by an earlier attempt whose reply was lost (a retry after a dropped

@@ -165,6 +165,27 @@ class LocalCluster:
         _eventually(self.healthy, "the cluster is ok, with a replica in sync per primary",
                     within)
 
+    def move_slot(self, slot: int, target: LocalRedis) -> None:
+        """Move a hash slot and its keys to another primary, as ``redis-cli --cluster
+        reshard`` does: IMPORTING on the target, MIGRATING on the source, MIGRATE the keys
+        in batches, then every primary learns the slot's new owner."""
+        source = self.node_of_slot(slot)
+        with self.client(source) as src, self.client(target) as dst:
+            source_id = src.execute_command("CLUSTER MYID").decode()
+            target_id = dst.execute_command("CLUSTER MYID").decode()
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000,
+                                    "KEYS", *keys)
+            dst.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+        for primary in self.primaries():
+            if primary not in (source, target):
+                with self.client(primary) as client:
+                    client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+        self.wait_healthy()
+
     def bring_back(self, node: LocalRedis) -> None:
         """Start a killed node again (same port and configuration file): it rejoins the
         cluster, as a replica of whoever took over its slots."""

@@ -62,6 +62,7 @@ class PubSubLinks:
         self._orphans: set[str] = set()
         self._orphaned = asyncio.Event()
         self._resweep: set[str] = set()  # placed again: sweep the room once subscribed
+        self._delays = _backoff()  # between attempts to place channels; reset by a success
         self._rehomer: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -145,10 +146,9 @@ class PubSubLinks:
         self._orphaned.set()
 
     async def _rehome_forever(self) -> None:
-        delays = _backoff()
         while True:
             await self._orphaned.wait()
-            await asyncio.sleep(next(delays))
+            await asyncio.sleep(next(self._delays))
             self._orphaned.clear()
             if self.cluster is not None:
                 try:
@@ -165,12 +165,11 @@ class PubSubLinks:
                     log.warning("placing a channel failed (%s)", type(error).__name__)
                     self._orphans.add(channel)
                     self._orphaned.set()
-            if not self._orphaned.is_set():
-                delays = _backoff()
 
     def confirmed(self, channels: list[str]) -> list[str]:
         """Redis confirmed these subscriptions: wake their subscribe() calls; returns the
         ones placed again (their rooms need a sweep)."""
+        self._delays = _backoff()
         swept = []
         for channel in channels:
             waiter = self._waiters.get(channel)

@@ -42,6 +42,8 @@ carry a password).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -97,6 +99,7 @@ class WaitingRedisCluster(RedisCluster):
         super().__init__(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             username=target.username, password=target.password, ssl=target.tls,
+            require_full_coverage=False,  # one shard failing over leaves the others usable
             max_connections=pool_size, socket_connect_timeout=timeout,
             health_check_interval=HEALTH_CHECK_INTERVAL,
             # On a connection error the cluster client finds the slots' owners again and
@@ -105,7 +108,7 @@ class WaitingRedisCluster(RedisCluster):
         )
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._places:
+        async with self._places, _slot_errors():
             return await super().execute_command(*args, **kwargs)
 
     def pipeline(self, transaction: bool | None = None,
@@ -138,8 +141,18 @@ class _WaitingPipeline(ClusterPipeline):
                       allow_redirections: bool = True) -> list[Any]:
         client = self.cluster_client
         assert isinstance(client, WaitingRedisCluster)
-        async with client._places:
+        async with client._places, _slot_errors():
             return await super().execute(raise_on_error, allow_redirections)
+
+
+@contextlib.asynccontextmanager
+async def _slot_errors() -> AsyncIterator[None]:
+    # A slot with no owner for a moment (a failover) is a connection problem to the
+    # caller, like a node that does not answer: it tries again later.
+    try:
+        yield
+    except SlotNotCoveredError as error:
+        raise RedisConnectionError("no node serves this slot now") from error
 
 
 @dataclass(frozen=True)

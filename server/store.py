@@ -22,9 +22,12 @@ required (sharded pub/sub), checked at start-up.
 
 Durable acks (`durable_replicas` > 0, PARTSBOARD_DURABLE_ACKS): a commit is followed on the
 same connection by WAIT for that many replicas, so a primary's crash loses no acknowledged
-command; a commit the replicas did not confirm in time is applied but not acknowledged
-(`CommitResult.durable` is False). A resent command that is found committed refreshes the
-room's TTLs, a write, so its WAIT covers the first attempt's commit too.
+command, and its event is published only once they confirmed it: members see only what a
+replica holds too, so a failover leaves their rooms intact. A commit the replicas did not
+confirm in time is applied but neither acknowledged nor published (`CommitResult.durable`
+is False; members get it with the next event, from the log). A resent command that is
+found committed refreshes the room's TTLs, a write, so its WAIT covers the first
+attempt's commit too.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ end
 
 # KEYS: meta state log cmds presence
 # ARGV: epoch expected_seq state event cmd_field idle_ms log_max channel message
+# (channel '': publish nothing; durable acks publish once the replicas confirmed)
 COMMIT_LUA = _TTL_LUA + """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then return {'gone'} end
@@ -109,7 +113,7 @@ redis.call('HSET', KEYS[1], 'seq', new_seq)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], new_seq .. '-1', 'e', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], ARGV[5], new_seq) end
 refresh(ttl)
-redis.call('SPUBLISH', ARGV[8], ARGV[9])
+if ARGV[8] ~= '' then redis.call('SPUBLISH', ARGV[8], ARGV[9]) end
 return {'ok', new_seq}
 """
 
@@ -447,6 +451,8 @@ class Store:
         replicas = self.durable_replicas
         if replicas:
             reply, replicas = await self._commit_and_wait(keys, args)
+            if reply[0] == b"ok" and replicas >= self.durable_replicas:
+                await self.redis.spublish(keys.channel, args[-1])
         else:
             reply = await self._commit(keys=keys.all(), args=args)
         outcome: Any = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
@@ -457,6 +463,7 @@ class Store:
         """The commit script, then WAIT on the same connection (to the node that holds the
         room: WAIT counts the writes of its own connection)."""
         node, asking = self.node_of(keys.room), False
+        args = [*args[:-2], "", b""]  # published once confirmed
         for attempt in range(8):
             try:
                 async with self._client_of(node).pipeline(transaction=False) as pipe:
@@ -530,7 +537,9 @@ class Store:
                     if rooms[room_id]:
                         pipe.zadd(keys.presence, dict.fromkeys(rooms[room_id], expiry))
                     pipe.pexpire(keys.presence, int(ttl_s * 3000))
-                    pipe.evalsha(self._touch.sha, len(keys.all()), *keys.all(), self.idle_ms)
+                    # (redis-py refuses pipe.evalsha in a cluster pipeline, not the command)
+                    pipe.execute_command("EVALSHA", self._touch.sha, len(keys.all()),
+                                         *keys.all(), self.idle_ms)
                     _read_present(pipe, keys, now_ms)
 
             replies = await self._pipelined(self.control, build)

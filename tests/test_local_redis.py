@@ -187,6 +187,7 @@ def test_session_redis_is_private_and_flushed_between_tests(
 
 def test_a_test_that_leaves_a_key_without_ttl_errors(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONFTEST.read_text())
+    pytester.makepyfile(redis_backends=CONFTEST.with_name("redis_backends.py").read_text())
     pytester.makepyfile(
         test_inner="""
         import redis

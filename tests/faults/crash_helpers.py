@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import msgspec
-import redis.asyncio as aioredis
+from redis_backends import async_admin
 
 from client import Client
 from client.backoff import backoff
@@ -55,7 +55,8 @@ async def join(room: Room, role: str, base_url: str, origin_base: str, **options
 
 
 async def room_seq(redis_url: str, room_id: str) -> int:
-    client = aioredis.Redis.from_url(redis_url)
+    """The room's committed seq, in the Redis (Sentinel master, cluster) behind the URL."""
+    client = async_admin(redis_url)
     try:
         value = await client.hget(f"pb:{{{room_id}}}:meta", "seq")
     finally:

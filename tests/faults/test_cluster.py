@@ -10,11 +10,41 @@ order or is told plainly that the room was lost; never a silent gap.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import random
+import time
+from collections.abc import Awaitable, Callable
+
 import pytest
 import redis
-from crash_helpers import make_room
+from crash_helpers import (
+    Room,
+    assert_invariants,
+    join,
+    make_room,
+    metric,
+    partner_load,
+    room_seq,
+    settle,
+    therapist_load,
+)
+from faults_helpers import assert_log_clean
 from redis_backends import LocalCluster
+from test_sentinel import (
+    SERVER_ENV,
+    Tally,
+    board,
+    every_part,
+    member_states,
+    partner_adds,
+    snapshots,
+    therapist_edits,
+)
 
+from client.errors import SessionLost
+from rooms.actions import AgreementAdd, StageSet
+from server.local_redis import LocalRedis
 from server.store import Keys
 
 pytestmark = [pytest.mark.timeout(180),
@@ -40,3 +70,206 @@ async def test_rooms_spread_over_every_shard_each_in_one_slot(
             assert stored >= 2, "the room is not on the node that serves its slot"
             assert client.exists(keys.meta, keys.state) == 2
     assert owners == {node.port for node in redis_cluster.primaries()}
+
+
+# -- a primary killed ----------------------------------------------------------------------
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, within: float = WAIT) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        if await check():
+            return
+        assert time.monotonic() < deadline, f"{what}: not within {within:.0f} s"
+        await asyncio.sleep(0.05)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def is_primary(node: LocalRedis) -> bool:
+    with redis.Redis(port=node.port, socket_timeout=5) as client:
+        return bool(client.execute_command("ROLE")[0] == b"master")
+
+
+@pytest.mark.parametrize("durable", [True, False], ids=["durable-acks", "async-replication"])
+async def test_a_primary_killed_under_steady_commands(
+        server_factory, redis_url: str, redis_cluster: LocalCluster, durable: bool,
+        request: pytest.FixtureRequest) -> None:
+    """kill -9 of the primary that holds a live room; its replica takes over, and the
+    killed node comes back as its replica. With durable acks every acknowledged command
+    is in the room exactly once and every member carries on. Without, Redis replicates
+    after acknowledging, so each member either carries on with an intact room or is told
+    the room was lost; which one is recorded. No member ever sees a gap."""
+    env = {**SERVER_ENV, **({"PARTSBOARD_DURABLE_ACKS": "1"} if durable else {})}
+    servers = [await server_factory.start(env), await server_factory.start(env)]
+    origin = servers[0].base_url
+    room = await make_room(origin, 0)
+    members = [await join(room, "therapist", servers[0].base_url, origin),
+               await join(room, "a", servers[1].base_url, origin),
+               await join(room, "b", servers[0].base_url, origin)]
+    therapist, a, b = members
+    agreement = await therapist.create(AgreementAdd(text="We take turns"))
+    await therapist.run(StageSet(stage=2))
+    primary = redis_cluster.node_of_key(Keys(room.id).meta)
+    [replica] = redis_cluster.replicas_of(primary)
+
+    tally, stop, rng = Tally(), asyncio.Event(), random.Random(12)
+    tasks = [asyncio.create_task(partner_adds(a, "ka", stop, tally, rng)),
+             asyncio.create_task(partner_adds(b, "kb", stop, tally, rng)),
+             asyncio.create_task(therapist_edits(therapist, agreement, stop, tally))]
+    try:
+        await until(lambda: _true(len(tally.acked) >= 8), "commands flow before the kill")
+        acked_before = len(tally.acked)
+        await asyncio.to_thread(primary.kill)  # SIGKILL, mid-traffic
+        killed_at = time.monotonic()
+        await until(lambda: asyncio.to_thread(is_primary, replica),
+                    "the replica takes over", within=60)
+        promoted_after = time.monotonic() - killed_at
+        tally.failed_over.set()
+        # The killed node comes back (as an orchestrator would restart it) and rejoins as
+        # the new primary's replica: until then, durable acks have no replica to wait for
+        # and the room's commands are answered busy.
+        await asyncio.to_thread(redis_cluster.bring_back, primary)
+        await until(lambda: _true(tally.acked_after_failover >= 10
+                                  or all(c.terminal is not None for c in members)),
+                    f"commands are acked again: {member_states(members)}", within=60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+
+    for client in members:
+        assert client.anomalies == [], f"{client.role} saw a gap: {client.anomalies[:5]}"
+        assert client.terminal is None or isinstance(client.terminal, SessionLost), (
+            f"{client.role}: {client.terminal!r}")
+    outcome = {str(c.role): "lost" if c.terminal is not None else "intact" for c in members}
+    if durable:
+        assert set(outcome.values()) == {"intact"}, f"{outcome}: {tally}"
+    intact = [client for client in members if client.terminal is None]
+    if intact:
+        seq = await room_seq(redis_url, room.id)
+        fresh = await snapshots(room)
+        for client in intact:
+            await client.wait_seq(seq, timeout=WAIT)
+            assert board(client) == fresh[str(client.role)], f"{client.role}'s board differs"
+        counts = collections.Counter(p["name"] for p in every_part(fresh).values())
+        assert not [name for name, n in counts.items() if n > 1], "applied twice"
+        assert not set(counts) - set(tally.acked) - set(tally.refused), "never sent"
+        missing = [name for name in tally.acked if counts[name] != 1]
+        if durable or len(intact) == len(members):
+            assert not missing, f"acked but not in the room (a silent gap): {missing}"
+    summary = (f"cluster failover ({'durable acks' if durable else 'async replication'}): "
+               f"outcome={outcome} promoted_after={promoted_after:.1f}s "
+               f"acked_before_kill={acked_before} acked_total={len(tally.acked)} "
+               f"acks_after_failover={tally.acked_after_failover} refused={dict(tally.codes)}")
+    print(summary)
+    request.node.user_properties.append(("cluster_failover", summary))
+    for client in members:
+        await client.close()
+    for server in servers:
+        assert_log_clean(server)
+
+
+# -- a slot moved --------------------------------------------------------------------------
+
+
+def shard_subscribers(node: LocalRedis, channel: str) -> int:
+    with redis.Redis(port=node.port, socket_timeout=5) as client:
+        return int(client.pubsub_shardnumsub(channel)[0][1])
+
+
+async def test_a_live_rooms_slot_moved_to_another_primary(
+        server_factory, redis_url: str, redis_cluster: LocalCluster) -> None:
+    """A reshard moves the room's slot during a session: commands carry on, nothing is
+    lost, no member sees a gap, and both processes' subscriptions follow the slot."""
+    servers = [await server_factory.start(SERVER_ENV), await server_factory.start(SERVER_ENV)]
+    origin = servers[0].base_url
+    room = await make_room(origin, 0)
+    therapist = await join(room, "therapist", servers[0].base_url, origin)
+    a = await join(room, "a", servers[1].base_url, origin)
+    await join(room, "b", servers[0].base_url, origin)
+    await therapist.run(StageSet(stage=2))
+    channel = Keys(room.id).channel
+    slot = redis_cluster.keyslot(channel)
+    source = redis_cluster.node_of_slot(slot)
+    target = next(node for node in redis_cluster.primaries() if node is not source)
+    assert shard_subscribers(source, channel) == 2  # one link per process
+
+    stop = asyncio.Event()
+    load = [asyncio.create_task(partner_load(a, room, "moved", stop, random.Random(5))),
+            asyncio.create_task(therapist_load(therapist, stop))]
+    try:
+        await until(lambda: _true(len(room.added) >= 5), "commands flow before the move")
+        await asyncio.to_thread(redis_cluster.move_slot, slot, target)
+        moved_at = len(room.added)
+        await until(lambda: asyncio.to_thread(
+            lambda: shard_subscribers(target, channel) == 2
+            and shard_subscribers(source, channel) == 0), "the subscriptions follow the slot")
+        await until(lambda: _true(len(room.added) >= moved_at + 5), "commands flow after")
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*load), WAIT)
+    assert redis_cluster.node_of_key(Keys(room.id).meta) is target
+    await assert_invariants([room], redis_url, origin, origin)
+    assert all(client.reconnects == 0 for _, client in room.members), "a member reconnected"
+    for server in servers:
+        assert_log_clean(server)
+    for _, client in room.members:
+        await client.close()
+
+
+# -- a subscriber connection killed ---------------------------------------------------------
+
+
+def pubsub_clients(node: LocalRedis) -> list[int]:
+    with redis.Redis(port=node.port, socket_timeout=5) as client:
+        return sorted(int(c["id"]) for c in client.client_list(_type="pubsub"))
+
+
+async def test_a_subscriber_killed_on_one_shard_resubscribes_and_fills_the_gap(
+        server_factory, redis_url: str, redis_cluster: LocalCluster) -> None:
+    """Rooms on every shard, observed from another process: that process holds one
+    subscriber connection per shard (not one per room). Killing the subscribers on one
+    shard again and again costs its observers nothing (resubscribed, gaps filled, no
+    reconnect), and the other shards' subscriptions are not touched."""
+    writer = await server_factory.start()
+    reader = await server_factory.start({"PARTSBOARD_SWEEP_INTERVAL": "0.5"})
+    origin = writer.base_url
+    rooms: list[Room] = []
+    while {redis_cluster.node_of_key(Keys(r.id).meta).port for r in rooms} != {
+            node.port for node in redis_cluster.primaries()}:
+        rooms.append(await make_room(origin, len(rooms)))
+    for room in rooms:
+        therapist = await join(room, "therapist", writer.base_url, origin)
+        await join(room, "a", writer.base_url, origin)
+        await join(room, "b", reader.base_url, origin)
+        await therapist.run(StageSet(stage=2))
+    for node in redis_cluster.primaries():
+        assert len(pubsub_clients(node)) == 2, "not one subscriber per process and shard"
+    victim = redis_cluster.node_of_key(Keys(rooms[0].id).meta)
+    others = {node.port: pubsub_clients(node) for node in redis_cluster.primaries()
+              if node is not victim}
+    stop = asyncio.Event()
+    load = [asyncio.create_task(partner_load(dict(room.members)["a"], room, f"r{n}", stop,
+                                             random.Random(n)))
+            for n, room in enumerate(rooms)]
+    try:
+        for _ in range(10):
+            await asyncio.sleep(0.2)
+            with redis.Redis(port=victim.port) as admin:
+                assert admin.client_kill_filter(_type="pubsub") >= 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*load), WAIT)
+    await settle(rooms, redis_url)
+    assert await metric(reader.base_url, "partsboard_resubscribes_total") >= 1
+    for room in rooms:
+        for _, client in room.members:
+            assert client.reconnects == 0, "a member had to reconnect to catch up"
+    await assert_invariants(rooms, redis_url, origin, origin)
+    assert {port: pubsub_clients(node) for port, node in
+            ((n.port, n) for n in redis_cluster.primaries() if n is not victim)} == others
+    for room in rooms:
+        for _, client in room.members:
+            await client.close()
