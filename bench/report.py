@@ -288,7 +288,7 @@ def _lag(d: dict[str, Any] | None) -> str:
 
 def _shape_cell(d: dict[str, Any] | None, what: str) -> str:
     if not d:
-        return "-"
+        return "- | - | -"
     mark = "" if d["ok"] else " **fail**"
     return (f"{_num(_get(d, 'lat', what, 'p50'), 1)} / {_num(_get(d, 'lat', what, 'p99'), 1)}"
             f"{mark} | {d['cpu']['server']:.2f} | {_lag(d)}")

@@ -44,21 +44,27 @@ class CommitSlots:
         self.semaphore = asyncio.Semaphore(slots)
         self.wait = wait
 
-    def busy(self) -> Busy:
+    def pause(self) -> float:
         # Spread the resends: a crowd told to come back at the same moment would be a crowd.
-        return Busy(retry_after=round(self.wait * (0.5 + random.random()), 3))
+        return round(self.wait * (0.5 + random.random()), 3)
+
+    def busy(self) -> Busy:
+        return Busy(retry_after=self.pause())
 
 
 async def execute(live: LiveRoom, role: Role, command_id: str, command: Command,
-                  slots: CommitSlots | None = None) -> int:
+                  slots: CommitSlots | None = None, waited: float = 0.0) -> int:
     """Commit one command to the room and deliver its event here; returns its seq.
-    Without `slots` it waits for the room's lock as long as it takes."""
+    `waited`: how long it already waited since it arrived. Without `slots` it waits for
+    the room's lock as long as it takes."""
     lock = live.command_lock
     if slots is None:
         async with lock:
             return await _execute(live, role, command_id, command)
+    if waited >= slots.wait:
+        raise slots.busy()
     try:
-        async with asyncio.timeout(slots.wait):
+        async with asyncio.timeout(slots.wait - waited):
             await lock.acquire()
             try:
                 await slots.semaphore.acquire()
@@ -66,7 +72,6 @@ async def execute(live: LiveRoom, role: Role, command_id: str, command: Command,
                 lock.release()
                 raise
     except TimeoutError:
-        metrics.BUSY.inc()
         raise slots.busy() from None
     try:
         return await _execute(live, role, command_id, command)

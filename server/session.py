@@ -1,11 +1,21 @@
-"""One websocket connection's life: handshake, then a reader and a writer.
+"""One websocket connection's life: handshake, then a reader, a runner and a writer.
 
 The handshake authenticates the hello, joins the room's LiveRoom through the hub
-and sends the welcome. Then the reader decodes and runs the client's frames in
-order (commands through server/commands.py, drags through the LiveRoom; the
-whole path is drawn in server/live_room.py); the writer drains a queue of
-encoded frames. Nothing else ever waits on this connection: fan-out only pushes
-to the queue. A queue holding `send_queue` frames is cut (it resumes when it
+and sends the welcome. Then three tasks: the reader decodes the client's frames
+as they come (drags go straight to the LiveRoom) and queues commands with the
+time they arrived; the runner runs them in order (server/commands.py; the whole
+path is drawn in server/live_room.py); the writer drains a queue of encoded
+frames.
+
+A command that waited longer than the commit wait (queued here, for its room's
+lock or for a commit slot) is answered `busy`, which costs almost nothing, so a
+process that falls behind sheds work instead of letting every answer come later
+and later. Order is kept: once a command is answered busy, every later command
+of the connection is answered busy too until the first one comes back (clients
+resend them in order), or BUSY_EPISODE seconds have passed.
+
+Nothing else ever waits on this connection: fan-out only pushes to the writer's
+queue. A queue holding `send_queue` frames is cut (it resumes when it
 comes back) only when its reader stopped reading, that is when the writer is
 stuck in a send because the socket takes no more; a queue that grew because this
 process is behind (the writer simply had no turn yet) is left to drain, up to
@@ -15,6 +25,7 @@ SERVER_BEHIND_FACTOR times as many frames.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -29,6 +40,7 @@ from rooms import wire
 from rooms.actions import parse_args
 from rooms.errors import (
     BadFrame,
+    Busy,
     Close,
     Internal,
     LimitExceeded,
@@ -50,6 +62,7 @@ from .store import Store, decode_event
 log = logging.getLogger("partsboard.session")
 
 SERVER_BEHIND_FACTOR = 16
+BUSY_EPISODE = 10.0  # seconds a connection answers busy while waiting for the first resend
 
 
 class TokenBucket:
@@ -94,6 +107,14 @@ class Connection:
         self.drag_flood = TokenBucket(settings.drag_rate, settings.drag_burst)
         # Patience for refused frames: a burst of mistakes is forgiven, a stream is not.
         self.patience = TokenBucket(settings.strike_rate, settings.bad_frames_allowed)
+        # Commands as they arrived: when, the frame, and whether the rate limit refused it
+        # (answered in its turn, so that every command is answered in the order sent).
+        self.received: collections.deque[tuple[float, wire.Cmd, bool]] = collections.deque()
+        self.command_arrived = asyncio.Event()
+        # The busy episode: the first command answered busy, the pause asked for, the end.
+        self.busy_first: str | None = None
+        self.busy_pause = 0.0
+        self.busy_until = 0.0
         self.close_code: int | None = None
         self.close_frame: bytes | None = None
         self.done = asyncio.Event()
@@ -147,12 +168,13 @@ class Connection:
             return
         try:
             await self.ws.send_bytes(wire.encode(welcome))
-            reader = asyncio.create_task(self._read())
-            writer = asyncio.create_task(self._write())
+            tasks = (asyncio.create_task(self._read()), asyncio.create_task(self._run_commands()),
+                     asyncio.create_task(self._write()))
             await self.done.wait()
-            for task in (reader, writer):
+            self.command_arrived.set()
+            for task in tasks:
                 task.cancel()
-            for task in (reader, writer):
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             if self.close_code is not None:
@@ -284,7 +306,7 @@ class Connection:
             self._strike()
             return
         if isinstance(frame, wire.Cmd):
-            await self._on_command(frame)
+            self._receive_command(frame)
         elif isinstance(frame, wire.Drag):
             await self._on_drag(frame)
         else:
@@ -292,19 +314,58 @@ class Connection:
             self.push(None, wire.encode(wire.refusal(BadFrame("Already said hello."))))
             self._strike()
 
-    async def _on_command(self, frame: wire.Cmd) -> None:
-        if not self.commands.take():
-            metrics.command_result("-", "rate_limited").inc()
-            self.push(None, wire.encode(wire.refusal(RateLimited(), frame.id)))
+    def _receive_command(self, frame: wire.Cmd) -> None:
+        limited = not self.commands.take()
+        self.received.append((time.monotonic(), frame, limited))
+        self.command_arrived.set()
+        if limited:
             self._strike()
-            return
-        started = time.perf_counter()
+
+    async def _run_commands(self) -> None:
+        # The connection's end wakes this loop too: it stops even if a cancellation was
+        # lost on the way (one that met a time-out in the same step).
+        while not self.done.is_set():
+            await self.command_arrived.wait()
+            while self.received and not self.done.is_set():
+                arrived, frame, limited = self.received.popleft()
+                if limited:
+                    metrics.command_result("-", "rate_limited").inc()
+                    self.push(None, wire.encode(wire.refusal(RateLimited(), frame.id)))
+                elif not self._busy_episode(frame.id):
+                    await self._on_command(frame, arrived)
+            self.command_arrived.clear()
+
+    def _busy_episode(self, command_id: str) -> bool:
+        """Answer busy when an earlier command of this connection was and has not come
+        back yet, so that the resent commands run in their first order."""
+        if self.busy_first is None:
+            return False
+        if command_id == self.busy_first or time.monotonic() > self.busy_until:
+            self.busy_first = None
+            return False
+        self._answer_busy("-", command_id)
+        return True
+
+    def _answer_busy(self, op_label: str, command_id: str) -> None:
+        if self.busy_first is None:
+            self.busy_first, self.busy_pause = command_id, self.hub.commits.pause()
+            self.busy_until = time.monotonic() + BUSY_EPISODE
+        metrics.BUSY.inc()
+        metrics.command_result(op_label, "busy").inc()
+        busy = Busy(retry_after=self.busy_pause)
+        self.push(None, wire.encode(wire.refusal(busy, command_id)))
+
+    async def _on_command(self, frame: wire.Cmd, arrived: float) -> None:
         op_label = "-"
         try:
             command = parse_args(frame.op, frame.args)
             op_label = command.op
             assert self.live is not None
-            seq = await execute(self.live, self.role, frame.id, command, self.hub.commits)
+            seq = await execute(self.live, self.role, frame.id, command, self.hub.commits,
+                                waited=time.monotonic() - arrived)
+        except Busy:
+            self._answer_busy(op_label, frame.id)
+            return
         except RoomError as error:
             metrics.command_result(op_label, error.code).inc()
             self.push(None, wire.encode(wire.refusal(error, frame.id)))
@@ -314,9 +375,7 @@ class Connection:
         except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
             # Redis did not answer in time or could not be reached: maybe committed, maybe
             # not. Sent again under the same id, it is applied at most once.
-            metrics.BUSY.inc()
-            metrics.command_result(op_label, "busy").inc()
-            self.push(None, wire.encode(wire.refusal(self.hub.commits.busy(), frame.id)))
+            self._answer_busy(op_label, frame.id)
             return
         except RedisError as error:
             log.warning("command failed: op=%s error=%s", op_label, type(error).__name__)
@@ -328,7 +387,7 @@ class Connection:
             metrics.command_result(op_label, "internal").inc()
             self.push(None, wire.encode(wire.refusal(Internal(), frame.id)))
             return
-        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.COMMIT_SECONDS.observe(time.monotonic() - arrived)
         metrics.command_result(op_label, "ok").inc()
         self.push(None, wire.encode(wire.ack(frame.id, seq)))
 

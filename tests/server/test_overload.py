@@ -13,7 +13,7 @@ from hub_helpers import Listener, make_room, open_store
 from live_rooms import decoded_frames, event_seqs, open_room
 
 from client import Client
-from rooms.actions import parse_args
+from rooms.actions import NoteAdd, parse_args
 from rooms.machine import Context, apply
 from server.hub import Hub
 from server.redis_urls import make_client
@@ -129,3 +129,39 @@ async def test_heartbeat_and_sweep_never_wait_behind_a_full_pool(
         await main.aclose()
         await control.aclose()
         await hub.link.client.aclose()
+
+
+def edit_texts(client: Client) -> list[str]:
+    """The texts the therapist's note took, in the order of the events that set them."""
+    texts = []
+    for frame in decoded_frames(client):
+        for change in frame.get("changes", ()) if frame.get("t") == "ev" else ():
+            if change[0] == "notes" and change[2] is not None:
+                texts.append(change[2]["text"])
+    return texts
+
+
+async def test_commands_answered_busy_still_run_in_the_order_they_were_sent(
+        server_factory, admin: aioredis.Redis) -> None:
+    server = await server_factory.start({"PARTSBOARD_COMMIT_WAIT": "1.0"})
+    room = await open_room(server.base_url, record=True)
+    t = room.therapist
+    try:
+        note = await t.create(NoteAdd(text="edit 0"))
+        frames = t.frames()
+        # The first edit holds the room while Redis holds its write; the second waits
+        # behind it past the commit wait and is answered busy...
+        await admin.execute_command("CLIENT", "PAUSE", 2500, "WRITE")
+        first = asyncio.create_task(t.send("note.edit", id=note, text="edit 1"))
+        second = asyncio.create_task(t.send("note.edit", id=note, text="edit 2"))
+        async for frame in frames:
+            if frame.get("t") == "error" and frame.get("code") == "busy":
+                break
+        # ...and a third, sent before the second comes back, must not overtake it.
+        third = asyncio.create_task(t.send("note.edit", id=note, text="edit 3"))
+        await asyncio.gather(first, second, third)
+        await t.wait_seq(t.seq)
+        assert edit_texts(t) == ["edit 0", "edit 1", "edit 2", "edit 3"]
+        assert t.view["colls"]["notes"][note]["text"] == "edit 3"
+    finally:
+        await room.close()
