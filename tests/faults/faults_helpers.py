@@ -82,6 +82,33 @@ class Closed(Exception):
         super().__init__(f"closed with {code}; last frames: {list(frames)[-3:]}")
 
 
+CONTINUATION, TEXT, BINARY = 0x0, 0x1, 0x2
+
+
+@dataclass(frozen=True)
+class Announced:
+    """One websocket frame as the bytes that announce it: its header, with the payload length
+    it claims, and only the first bytes of that payload (`head`)."""
+
+    opcode: int  # CONTINUATION, TEXT or BINARY
+    length: int
+    head: bytes = b""
+    fin: bool = True
+
+    def encode(self) -> bytes:
+        first = (0x80 if self.fin else 0x00) | self.opcode
+        if self.length < 126:
+            size = bytes([0x80 | self.length])
+        elif self.length < 1 << 16:
+            size = bytes([0x80 | 126]) + self.length.to_bytes(2, "big")
+        else:
+            size = bytes([0x80 | 127]) + self.length.to_bytes(8, "big")
+        mask = secrets.token_bytes(4)
+        key = int.from_bytes((mask * (len(self.head) // 4 + 1))[: len(self.head)], "big")
+        masked = (int.from_bytes(self.head, "big") ^ key).to_bytes(len(self.head), "big")
+        return bytes([first]) + size + mask + masked
+
+
 class Raw:
     """A hand-driven websocket. ``frames`` holds every decoded frame the server sent."""
 
@@ -128,6 +155,15 @@ class Raw:
         (1009 after the first bytes of an oversized frame), which `closed()` then reports."""
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send(data)
+
+    async def send_announced(self, *frames: Announced) -> None:
+        """Write frames straight to the socket, each only as far as its `head`.
+
+        The server refuses an oversized frame by the length its header announces. Writing no
+        more of it than the server reads before refusing leaves nothing unread in the
+        server's socket; a close with unread data is a TCP reset, which can destroy the
+        1009 close frame before it reaches this side."""
+        self.ws.transport.write(b"".join(frame.encode() for frame in frames))
 
     async def cmd(self, command_id: str, op: str, args: dict[str, Any] | None = None) -> None:
         await self.ws.send(wire.cmd(command_id, op, args or {}))

@@ -18,11 +18,15 @@ from typing import Any
 import httpx
 import pytest
 from faults_helpers import (
+    BINARY,
     CLOSE_INVALID_LINK,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_TOO_MANY,
+    CONTINUATION,
+    TEXT,
     WAIT,
+    Announced,
     Closed,
     Raw,
     Trio,
@@ -409,18 +413,25 @@ async def test_oversized_frames_close_1009(server: Any, server_factory: Any,
 
         over = pack({"t": "cmd", "id": "big", "op": "note.add",
                      "args": {"text": "x" * FRAME_LIMIT}})
-        cases: dict[str, tuple[bool, bytes | str | list[bytes]]] = {
-            "a frame of 64 KiB + 1 byte": (True, at_limit + b"\x00"),
-            "a 100 KiB command": (True, over + b"x" * (100 * 1024 - len(over))),
-            "a 1 MiB frame of zeros": (True, bytes(1024 * 1024)),
-            "a 100 KiB text frame": (True, "x" * 100 * 1024),
-            "a 96 KiB message in 16 KiB fragments": (True, [bytes(16 * 1024)] * 6),
-            "an oversized first frame (no hello)": (False, bytes(FRAME_LIMIT + 1)),
+        fragment = bytes(16 * 1024)
+        cases: dict[str, tuple[bool, list[Announced]]] = {
+            "a frame of 64 KiB + 1 byte": (True, [Announced(BINARY, FRAME_LIMIT + 1,
+                                                            at_limit[:4096])]),
+            "a 100 KiB command": (True, [Announced(BINARY, 100 * 1024, over[:4096])]),
+            "a 1 MiB frame of zeros": (True, [Announced(BINARY, 1024 * 1024, bytes(4096))]),
+            "a 100 KiB text frame": (True, [Announced(TEXT, 100 * 1024, b"x" * 4096)]),
+            "an 80 KiB message in 16 KiB fragments": (True, [
+                Announced(BINARY, len(fragment), fragment, fin=False),
+                *[Announced(CONTINUATION, len(fragment), fragment, fin=False)] * 3,
+                Announced(CONTINUATION, len(fragment), fragment[:1024]),
+            ]),
+            "an oversized first frame (no hello)": (False, [
+                Announced(BINARY, FRAME_LIMIT + 1, bytes(4096))]),
         }
-        for name, (hello, data) in cases.items():
+        for name, (hello, frames) in cases.items():
             before = await room_seq(redis_url, trio.room)
             raw = await Raw.open(trio.links["b"], hello=hello)
-            await raw.send(data)
+            await raw.send_announced(*frames)
             assert await raw.closed() == CLOSE_TOO_BIG, name
             await raw.close()
             assert await room_seq(redis_url, trio.room) == before, name
@@ -430,7 +441,8 @@ async def test_oversized_frames_close_1009(server: Any, server_factory: Any,
         raw = await Raw.open(trio_small.links["therapist"])
         error = await raw_error(raw, cmd("fits", "agreement.add", {"text": "x" * 3000}))
         assert error["code"] == "limit" and error.get("id") == "fits", error
-        await raw.send(cmd("too-big", "agreement.add", {"text": "x" * 5000}))
+        too_big = cmd("too-big", "agreement.add", {"text": "x" * 5000})
+        await raw.send_announced(Announced(BINARY, len(too_big), too_big[:4096]))
         assert await raw.closed() == CLOSE_TOO_BIG
         await raw.close()
         await carries_on(trio_small, small, "over PARTSBOARD_MAX_FRAME")

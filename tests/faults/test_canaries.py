@@ -22,9 +22,11 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 from faults_helpers import (
+    BINARY,
     CLOSE_INVALID_LINK,
     CLOSE_TOO_BIG,
     WAIT,
+    Announced,
     Raw,
     Trio,
     close_all_raws,
@@ -315,8 +317,9 @@ async def bad_frames(trio: Trio, c: Canaries) -> list[dict[str, Any]]:
         errors += raw.errors
     # An oversized frame full of canaries.
     raw = await Raw.open(trio.links["b"])
-    await raw.send(pack({"t": "cmd", "id": "k4", "op": "note.add",
-                         "args": {"text": c("oversized") * 3000}}))
+    oversized = pack({"t": "cmd", "id": "k4", "op": "note.add",
+                      "args": {"text": c("oversized") * 3000}})
+    await raw.send_announced(Announced(BINARY, len(oversized), oversized[:8192]))
     assert await raw.closed() == CLOSE_TOO_BIG
     errors += raw.errors
     await close_all_raws()
