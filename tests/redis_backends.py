@@ -43,7 +43,8 @@ DOWN_AFTER_MS = 2000
 # What ``redis_url`` may be parametrized with (indirectly): see tests/conftest.py.
 BACKENDS = ["single", "sentinel", "cluster"]
 
-__all__ = ["LocalCluster", "SentinelSet", "admin", "async_admin", "node_urls", "scan_all"]
+__all__ = ["LocalCluster", "SentinelSet", "admin", "async_admin", "kill_subscribers",
+           "node_urls", "scan_all"]
 
 
 @dataclass
@@ -199,8 +200,7 @@ def admin(url: str) -> redis.Redis | RedisCluster:
         return RedisCluster(startup_nodes=[ClusterNode(host, port)
                                            for host, port in parse_cluster_url(url).nodes])
     if scheme == SENTINEL_SCHEME:
-        sentinel_port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-        return redis.Sentinel([("127.0.0.1", sentinel_port)]).master_for(SERVICE)
+        return redis.Redis.from_url(node_urls(url)[0])  # the master, now
     return redis.Redis.from_url(url)
 
 
@@ -211,9 +211,7 @@ def async_admin(url: str) -> aioredis.Redis | AsyncRedisCluster:
         return AsyncRedisCluster(startup_nodes=[
             AsyncClusterNode(host, port) for host, port in parse_cluster_url(url).nodes])
     if scheme == SENTINEL_SCHEME:
-        sentinel_port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-        manager = aioredis.Sentinel([("127.0.0.1", sentinel_port)])  # type: ignore[no-untyped-call]
-        return manager.master_for(SERVICE)
+        return aioredis.Redis.from_url(node_urls(url)[0])  # the master, now
     return aioredis.Redis.from_url(url)
 
 
@@ -224,6 +222,15 @@ def scan_all(url: str, match: str) -> list[bytes]:
         with redis.Redis.from_url(node_url) as client:
             found += list(client.scan_iter(match=match, count=1000))
     return found
+
+
+def kill_subscribers(url: str) -> int:
+    """CLIENT KILL TYPE pubsub on every node behind ``url``: how many were killed."""
+    killed = 0
+    for node_url in node_urls(url):
+        with redis.Redis.from_url(node_url) as client:
+            killed += int(client.client_kill_filter(_type="pubsub"))
+    return killed
 
 
 def node_urls(url: str) -> list[str]:

@@ -14,7 +14,6 @@ import secrets
 
 import msgspec
 import pytest
-import redis
 import websockets
 from crash_helpers import (
     Room,
@@ -28,6 +27,7 @@ from crash_helpers import (
     therapist_load,
     wait_connected,
 )
+from redis_backends import BACKENDS, kill_subscribers
 
 from client.errors import SessionLost
 from rooms import wire
@@ -37,7 +37,13 @@ from server.local_redis import LocalRedis
 pytestmark = pytest.mark.timeout(300)
 
 
-async def test_kill_nine_one_of_two_servers_twenty_times(server_factory, redis_url) -> None:
+KILLS = {"single": 20, "sentinel": 6, "cluster": 6}  # the suite's time goes to the first
+
+
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
+async def test_kill_nine_one_of_two_servers_again_and_again(
+        server_factory, redis_url, request: pytest.FixtureRequest) -> None:
+    kills = KILLS[request.node.callspec.params["redis_url"]]
     servers = [await server_factory.start(), await server_factory.start()]
     origin = servers[0].base_url
     rooms = [await make_room(origin, n) for n in range(3)]
@@ -56,7 +62,7 @@ async def test_kill_nine_one_of_two_servers_twenty_times(server_factory, redis_u
         tasks.append(asyncio.create_task(therapist_load(clients["therapist"], stop)))
     every_client = [c for room in rooms for _, c in room.members]
     try:
-        for round_no in range(20):
+        for round_no in range(kills):
             await asyncio.sleep(0.3)
             victim = servers[round_no % 2]
             victim.kill()
@@ -66,13 +72,14 @@ async def test_kill_nine_one_of_two_servers_twenty_times(server_factory, redis_u
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
-    assert sum(c.reconnects for c in every_client) >= 20
+    assert sum(c.reconnects for c in every_client) >= kills
     await assert_invariants(rooms, redis_url, servers[0].base_url, origin)
     for room in rooms:
         for _, client in room.members:
             await client.close()
 
 
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
 async def test_a_cut_network_mid_command_applies_it_once(server, redis_url) -> None:
     room = await make_room(server.base_url, 0)
     therapist = await join(room, "therapist", server.base_url, server.base_url)
@@ -149,6 +156,7 @@ async def test_restarting_redis_tells_every_client_the_session_was_lost(server_f
         assert first.running and second.running
 
 
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
 async def test_a_killed_subscription_never_costs_a_sequence_number(
         server_factory, redis_url) -> None:
     writer_server = await server_factory.start()
@@ -162,16 +170,13 @@ async def test_a_killed_subscription_never_costs_a_sequence_number(
     await therapist.run(StageSet(stage=2))
     stop = asyncio.Event()
     load = asyncio.create_task(partner_load(a, room, "flow", stop, random.Random(7)))
-    admin = redis.Redis.from_url(redis_url)
     try:
         for _ in range(10):
             await asyncio.sleep(0.2)
-            killed = admin.client_kill_filter(_type="pubsub")
-            assert killed >= 1
+            assert kill_subscribers(redis_url) >= 1
     finally:
         stop.set()
         await asyncio.wait_for(load, 30)
-        admin.close()
     await settle([room], redis_url)
     for observer in observers:
         assert observer.reconnects == 0, "the observer had to reconnect to catch up"
