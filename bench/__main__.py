@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import report, scenarios
+from . import procs, report, scenarios
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,8 +18,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a small set (about 2 minutes) instead of the standard one")
     parser.add_argument("--out", type=Path, help="Markdown file to write the results into")
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
-    parser.add_argument("--only", choices=scenarios.SYSTEMS, action="append",
+    parser.add_argument("--only", choices=tuple(procs.PROCESSES), action="append",
                         help="benchmark only this system (repeatable)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="cluster mode: Partsboard on one Redis (one server process, then "
+                             "two) beside a Redis Cluster of 3 shards (two server processes)")
     parser.add_argument("--workers", type=int, help="load generator processes")
     parser.add_argument("--rooms", type=int, nargs="+", help="the steady sweep's room counts")
     parser.add_argument("--nice", type=int, default=0,
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         results = scenarios.Results(**json.loads(args.from_json.read_text()))
     else:
         results = scenarios.run_all(plan, log=log, keep_logs=args.keep_logs,
-                                    systems=tuple(args.only or scenarios.SYSTEMS),
+                                    systems=tuple(args.only or (scenarios.CLUSTER_SYSTEMS
+                                                  if args.cluster else scenarios.SYSTEMS)),
                                     nice=args.nice, pin=args.pin)
     text = report.render(results)
     print(text)

@@ -34,6 +34,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -77,20 +78,20 @@ class Refused(Exception):
 @dataclass
 class Config:
     kind: str  # "relay" | "partsboard"
-    port: int
+    ports: list[int]  # the servers of one system: a room's members spread over them
     worker: int = 0
     workers: int = 1
     key: str = ""
     seed: int = 1
     therapist_sees_drafts: bool = False
 
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+    def ws_url(self, room: str, member: int) -> str:
+        port = self.ports[(zlib.crc32(room.encode()) + member) % len(self.ports)]
+        return f"ws://127.0.0.1:{port}/ws"
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.ports[0]}"
 
 
 @dataclass
@@ -189,7 +190,7 @@ class Worker:
 
     async def connect(self, m: Member, resume: bool) -> None:
         ws = await connect(
-            self.c.ws_url,
+            self.c.ws_url(m.room.id, m.index),
             subprotocols=[Subprotocol(wire.SUBPROTOCOL)] if self.pb else None,
             compression=None, ping_interval=None, proxy=None, open_timeout=10,
             close_timeout=2, max_size=2**22, max_queue=4096)
@@ -836,7 +837,7 @@ def worker_main(conn: Connection, config: Config) -> None:
 class LoadGen:
     """Worker processes sharing the rooms of one benchmarked server."""
 
-    def __init__(self, kind: str, port: int, workers: int = 2, key: str = "",
+    def __init__(self, kind: str, ports: list[int], workers: int = 2, key: str = "",
                  seed: int = 1) -> None:
         self.kind = kind
         self.conns: list[Connection] = []
@@ -844,7 +845,8 @@ class LoadGen:
         self.rooms = [0] * workers
         for i in range(workers):
             parent, child = socket.socketpair()
-            config = Config(kind=kind, port=port, worker=i, workers=workers, key=key, seed=seed)
+            config = Config(kind=kind, ports=ports, worker=i, workers=workers, key=key,
+                            seed=seed)
             argv = [sys.executable, "-m", "bench.load", "--fd", str(child.fileno()),
                     "--config", json.dumps(dataclasses.asdict(config))]
             proc = subprocess.Popen(argv, pass_fds=[child.fileno()], cwd=ROOT,

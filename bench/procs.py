@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.local_cluster import LocalCluster
 from server.local_redis import LocalRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,20 +106,22 @@ def pin(pids: list[int], cpus: set[int]) -> None:
 LAG_METRIC = "partsboard_event_loop_lag_seconds"
 
 
-def loop_lag_buckets(port: int) -> dict[float, float]:
-    """The server's event-loop lag histogram from its /metrics: upper bound -> cumulative
-    count (empty when it cannot be read)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except (OSError, urllib.error.URLError):
-        return {}
+def loop_lag_buckets(*ports: int) -> dict[float, float]:
+    """The servers' event-loop lag histogram from their /metrics, summed: upper bound ->
+    cumulative count (empty when it cannot be read)."""
     out: dict[float, float] = {}
-    prefix = LAG_METRIC + '_bucket{le="'
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            bound, value = line[len(prefix):].split('"}', 1)
-            out[float(bound)] = float(value)
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                        timeout=5) as response:
+                text = response.read().decode()
+        except (OSError, urllib.error.URLError):
+            continue
+        prefix = LAG_METRIC + '_bucket{le="'
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                bound, value = line[len(prefix):].split('"}', 1)
+                out[float(bound)] = out.get(float(bound), 0.0) + float(value)
     return out
 
 
@@ -261,9 +264,38 @@ class Workdir:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-def start_redis() -> LocalRedis:
-    """A throwaway redis-server on a free port, persistence off (server.local_redis)."""
-    return LocalRedis(prefer="redis-server").start()
+class Redises:
+    """The Redis of one system: one redis-server, or a cluster of 3 primaries and 3
+    replicas (server.local_cluster), persistence off."""
+
+    def __init__(self, cluster: bool) -> None:
+        self.cluster = LocalCluster().start() if cluster else None
+        self.single = None if cluster else LocalRedis(prefer="redis-server").start()
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url if self.cluster is not None else self._single().url
+
+    def _single(self) -> LocalRedis:
+        assert self.single is not None
+        return self.single
+
+    @property
+    def pids(self) -> list[int]:
+        nodes = self.cluster.running() if self.cluster is not None else [self._single()]
+        return [node.pid for node in nodes]
+
+    def used_memory(self) -> int:
+        """used_memory of the primaries (replicas hold the same again), in bytes."""
+        if self.cluster is None:
+            return redis_info_memory(self._single().port)
+        return sum(redis_info_memory(node.port) for node in self.cluster.primaries())
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+        else:
+            self._single().stop()
 
 
 def redis_info_memory(port: int) -> int:
@@ -283,6 +315,59 @@ def redis_info_memory(port: int) -> int:
 
 
 THERAPIST_KEY = "bench-therapist-key"
+
+
+# The systems a benchmark can run: what server each runs, how many processes, on what Redis.
+SERVER_KIND = {"relay": "relay", "partsboard": "partsboard", "partsboard-2": "partsboard",
+               "cluster": "partsboard"}
+PROCESSES = {"relay": 1, "partsboard": 1, "partsboard-2": 2, "cluster": 2}
+
+
+@dataclass
+class Servers:
+    """The server processes of one system, seen as one: the load spreads over their
+    ports, kill9() kills the first (one process of several crashing), and start_server()
+    starts whichever is not running."""
+
+    services: list[Service]
+
+    @property
+    def port(self) -> int:
+        return self.services[0].port
+
+    @property
+    def ports(self) -> list[int]:
+        return [service.port for service in self.services]
+
+    @property
+    def ready_at(self) -> float:
+        return max(service.ready_at for service in self.services)
+
+    def pids(self) -> list[int]:
+        return [pid for service in self.services for pid in service.pids()]
+
+    def memory_kib(self) -> tuple[int, int]:
+        rss = hwm = 0
+        for service in self.services:
+            r, h = service.memory_kib()
+            rss += r
+            hwm += h
+        return rss, hwm
+
+    def kill9(self) -> None:
+        self.services[0].kill9()
+
+    def stop(self) -> None:
+        stop_all(*self.services)
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(service.tail(lines) for service in self.services)
+
+
+def servers(system: str, redis_url: str, workdir: Path) -> Servers:
+    """The server processes of a system (see SERVER_KIND, PROCESSES), not yet started."""
+    return Servers([server_service(SERVER_KIND[system], redis_url, workdir)
+                    for _ in range(PROCESSES[system])])
 
 
 def server_service(kind: str, redis_url: str, workdir: Path, port: int | None = None,
@@ -306,14 +391,17 @@ def server_service(kind: str, redis_url: str, workdir: Path, port: int | None = 
     return Service(kind, argv, env, port, workdir / f"{kind}-{port}.log")
 
 
-def start_server(service: Service, timeout: float = 30.0) -> Service:
-    service.start()
-    url = f"http://127.0.0.1:{service.port}/healthz"
-    _wait(lambda: http_ok(url), service.name, service, timeout)
-    return service
+def start_server(service: Service | Servers, timeout: float = 30.0) -> None:
+    """Start the server (each of them not running) and wait until /healthz answers."""
+    for one in service.services if isinstance(service, Servers) else [service]:
+        if one.alive():
+            continue
+        one.start()
+        url = f"http://127.0.0.1:{one.port}/healthz"
+        _wait(lambda url=url: http_ok(url), one.name, one, timeout)
 
 
-def stop_all(*services: Service | None) -> None:
+def stop_all(*services: Service | Servers | None) -> None:
     for service in services:
         if service is not None:
             with contextlib.suppress(Exception):

@@ -60,6 +60,8 @@ def _others(results: Results) -> float | None:
 
 
 def render(results: Results) -> str:
+    if "cluster" in results.systems:
+        return render_cluster(results)
     r = results.systems.get("relay", {})
     p = results.systems.get("partsboard", {})
     m = results.machine
@@ -444,3 +446,95 @@ def shape_targets(results: Results) -> list[str]:
             and caught <= 10.0)
     rows.append("")
     return rows
+
+
+# ---- cluster mode ------------------------------------------------------------------------
+
+CLUSTER_COLUMNS = (("partsboard", "one Redis, 1 process"), ("partsboard-2", "one Redis, 2"),
+                   ("cluster", "cluster, 2"))
+
+
+def _cluster_row(label: str, values: list[float | int | None], digits: int = 1) -> str:
+    one, two, cluster = values
+    return (f"| {label} | {' | '.join(_num(v, digits) for v in values)} | "
+            f"{_ratio(two, cluster)} | {_ratio(one, cluster)} |")
+
+
+def render_cluster(results: Results) -> str:
+    """Cluster mode: a Redis Cluster of 3 shards (2 server processes) beside one Redis
+    (1 and 2 server processes), with the ratios."""
+    systems = [results.systems.get(kind, {}) for kind, _ in CLUSTER_COLUMNS]
+    m, plan = results.machine, results.plan
+    header = ("| metric | " + " | ".join(label for _, label in CLUSTER_COLUMNS)
+              + " | cluster ÷ one Redis, 2 | cluster ÷ one Redis, 1 |")
+    rule = "|---|" + "---:|" * (len(CLUSTER_COLUMNS) + 2)
+    others = _others(results)
+    out: list[str] = [
+        BEGIN, "",
+        f"Run {m['date']} at commit `{m['commit'] or '?'}`, in {results.seconds / 60:.1f} min, "
+        f"on {m['nproc']} CPUs ({m['cpu']}), {m['redis']}. Every process shares the machine: "
+        "the cluster's 6 redis-server processes (3 primaries, 3 replicas), the server "
+        f"processes and {plan['workers']} load generators."
+        + (f" Other work on the machine used {others:.2f} cores on average during the "
+           "measured steps." if others is not None else ""),
+        "",
+        "A room's three members are spread over the server processes (as behind a load "
+        "balancer without sticky sessions), so with two processes most events cross from "
+        "one process to the other through Redis. Load per room as in docs/performance.md "
+        f"({plan['cmd_rate']} commands/s and {plan['drag_rate']} drag updates/s).", "",
+    ]
+    steady = [{d["rooms"]: d for d in system.get("steady", [])} for system in systems]
+    for rooms in sorted(set().union(*steady)):
+        ds = [by_rooms.get(rooms) for by_rooms in steady]
+        out += [f"**Steady, {rooms} rooms ({3 * rooms} connections)**", "", header, rule]
+        for kind, label in (("cmd", "command fan-out"), ("ack", "command ack"),
+                            ("drag", "drag fan-out")):
+            for q in ("p50", "p99"):
+                out.append(_cluster_row(f"{label} {q} (ms)",
+                                        [_get(d, "lat", kind, q) for d in ds], 2))
+        out.append(_cluster_row("lost + duplicated + gaps",
+                                [loss(d) if d else None for d in ds]))
+        for what, label in (("server", "server CPU, all processes (cores)"),
+                            ("redis", "Redis CPU, all nodes (cores)"),
+                            ("others", "other processes' CPU (cores)")):
+            out.append(_cluster_row(label, [_get(d, "cpu", what) for d in ds], 2))
+        out.append(_cluster_row("server CPU per message in+out (us)",
+                                [_per_msg(d) for d in ds]))
+        out.append(_cluster_row("server RSS, all processes (MiB)",
+                                [_get(d, "rss_mib") for d in ds]))
+        out.append("")
+    out += ["**Memory of idle rooms**", "", header, rule,
+            _cluster_row("Redis KiB per room (primaries)",
+                         [_get(s, "memory", "redis_kib_per_room") for s in systems]),
+            _cluster_row("server KiB per connection",
+                         [_get(s, "memory", "kib_per_connection") for s in systems]),
+            _cluster_row("server CPU while idle (cores)",
+                         [_get(s, "idle", "cpu", "server") for s in systems], 3),
+            _cluster_row("Redis CPU while idle (cores)",
+                         [_get(s, "idle", "cpu", "redis") for s in systems], 3), ""]
+    if any(s.get("saturation") for s in systems):
+        out += [f"**Saturation** over {plan['sweep'][-1] if plan['sweep'] else '-'} rooms: the "
+                f"highest offered step (messages in/s) with p99 <= {plan['sat_p99_ms']:.0f} ms "
+                "and nothing lost or refused.", "", header, rule]
+        for what, label in (("cmd", "committed commands in/s"), ("drag", "drag updates in/s")):
+            out.append(_cluster_row(label, [_get(s, "saturation", what, "best", "rate_in")
+                                            for s in systems], 0))
+            out.append(_cluster_row(f"{label}: deliveries out/s",
+                                    [_get(s, "saturation", what, "best", "rate_out")
+                                     for s in systems], 0))
+        out.append("")
+    if any(s.get("storm") for s in systems):
+        storms = [s.get("storm") for s in systems]
+        out += ["**Recovery storm**: kill -9 of one server process under the steady load, "
+                "started again at once (with two processes, half the connections move).", "",
+                header, rule,
+                _cluster_row("clients back", [_get(d, "resumed") for d in storms]),
+                _cluster_row("restart to every client back (s)",
+                             [_get(d, "recovery_s") for d in storms], 2),
+                _cluster_row("seq gaps + duplicates",
+                             [(d["seq_gaps"] + d["seq_dups"]) if d else None for d in storms]),
+                _cluster_row("commands lost or never acked",
+                             [((d["lost"].get("cmd") or 0) + d["unacked"]) if d else None
+                              for d in storms]), ""]
+    out += [END, ""]
+    return "\n".join(out)

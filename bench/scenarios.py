@@ -21,6 +21,8 @@ from . import procs
 from .load import LoadGen, merge
 
 SYSTEMS = ("relay", "partsboard")
+# --cluster: Partsboard on one Redis (one process, then two) beside a 3-shard cluster (two)
+CLUSTER_SYSTEMS = ("partsboard", "partsboard-2", "cluster")
 
 
 @dataclass(frozen=True)
@@ -126,20 +128,21 @@ class Bench:
         self.pin = pin
         self.plan = plan
         self.log = log
-        self.redis = procs.start_redis()
-        self.service = procs.server_service(kind, self.redis.url, workdir)
+        self.redis = procs.Redises(cluster=kind == "cluster")
+        self.service = procs.servers(kind, self.redis.url, workdir)
         try:
             procs.start_server(self.service)
         except BaseException:
             self.redis.stop()
             raise
-        procs.renice([self.redis.pid, *self.service.pids()], nice)
+        procs.renice([*self.redis.pids, *self.service.pids()], nice)
         time.sleep(1.0)
         self.base_rss_kib = self.service.memory_kib()[0]
-        self.base_redis = procs.redis_info_memory(self.redis.port)
+        self.base_redis = self.redis.used_memory()
         try:
-            self.gen = LoadGen(kind, self.service.port, plan.workers,
-                               key=procs.THERAPIST_KEY if kind == "partsboard" else "")
+            server = procs.SERVER_KIND[kind]
+            self.gen = LoadGen(server, self.service.ports, plan.workers,
+                               key=procs.THERAPIST_KEY if server == "partsboard" else "")
         except BaseException:
             procs.stop_all(self.service)
             self.redis.stop()
@@ -154,7 +157,7 @@ class Bench:
         """--pin: the server alone on the first CPU; Redis and the generators on the other."""
         if self.pin:
             procs.pin(self.service.pids(), {0})
-            procs.pin([self.redis.pid, *self.gen.pids], {1})
+            procs.pin([*self.redis.pids, *self.gen.pids], {1})
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -165,7 +168,7 @@ class Bench:
 
     def meters(self) -> dict[str, procs.CpuMeter]:
         meters = {"server": procs.CpuMeter(self.service.pids()),
-                  "redis": procs.CpuMeter([self.redis.pid]),
+                  "redis": procs.CpuMeter(self.redis.pids),
                   "generator": procs.CpuMeter(self.gen.pids)}
         for meter in meters.values():
             meter.start()
@@ -173,13 +176,13 @@ class Bench:
 
     def measured(self, **run: Any) -> dict[str, Any]:
         meters = self.meters()
-        lag0 = procs.loop_lag_buckets(self.service.port)
+        lag0 = procs.loop_lag_buckets(*self.service.ports)
         busy0, t0 = procs.machine_busy_seconds(), time.monotonic()
         self.gen.send(self.gen.run_requests(**run))
         # CPU over the sending part only, not the drain
         time.sleep(run["duration"])
         cpu = {k: m.stop() for k, m in meters.items()}
-        lag = procs.lag_between(lag0, procs.loop_lag_buckets(self.service.port))
+        lag = procs.lag_between(lag0, procs.loop_lag_buckets(*self.service.ports))
         busy = (procs.machine_busy_seconds() - busy0) / (time.monotonic() - t0)
         cpu["machine"] = busy
         cpu["others"] = max(busy - cpu["server"] - cpu["redis"] - cpu["generator"], 0.0)
@@ -224,7 +227,7 @@ class Bench:
         rooms = self.plan.rooms
         connections = 3 * rooms
         delta_kib = self.out["steady"][-1]["idle_rss_mib"] * 1024 - self.base_rss_kib
-        redis_delta = procs.redis_info_memory(self.redis.port) - self.base_redis
+        redis_delta = self.redis.used_memory() - self.base_redis
         self.out["memory"] = {
             "rooms": rooms, "connections": connections,
             "base_rss_mib": self.base_rss_kib / 1024,
