@@ -285,11 +285,16 @@ class Redises:
         nodes = self.cluster.running() if self.cluster is not None else [self._single()]
         return [node.pid for node in nodes]
 
+    def primary_ports(self) -> list[int]:
+        if self.cluster is None:
+            return [self._single().port]
+        return [node.port for node in self.cluster.primaries()]
+
     def used_memory(self) -> int:
         """used_memory of the primaries (replicas hold the same again), in bytes."""
         if self.cluster is None:
             return redis_info_memory(self._single().port)
-        return sum(redis_info_memory(node.port) for node in self.cluster.primaries())
+        return sum(redis_info_memory(port) for port in self.primary_ports())
 
     def stop(self) -> None:
         if self.cluster is not None:

@@ -90,6 +90,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
+        await store.load_scripts()  # rather than a NOSCRIPT round trip on first use
         too_old = [v for v in await store.versions() if v < MIN_REDIS]
         if too_old:
             raise RuntimeError("Partsboard needs Redis 7.0 or later (sharded pub/sub); this "
