@@ -18,6 +18,23 @@ function field(label, control, help) {
   return h("div", { class: "field" }, h("label", { for: id, text: label }), control, helpEl);
 }
 
+// An item's text edited in place; `editing` names the app.ui field that says which item is open.
+function inlineEditForm(app, { key, label, text, rows, op, id, editing, help }) {
+  const close = () => { app.ui[editing] = null; drafts.delete(key); app.scheduleRender(); };
+  const area = h("textarea", { rows, maxlength: 2000, dataset: { key } });
+  area.value = text;
+  const form = h("form", { class: "form inline-form" }, field(label, area),
+    h("div", { class: "actions" },
+      h("button", { type: "submit", class: "primary small", text: "Save" }),
+      h("button", { type: "button", class: "small", text: "Cancel", onclick: close })),
+    help ? h("p", { class: "help", text: help }) : null);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    app.send(op, { id, text: area.value }).then(close, () => {});
+  });
+  return form;
+}
+
 function kindSelect(value, key) {
   return h("select", { dataset: { focus: key } },
     KINDS.map((kind) => h("option", { value: kind, selected: kind === value, text: KIND_LABELS[kind] })));
@@ -210,24 +227,10 @@ export function renderAgreements(app) {
       }
       if (app.role === "therapist") {
         if (editing === a.id) {
-          const key = `agreement-edit-${a.id}`;
-          const area = h("textarea", { rows: 2, maxlength: 2000, dataset: { key } });
-          area.value = a.text;
-          const form = h("form", { class: "form inline-form" }, field("Change the wording", area),
-            h("div", { class: "actions" },
-              h("button", { type: "submit", class: "primary small", text: "Save" }),
-              h("button", { type: "button", class: "small", text: "Cancel",
-                onclick: () => { app.ui.editingAgreement = null; drafts.delete(key); app.scheduleRender(); } })),
-            h("p", { class: "help", text: "Changing the wording asks both partners to agree again." }));
-          form.addEventListener("submit", (event) => {
-            event.preventDefault();
-            app.send("agreement.edit", { id: a.id, text: area.value }).then(() => {
-              drafts.delete(key);
-              app.ui.editingAgreement = null;
-              app.scheduleRender();
-            }, () => {});
-          });
-          li.append(form);
+          li.append(inlineEditForm(app, {
+            key: `agreement-edit-${a.id}`, label: "Change the wording", text: a.text, rows: 2,
+            op: "agreement.edit", id: a.id, editing: "editingAgreement",
+            help: "Changing the wording asks both partners to agree again." }));
         } else {
           li.append(h("div", { class: "actions" },
             h("button", { type: "button", class: "small", text: "Edit", "aria-describedby": textId,
@@ -656,22 +659,9 @@ export function renderNotes(app) {
     const textId = uid("note");
     const li = h("li", { class: "item note" }, timeOf(n.at), h("p", { id: textId, text: n.text }));
     if (editing === n.id) {
-      const key = `note-edit-${n.id}`;
-      const area = h("textarea", { rows: 3, maxlength: 2000, dataset: { key } });
-      area.value = n.text;
-      const form = h("form", { class: "form inline-form" }, field("Edit the note", area),
-        h("div", { class: "actions" }, h("button", { type: "submit", class: "small primary", text: "Save" }),
-          h("button", { type: "button", class: "small", text: "Cancel",
-            onclick: () => { app.ui.editingNote = null; drafts.delete(key); app.scheduleRender(); } })));
-      form.addEventListener("submit", (event) => {
-        event.preventDefault();
-        app.send("note.edit", { id: n.id, text: area.value }).then(() => {
-          drafts.delete(key);
-          app.ui.editingNote = null;
-          app.scheduleRender();
-        }, () => {});
-      });
-      li.append(form);
+      li.append(inlineEditForm(app, {
+        key: `note-edit-${n.id}`, label: "Edit the note", text: n.text, rows: 3,
+        op: "note.edit", id: n.id, editing: "editingNote" }));
     } else {
       li.append(h("div", { class: "actions" },
         h("button", { type: "button", class: "small", text: "Edit", "aria-describedby": textId,
