@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                              "standard sweep, saturation and storm (repeatable; default both)")
     parser.add_argument("--from-json", type=Path,
                         help="do not run anything: render the results of an earlier --json")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="sample Partsboard's server with py-spy during each fixed-rate "
+                             "step into DIR (summarize with python -m bench.profile)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the server logs (their directory is printed)")
     args = parser.parse_args(argv)
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         results = scenarios.run_all(plan, log=log, keep_logs=args.keep_logs,
                                     systems=tuple(args.only or (scenarios.CLUSTER_SYSTEMS
                                                   if args.cluster else scenarios.SYSTEMS)),
-                                    nice=args.nice, pin=args.pin)
+                                    nice=args.nice, pin=args.pin, profile=args.profile)
     text = report.render(results)
     print(text)
     if args.out:

@@ -103,6 +103,22 @@ def pin(pids: list[int], cpus: set[int]) -> None:
                 os.sched_setaffinity(tid, cpus)
 
 
+def py_spy(pid: int, out: Path, seconds: float,
+           cpus: set[int] | None = None) -> subprocess.Popen[bytes]:
+    """py-spy sampling a process for `seconds` into `out` (collapsed stacks, idle frames
+    left out, without stopping the process); `python -m bench.profile` summarizes them."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "200", "--format",
+                             "raw", "--nonblocking", "--duration", str(max(round(seconds), 1)),
+                             "--output", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
+    if cpus:
+        pin([proc.pid], cpus)
+    return proc
+
+
 LAG_METRIC = "partsboard_event_loop_lag_seconds"
 
 
@@ -143,9 +159,12 @@ def lag_between(before: dict[float, float], after: dict[float, float]) -> dict[s
             "max": top * 1000, "over_50ms": over}
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all processes, all CPUs)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+def machine_busy_seconds(cpu: int | None = None) -> float:
+    """CPU seconds the whole machine (or one of its CPUs) has spent busy, all processes."""
+    name = "cpu" if cpu is None else f"cpu{cpu}"
+    line = next(line for line in Path("/proc/stat").read_text().splitlines()
+                if line.split(maxsplit=1)[0] == name)
+    fields = line.split()[1:]
     ticks = [int(v) for v in fields[:8]]
     idle = ticks[3] + ticks[4]  # idle + iowait
     return (sum(ticks) - idle) / CLK_TCK
