@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import msgspec
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -241,6 +242,20 @@ WIDER_THAN_VIEWPORT = """() => {
                   && !el.closest('.visually-hidden') && !el.closest('svg'))
     .map(el => el.tagName + (el.id ? '#' + el.id : '') + '.' + el.className);
 }"""
+
+
+_AXE_SCRIPT = Axe().axe_script
+
+
+def axe_scan(*pages: Page) -> list[list[dict[str, Any]]]:
+    """axe-core's violations on each page. Axe is injected once per document, and the
+    pages (each its own renderer) are scanned at the same time."""
+    for page in pages:
+        if not page.evaluate("() => typeof window.axe === 'object'"):
+            page.evaluate(_AXE_SCRIPT)
+        page.evaluate("() => { window.__axeScan = axe.run(document, "
+                      "{resultTypes: ['violations']}); }")
+    return [page.evaluate("() => window.__axeScan.then(r => r.violations)") for page in pages]
 
 
 def tab_to(page: Page, selector: str, *, backwards: bool = False, limit: int = 120) -> None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from axe_playwright_python.sync_playwright import Axe
-from browser_helpers import confirm, create_room, join_three, move_to_stage
+from browser_helpers import axe_scan, confirm, create_room, join_three, move_to_stage
 from playwright.sync_api import Page, expect
 
 SERIOUS = {"serious", "critical"}
@@ -28,9 +27,8 @@ def screens(artifacts: Path) -> Path:
 
 
 def serious_violations(page: Page) -> list[str]:
-    results = Axe().run(page)
-    return [f"{v['id']} ({v['impact']})" for v in results.response["violations"]
-            if v.get("impact") in SERIOUS]
+    [found] = axe_scan(page)
+    return [f"{v['id']} ({v['impact']})" for v in found if v.get("impact") in SERIOUS]
 
 
 # ---------------------------------------------------------------- a replaced link

@@ -54,6 +54,7 @@ from rooms.actions import PartAdd, PartReveal, StageSet
 from rooms.errors import RoomError
 
 pytestmark = pytest.mark.timeout(120)
+HELLO_TIMEOUT = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,8 @@ def shared_server(request: pytest.FixtureRequest, redis_server: Any,
     factory = root_conftest(request.config).ServerFactory(
         redis_server.url, tmp_path_factory.mktemp("servers"))
     try:
-        yield factory()
+        # A short hello time-out: its test waits it out (every other test says hello at once).
+        yield factory({"PARTSBOARD_HELLO_TIMEOUT": str(HELLO_TIMEOUT)})
     finally:
         factory.stop_all()
 
@@ -615,8 +617,8 @@ async def test_hello_must_come_first_and_only_once(server: Any, redis_url: str) 
         assert [f["code"] for f in raw.errors] == ["room_lost"]
         await carries_on(trio, server, "a foreign epoch")
 
-        # No hello within the time-out (10 s): closed for policy. The room was not held up
-        # meanwhile (all the cases above ran while it waited).
+        # No hello within the time-out (HELLO_TIMEOUT): closed for policy. The room was not
+        # held up meanwhile (the cases above ran while it waited).
         assert await silent.closed(timeout=60) == CLOSE_POLICY
         assert not any(f.get("t") == "welcome" for f in silent.frames)
         await carries_on(trio, server, "a hello time-out")
