@@ -84,7 +84,8 @@ class Settings:
     presence_ttl: float = 15.0
     sweep_interval: float = 2.0
     # Replicas that must confirm a commit before it is acknowledged (0: no wait), and for
-    # how long to wait (a commit they did not confirm in time is refused as `internal`).
+    # how long to wait (a commit they did not confirm in time is answered busy; the client
+    # sends it again under the same id, and it is applied once).
     durable_acks: int = 0
     durable_timeout: float = 1.0
     bad_frames_allowed: int = 10

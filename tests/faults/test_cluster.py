@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import random
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 import redis
@@ -30,7 +33,7 @@ from crash_helpers import (
     therapist_load,
 )
 from faults_helpers import assert_log_clean
-from redis_backends import LocalCluster
+from redis_backends import LocalCluster, admin
 from test_sentinel import (
     SERVER_ENV,
     Tally,
@@ -42,10 +45,11 @@ from test_sentinel import (
     therapist_edits,
 )
 
-from client.errors import SessionLost
+from client.errors import SessionEnded, SessionLost
+from client.http import end_session
 from rooms.actions import AgreementAdd, StageSet
 from server.local_redis import LocalRedis
-from server.store import Keys
+from server.store import END_LUA, TOUCH_LUA, Keys
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.parametrize("redis_url", ["cluster"], indirect=True)]
@@ -93,15 +97,24 @@ def is_primary(node: LocalRedis) -> bool:
         return bool(client.execute_command("ROLE")[0] == b"master")
 
 
+def seq_on(node: LocalRedis, room_id: str) -> int:
+    """The room's seq as this node holds it (a replica too: READONLY)."""
+    with redis.Redis(port=node.port, socket_timeout=5) as client:
+        client.execute_command("READONLY")
+        return int(client.hget(Keys(room_id).meta, "seq") or -1)
+
+
 @pytest.mark.parametrize("durable", [True, False], ids=["durable-acks", "async-replication"])
 async def test_a_primary_killed_under_steady_commands(
         server_factory, redis_url: str, redis_cluster: LocalCluster, durable: bool,
         request: pytest.FixtureRequest) -> None:
     """kill -9 of the primary that holds a live room; its replica takes over, and the
     killed node comes back as its replica. With durable acks every acknowledged command
-    is in the room exactly once and every member carries on. Without, Redis replicates
-    after acknowledging, so each member either carries on with an intact room or is told
-    the room was lost; which one is recorded. No member ever sees a gap."""
+    is in the room exactly once and every member carries on: no member had seen an event
+    the replica lacked. Without, Redis replicates after acknowledging, so a process that
+    delivered an event the replica lacked tells its members the room was lost, and the
+    others carry on with an intact room; which one each run produced is asserted against
+    what the replica held, and recorded. No member ever sees a gap."""
     env = {**SERVER_ENV, **({"PARTSBOARD_DURABLE_ACKS": "1"} if durable else {})}
     servers = [await server_factory.start(env), await server_factory.start(env)]
     origin = servers[0].base_url
@@ -122,8 +135,11 @@ async def test_a_primary_killed_under_steady_commands(
     try:
         await until(lambda: _true(len(tally.acked) >= 8), "commands flow before the kill")
         acked_before = len(tally.acked)
+        seen_before = max(client.seq for client in members)
         await asyncio.to_thread(primary.kill)  # SIGKILL, mid-traffic
         killed_at = time.monotonic()
+        # What the replica holds now is what it will serve once promoted.
+        kept = await asyncio.to_thread(seq_on, replica, room.id)
         await until(lambda: asyncio.to_thread(is_primary, replica),
                     "the replica takes over", within=60)
         promoted_after = time.monotonic() - killed_at
@@ -145,7 +161,16 @@ async def test_a_primary_killed_under_steady_commands(
             f"{client.role}: {client.terminal!r}")
     outcome = {str(c.role): "lost" if c.terminal is not None else "intact" for c in members}
     if durable:
+        assert seen_before <= kept, "a member saw an event that no replica held"
         assert set(outcome.values()) == {"intact"}, f"{outcome}: {tally}"
+    # One LiveRoom per process: its members share its verdict, lost only if it had
+    # delivered an event that the promoted replica never had.
+    for process in ((therapist, b), (a,)):
+        verdicts = {outcome[str(client.role)] for client in process}
+        assert len(verdicts) == 1, f"members of one process differ: {outcome}"
+        if verdicts == {"lost"}:
+            assert max(client.seq for client in process) > kept, (
+                f"told lost, yet the replica held every event they saw ({kept}): {outcome}")
     intact = [client for client in members if client.terminal is None]
     if intact:
         seq = await room_seq(redis_url, room.id)
@@ -160,7 +185,8 @@ async def test_a_primary_killed_under_steady_commands(
         if durable or len(intact) == len(members):
             assert not missing, f"acked but not in the room (a silent gap): {missing}"
     summary = (f"cluster failover ({'durable acks' if durable else 'async replication'}): "
-               f"outcome={outcome} promoted_after={promoted_after:.1f}s "
+               f"outcome={outcome} promoted_after={promoted_after:.1f}s kept_seq={kept} "
+               f"seen_before_kill={seen_before} "
                f"acked_before_kill={acked_before} acked_total={len(tally.acked)} "
                f"acks_after_failover={tally.acked_after_failover} refused={dict(tally.codes)}")
     print(summary)
@@ -273,3 +299,110 @@ async def test_a_subscriber_killed_on_one_shard_resubscribes_and_fills_the_gap(
     for room in rooms:
         for _, client in room.members:
             await client.close()
+
+
+# -- never a command across slots ----------------------------------------------------------
+
+
+TAG = re.compile(rb"pb:\{([^}]*)\}")
+ENTRY = re.compile(rb"^[0-9.]+ \[\d+ ([^\]]+)\] \"([^\"]+)\"")
+
+
+@contextmanager
+def monitored(nodes: list[LocalRedis]) -> Iterator[dict[int, list[bytes]]]:
+    """What every node executes meanwhile (MONITOR), one raw line per command: filled in
+    when the block ends (Redis buffers a monitor's lines until it reads them)."""
+    seen: dict[int, list[bytes]] = {}
+    with ExitStack() as stack:
+        monitors = {node.port: stack.enter_context(
+            redis.Redis(port=node.port, socket_timeout=30).monitor()) for node in nodes}
+        yield seen
+        for port, monitor in monitors.items():
+            marker = f"end-of-monitoring-{port}"
+            with redis.Redis(port=port) as client:
+                client.echo(marker)
+            lines = seen[port] = []
+            while True:
+                line = monitor.connection.read_response(disable_decoding=True)
+                if marker.encode() in line:
+                    break
+                lines.append(line)
+
+
+def rooms_per_command(lines: list[bytes]) -> Iterator[tuple[set[bytes], bytes]]:
+    """The rooms each command names (its keys, its channel), a MULTI ... EXEC block being
+    one command (a script's own calls, shown as from "lua", count one by one)."""
+    blocks: dict[bytes, list[bytes]] = {}
+    for line in lines:
+        entry = ENTRY.match(line)
+        assert entry is not None, line[:200]
+        client, name = entry[1], entry[2].upper()
+        if name == b"MULTI":
+            blocks[client] = []
+        elif client in blocks:
+            if name != b"EXEC":
+                blocks[client].append(line)
+                continue
+            block = blocks.pop(client)
+            yield {tag for each in block for tag in TAG.findall(each)}, b" / ".join(block)
+        else:
+            yield set(TAG.findall(line)), line
+
+
+async def test_heartbeat_sweep_and_end_touch_one_room_per_command(
+        server_factory, redis_url: str, redis_cluster: LocalCluster) -> None:
+    """Rooms on every shard with members on two processes, under a fast heartbeat and
+    sweep, then ended. Every command Redis executes (as MONITOR shows it on each primary,
+    a script's own calls and a transaction as a whole included) names the keys and
+    channel of one room at most, and no node refused a command across slots; the
+    heartbeat's and the sweep's work reached every primary."""
+    env = {"PARTSBOARD_PRESENCE_TTL": "1.5", "PARTSBOARD_SWEEP_INTERVAL": "0.5"}
+    servers = [await server_factory.start(env), await server_factory.start(env)]
+    origin = servers[0].base_url
+    primaries = redis_cluster.primaries()
+    for node in primaries:
+        with redis.Redis(port=node.port) as client:
+            client.config_resetstat()
+    cluster = admin(redis_url)
+    # More rooms than the heartbeat's slices, so that its pipelines hold several rooms.
+    rooms = list(await asyncio.gather(*(make_room(origin, n) for n in range(24))))
+    assert {redis_cluster.node_of_key(Keys(r.id).meta).port for r in rooms} == {
+        node.port for node in primaries}
+    try:
+        with monitored(primaries) as seen:
+            await asyncio.gather(*(join(room, role, server.base_url, origin)
+                                   for room in rooms for role, server in
+                                   zip(("therapist", "a"), servers, strict=True)))
+
+            def expiries() -> list[float]:
+                return [min(score for _, score in cluster.zrange(
+                    Keys(room.id).presence, 0, -1, withscores=True)) for room in rooms]
+
+            first = await asyncio.to_thread(expiries)
+            await until(lambda: asyncio.to_thread(
+                lambda: all(now > then for now, then in zip(expiries(), first, strict=True))),
+                "every room's presence refreshed by a heartbeat")
+            await asyncio.gather(*(end_session(room.links["therapist"]) for room in rooms))
+            for room in rooms:
+                for _, client in room.members:
+                    assert isinstance(await client.wait_closed(), SessionEnded)
+    finally:
+        cluster.close()
+
+    def sha(script: str) -> bytes:
+        return hashlib.sha1(script.encode()).hexdigest().encode()
+
+    for node in primaries:
+        lines = seen[node.port]
+        for named, line in rooms_per_command(lines):
+            assert len(named) <= 1, f"a command across rooms on {node.port}: {line[:300]!r}"
+        for what, needle in (("the heartbeat's touch", b'"EVALSHA" "' + sha(TOUCH_LUA)),
+                             ("the sweep's read", b'" "seq" "epoch"'),
+                             ("the end", b'"EVALSHA" "' + sha(END_LUA))):
+            assert any(needle in line for line in lines), f"{what} never reached {node.port}"
+        with redis.Redis(port=node.port) as client:
+            errors = client.info("errorstats")
+        assert "errorstat_CROSSSLOT" not in errors, f"{node.port} refused: {errors}"
+    for server in servers:
+        assert_log_clean(server)
+        assert "failed" not in server.log_text(), server.log_tail()
