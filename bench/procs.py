@@ -388,9 +388,11 @@ class Servers:
         return "\n".join(service.tail(lines) for service in self.services)
 
 
-def servers(system: str, redis_url: str, workdir: Path) -> Servers:
+def servers(system: str, redis_url: str, workdir: Path,
+            extra_env: dict[str, str] | None = None) -> Servers:
     """The server processes of a system (see SERVER_KIND, PROCESSES), not yet started."""
-    return Servers([server_service(SERVER_KIND[system], redis_url, workdir)
+    return Servers([server_service(SERVER_KIND[system], redis_url, workdir,
+                                   extra_env=extra_env)
                     for _ in range(PROCESSES[system])])
 
 

@@ -1,11 +1,14 @@
-"""`python -m bench.redis_ops [--cluster]`: the Redis commands one operation costs.
+"""`python -m bench.redis_ops [--cluster [--durable-acks]]`: what one operation costs Redis.
 
 Starts a throwaway Redis (or a 3-shard cluster) and two server processes, plays one room
 step by step and reads Redis's own command counters (INFO commandstats, summed over the
 primaries) around each step: what creating a room, a join, a command, a drag, a
 heartbeat and a leave cost Redis, counted by Redis. Commands a Lua script runs are
-counted too, under their own names (a commit is one EVALSHA round trip). Nothing is
-timed: the counts do not depend on the machine.
+counted too, under their own names (a commit is one EVALSHA round trip). The counts do
+not depend on the machine; the batched command steps also give the mean round trip of
+one command (sent one at a time, acknowledged, over loopback), which does: compare runs
+on one machine, such as with and without `--durable-acks` (PARTSBOARD_DURABLE_ACKS=1:
+every commit waits for a replica; a cluster has one per primary).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,7 @@ class Row:
     per: int  # operations in the step
     commands: Counter[str]
     redis_cpu_s: float
+    seconds: float | None  # the step's wall time, when it is a sequence of round trips
 
 
 class Meter:
@@ -49,6 +54,7 @@ class Meter:
         self.rows: list[Row] = []
         self.memory: list[tuple[str, int]] = []
         self._before = self.read()
+        self._started = time.monotonic()
 
     def read(self) -> tuple[Counter[str], float]:
         total: Counter[str] = Counter()
@@ -60,13 +66,16 @@ class Meter:
             cpu += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
         return total, cpu
 
-    def step(self, label: str, per: int = 1) -> None:
+    def step(self, label: str, per: int = 1, timed: bool = False) -> None:
+        seconds = time.monotonic() - self._started
         commands, cpu = self.read()
         delta = commands - self._before[0]
         for own in ("info", "replconf"):  # the counters' reads; replicas' acks
             delta.pop(own, None)
-        self.rows.append(Row(label, per, delta, cpu - self._before[1]))
+        self.rows.append(Row(label, per, delta, cpu - self._before[1],
+                             seconds if timed else None))
         self._before = self.read()
+        self._started = time.monotonic()
 
     def room_bytes(self, room: str) -> int:
         """MEMORY USAGE of every key of the room (on whichever primary holds it)."""
@@ -74,6 +83,7 @@ class Meter:
         for client in self.clients:
             for key in client.scan_iter(match=f"pb:{{{room}}}:*", count=1000):
                 total += int(client.memory_usage(key, samples=0) or 0)
+        self._before = (self.read()[0], self._before[1])  # these reads are not the room's
         return total
 
     def close(self) -> None:
@@ -102,10 +112,11 @@ async def play(bases: list[str], meter: Meter, heartbeat_s: float) -> None:
     for n in range(BATCH):
         await a.run(PartMove(id=part, x=n / BATCH, y=0.5))
     await b.wait_seq(a.seq)
-    meter.step("a command (part.move), delivered to both processes", BATCH)
+    meter.step("a command (part.move), delivered to both processes", BATCH, timed=True)
     for n in range(BATCH):
         await therapist.run(NoteEdit(id=note, text=f"Note {n}"))
-    meter.step("a command from the process whose last event came from the other", BATCH)
+    meter.step("a command from the process whose last event came from the other", BATCH,
+               timed=True)
     for n in range(BATCH):
         await a.drag(part, n / BATCH, 0.25)
         await asyncio.sleep(0.005)  # within the drag rate (the limit drops the excess)
@@ -128,13 +139,15 @@ async def play(bases: list[str], meter: Meter, heartbeat_s: float) -> None:
 def render(meter: Meter, kind: str) -> str:
     lines = [f"Redis commands per operation ({kind}; counted by Redis: INFO commandstats, "
              "and Redis CPU from INFO cpu for the batched steps):", "",
-             "| operation | Redis commands | Redis CPU (us) | which (per operation) |",
-             "|---|---:|---:|---|"]
+             "| operation | Redis commands | Redis CPU (us) | round trip (ms) "
+             "| which (per operation) |",
+             "|---|---:|---:|---:|---|"]
     for row in meter.rows:
         which = ", ".join(f"{name} {n / row.per:g}" for name, n in sorted(row.commands.items()))
         cpu = f"{row.redis_cpu_s / row.per * 1e6:.0f}" if row.per >= BATCH else "-"
+        trip = f"{row.seconds / row.per * 1e3:.2f}" if row.seconds is not None else "-"
         lines.append(f"| {row.label} | {sum(row.commands.values()) / row.per:g} | {cpu} | "
-                     f"{which} |")
+                     f"{trip} | {which} |")
     lines += ["", "| Redis memory of | KiB |", "|---|---:|"]
     lines += [f"| {label} | {size / 1024:.1f} |" for label, size in meter.memory]
     return "\n".join(lines)
@@ -143,11 +156,17 @@ def render(meter: Meter, kind: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_ops", description=__doc__)
     parser.add_argument("--cluster", action="store_true", help="on a 3-shard cluster")
+    parser.add_argument("--durable-acks", action="store_true",
+                        help="every commit waits for a replica (needs --cluster: one Redis "
+                             "has no replica here)")
     args = parser.parse_args(argv)
+    if args.durable_acks and not args.cluster:
+        parser.error("--durable-acks needs --cluster")
     system = "cluster" if args.cluster else "partsboard-2"
     workdir = procs.Workdir()
     redises = procs.Redises(cluster=args.cluster)
-    servers = procs.servers(system, redises.url, Path(workdir.path))
+    servers = procs.servers(system, redises.url, Path(workdir.path), extra_env=(
+        {"PARTSBOARD_DURABLE_ACKS": "1"} if args.durable_acks else None))
     try:
         procs.start_server(servers)
         meter = Meter(redises.primary_ports())
@@ -157,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(play(bases, meter, heartbeat_s))
         finally:
             meter.close()
-        print(render(meter, "a cluster of 3 shards" if args.cluster else "one Redis"))
+        kind = "a cluster of 3 shards" if args.cluster else "one Redis"
+        print(render(meter, kind + (", durable acks" if args.durable_acks else "")))
     finally:
         servers.stop()
         redises.stop()
