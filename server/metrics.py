@@ -47,3 +47,9 @@ LOOP_LAG = Histogram(
 def command_result(op: str, result: str) -> Any:
     """The counter child for one (op, result): op names and codes are a small fixed set."""
     return COMMANDS.labels(op, result)
+
+
+@cache
+def drag_result(result: str) -> Any:
+    """The counter child for one drag result (looked up once, not on every drag)."""
+    return DRAGS.labels(result)

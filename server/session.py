@@ -393,7 +393,7 @@ class Connection:
 
     async def _on_drag(self, frame: wire.Drag) -> None:
         if not self.drags.take():
-            metrics.DRAGS.labels("rate_limited").inc()
+            metrics.drag_result("rate_limited").inc()
             if not self.drag_flood.take():
                 self._strike()
             return
@@ -401,6 +401,6 @@ class Connection:
             assert self.live is not None
             routed = await self.live.drag(self, frame.part, frame.x, frame.y)
         except (RedisError, OSError):
-            metrics.DRAGS.labels("error").inc()
+            metrics.drag_result("error").inc()
             return
-        metrics.DRAGS.labels("ok" if routed else "refused").inc()
+        metrics.drag_result("ok" if routed else "refused").inc()
