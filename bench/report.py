@@ -362,7 +362,7 @@ def shape_section(results: Results) -> list[str]:
             return None if d is None else loss(d, ("cmd",))
 
         out += ["**Overload**: commands at "
-                f"{plan['overload_factor']:.0f}x each system's command saturation for "
+                f"{plan['overload_factor']:.0f}x the rate each system's command ramp failed at for "
                 f"{plan['overload_seconds']:.0f} s; busy answers are resent under the same id "
                 "after the pause they ask for.", "",
                 "| metric | relay | Partsboard | ratio |", "|---|---:|---:|---:|",

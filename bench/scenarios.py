@@ -325,9 +325,12 @@ class Bench:
 
     def overload(self) -> None:
         """2x the command saturation for a while: busy answers, never internal ones; nothing
-        acknowledged lost; presence right; how long until every member has caught up."""
+        acknowledged lost; presence right; how long until every member has caught up. The
+        saturation is the rate the ramp failed at (on a shared machine the last step that
+        passed can be well under what the server takes)."""
         p = self.plan
-        saturation = self.shape_saturation("cmd") or max(p.shape_cmd)
+        failed = [d["offered"] for d in self.out["shape"].get("cmd", []) if not d["ok"]]
+        saturation = min(failed, default=0.0) or self.shape_saturation("cmd") or max(p.shape_cmd)
         d = self.shape_step("cmd", p.overload_factor * saturation, "overload",
                             seconds=p.overload_seconds, drain=p.overload_drain)
         self.log(f"  {self.kind} overload: busy {d['checks'].get('error_busy', 0)} internal "
