@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from server.local_cluster import LocalCluster
 from server.local_redis import LocalRedis, free_port
@@ -141,9 +142,10 @@ def loop_lag_buckets(*ports: int) -> dict[float, float]:
     return out
 
 
-def lag_between(before: dict[float, float], after: dict[float, float]) -> dict[str, float | None]:
+def lag_between(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
     """Lag samples taken between two readings: how many, the bucket bound under which
-    50% and 99% of them fell, the largest bucket any reached, and how many were over 50 ms."""
+    50% and 99% of them fell, the largest bucket any reached, how many were over 50 ms, and
+    the histogram (each bucket's upper bound in ms as text -> samples in that bucket)."""
     bounds = sorted(after)
     counts = [after[b] - before.get(b, 0.0) for b in bounds]
     n = counts[-1] if counts else 0.0
@@ -155,8 +157,11 @@ def lag_between(before: dict[float, float], after: dict[float, float]) -> dict[s
 
     top = next(b for b, c in zip(bounds, counts, strict=True) if c >= n)
     over = n - next(c for b, c in zip(bounds, counts, strict=True) if b >= 0.05)
+    below = [0.0, *counts[:-1]]
+    buckets = {f"{b * 1000:g}": c - prev for b, c, prev in zip(bounds, counts, below,
+                                                                strict=True)}
     return {"n": n, "p50": quantile(0.5) * 1000, "p99": quantile(0.99) * 1000,
-            "max": top * 1000, "over_50ms": over}
+            "max": top * 1000, "over_50ms": over, "buckets": buckets}
 
 
 def machine_busy_seconds(cpu: int | None = None) -> float:

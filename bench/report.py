@@ -353,6 +353,7 @@ def shape_section(results: Results) -> list[str]:
             out.append(f"| {rate:.0f} | {_shape_cell(dr, what)} | {_shape_cell(dp, what)} | "
                        f"{_num(_us_per_in(dr))} / {_num(_us_per_in(dp))} |")
         out.append("")
+    out += lag_histogram(p)
     ro, po = _last(r, "overload"), _last(p, "overload")
     if ro or po:
         def check(d: dict[str, Any] | None, key: str) -> int | None:
@@ -397,6 +398,27 @@ def _cpu_text(d: dict[str, Any]) -> str:
     core = d["cpu"].get("core")
     return f"server {d['cpu']['server']:.2f} cores" + (
         "" if core is None else f", its core {core:.0%} busy")
+
+
+def lag_histogram(system: dict[str, Any]) -> list[str]:
+    """Partsboard's event-loop lag over each step of the shape: the share of the lag
+    monitor's samples (a 20 ms timer) in each bucket."""
+    steps = [(label, d) for label in ("first", "cmd", "drag", "overload")
+             for d in _steps(system, label) if (d.get("loop_lag") or {}).get("buckets")]
+    if not steps:
+        return []
+    bounds = list(steps[0][1]["loop_lag"]["buckets"])
+    out = ["**Partsboard's event-loop lag** (how late a 20 ms timer ran): share of the samples "
+           "of each step per bucket, by upper bound in ms.", "",
+           "| step | samples | " + " | ".join(f"≤ {b}" if b != "inf" else "more" for b in bounds)
+           + " |", "|---|---:|" + "---:|" * len(bounds)]
+    for label, d in steps:
+        lag = d["loop_lag"]
+        cells = [f"{100 * lag['buckets'].get(b, 0) / lag['n']:.1f}%" if lag["buckets"].get(b)
+                 else "" for b in bounds]
+        out.append(f"| {label} {d['offered']:.0f}/s | {lag['n']:.0f} | " + " | ".join(cells)
+                   + " |")
+    return [*out, ""]
 
 
 def _flat_until_busy(system: dict[str, Any], label: str, what: str,
