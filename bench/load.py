@@ -702,9 +702,10 @@ class Worker:
         for m in self.members:
             m.dragging = False
         sent_end = time.perf_counter()
-        caught_up = await self._drain(rooms, drain, storm)
+        caught_up, delivered = await self._drain(rooms, drain, storm)
         result = self._collect(rooms, sent_end - start)
         result["caught_up_s"] = None if caught_up is None else caught_up - sent_end
+        result["delivered_s"] = None if delivered is None else delivered - sent_end
         now = time.perf_counter()
         result["presence_wrong_end"] = sum(
             1 for room in rooms if self.pb and self._settled(room, now)
@@ -714,13 +715,15 @@ class Worker:
         w.recording = False
         return result
 
-    def _outstanding(self, rooms: list[Room], in_flight: bool = True) -> int:
+    def _outstanding(self, rooms: list[Room], in_flight: bool = True,
+                     unacked: bool = True) -> int:
         """Messages still expected; in_flight=False leaves out drags (and relay commands),
-        which a killed server may lose for good."""
+        which a killed server may lose for good; unacked=False leaves out commands not
+        committed yet (the members only lack what was committed)."""
         missing = len(self.pending) if in_flight else 0
         for room in rooms:
             for m in room.members:
-                missing += len(m.unacked)
+                missing += len(m.unacked) if unacked else 0
             if self.pb:
                 for seq in room.seq_sent:
                     arrivals = room.seq_arrivals.get(seq)
@@ -728,17 +731,23 @@ class Worker:
                         missing += 1
         return missing
 
-    async def _drain(self, rooms: list[Room], drain: float, storm: bool) -> float | None:
-        """Wait until nothing is outstanding; when that was (perf_counter), or None."""
+    async def _drain(self, rooms: list[Room], drain: float,
+                     storm: bool) -> tuple[float | None, float | None]:
+        """Wait until nothing is outstanding. Returns when that was (perf_counter, or None),
+        and when every member first had every event committed so far (resent commands
+        may still be waiting for their commit then)."""
         deadline = time.monotonic() + drain
+        delivered: float | None = None
         while time.monotonic() < deadline:
             if storm and any(m.ws is None and m.dead is None for r in rooms for m in r.members):
                 await asyncio.sleep(0.01)
                 continue
+            if delivered is None and self._outstanding(rooms, not storm, unacked=False) == 0:
+                delivered = time.perf_counter()
             if self._outstanding(rooms, in_flight=not storm) == 0:
-                return time.perf_counter()
+                return time.perf_counter(), delivered
             await asyncio.sleep(0.01)
-        return None
+        return None, delivered
 
     def _collect(self, rooms: list[Room], seconds: float) -> dict[str, Any]:
         w = self.window
@@ -930,8 +939,9 @@ def merge(replies: list[dict[str, Any]]) -> dict[str, Any]:
         out[key] = dict(total)
     for key in ("unacked", "unexpected_seqs", "connections", "dead", "presence_wrong_end"):
         out[key] = sum(r.get(key, 0) for r in replies)
-    caught: list[float] = [r["caught_up_s"] for r in replies if r.get("caught_up_s") is not None]
-    out["caught_up_s"] = max(caught) if len(caught) == len(replies) else None
+    for key in ("caught_up_s", "delivered_s"):
+        times: list[float] = [r[key] for r in replies if r.get(key) is not None]
+        out[key] = max(times) if len(times) == len(replies) else None
     return out
 
 

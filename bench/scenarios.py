@@ -110,6 +110,7 @@ def digest(result: dict[str, Any]) -> dict[str, Any]:
         "handler_error": result["handler_error"],
         "details": result["details"],
         "caught_up_s": result.get("caught_up_s"),
+        "delivered_s": result.get("delivered_s"),
         "presence_wrong": checks.get("presence_wrong", 0) + result.get("presence_wrong_end", 0),
     }
 
@@ -336,7 +337,8 @@ class Bench:
         self.log(f"  {self.kind} overload: busy {d['checks'].get('error_busy', 0)} internal "
                  f"{d['checks'].get('error_internal', 0)} cut "
                  f"{d['checks'].get('closed_4408', 0)} presence wrong {d['presence_wrong']} "
-                 f"caught up after {d['caught_up_s']} s")
+                 f"members had every committed event after {d['delivered_s']} s, every "
+                 f"command committed and delivered after {d['caught_up_s']} s")
 
     def storm(self) -> None:
         p = self.plan

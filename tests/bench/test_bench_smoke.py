@@ -69,7 +69,8 @@ def test_fixed_rate_shape_arrives_once_everywhere(results: scenarios.Results, ki
         # a command reaches all three members, a drag the two others
         assert d["lat"][what]["n"] == (2 if what == "drag" else 3) * sent
         assert scenarios.loss(d, (what,)) == 0 and d["errors"] == {}
-        assert d["caught_up_s"] is not None
+        assert d["caught_up_s"] is not None and d["delivered_s"] is not None
+        assert d["delivered_s"] <= d["caught_up_s"]
         assert d["loop_lag"]["n"] > 0, "the server's event-loop lag histogram was not read"
     if kind == "partsboard":
         assert shape["overload"][0]["presence_wrong"] == 0
