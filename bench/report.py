@@ -425,8 +425,8 @@ def lag_histogram(system: dict[str, Any]) -> list[str]:
 
 def _flat_until_busy(system: dict[str, Any], label: str, what: str,
                      busy: float = 0.8) -> tuple[float | None, str]:
-    """The worst p99 / low-load p99 over the steps while the server used at most `busy`
-    of a core (the low-load p99 is the ramp's first step's)."""
+    """The worst p99 / low-load p99 over the steps whose core was at most `busy` busy
+    (the low-load p99 is the ramp's first step's)."""
     steps = _steps(system, label)
     if not steps or steps[0]["lat"][what]["p99"] is None:
         return None, "no steps"
@@ -435,7 +435,7 @@ def _flat_until_busy(system: dict[str, Any], label: str, what: str,
     for d in steps:
         p99 = d["lat"][what]["p99"]
         if _core_busy(d) > busy:
-            break
+            continue  # past 80% (other work can take the core at any step)
         ratio = (p99 or float("inf")) / low
         if ratio > worst:
             worst, where = ratio, f"{d['offered']:.0f}/s, {_cpu_text(d)}"
