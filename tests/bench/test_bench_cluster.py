@@ -9,9 +9,11 @@ import pytest
 
 from bench import report, scenarios
 
+# No idle step (nothing here reads it); a short steady step at a rate that still sends
+# about a dozen commands.
 TINY = scenarios.Plan(
-    sweep=(2,), cmd_rate=2.0, drag_rate=10.0, step_seconds=3.0, drain=5.0,
-    sat_cmd=(), sat_drag=(), idle_seconds=1.0,
+    sweep=(2,), cmd_rate=4.0, drag_rate=10.0, step_seconds=1.5, drain=5.0,
+    sat_cmd=(), sat_drag=(), idle_seconds=0.0,
     storm=True, storm_kill_after=1.0, storm_seconds=3.0, storm_drain=30.0, workers=1,
     shape_rooms=0,
 )
