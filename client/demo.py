@@ -21,11 +21,13 @@ from rooms.actions import (
     CheckinReveal,
     CheckinSet,
     LinkAdd,
+    LinkEdit,
     NeedReveal,
     NeedSet,
     NoteAdd,
     PartAdd,
     PartBlend,
+    PartDetails,
     PartMove,
     PartReveal,
     PartRevealAll,
@@ -110,16 +112,28 @@ class Demo:
             for part in plan:
                 parts[part.name] = await client.create(part)
                 await self.step(f"{who} adds a part, not yet shared: {part.name} ({part.kind})")
+        await alex.run(PartDetails(
+            id=parts["The Alarm"], job="Makes sure Sam hears me.",
+            fear="That I will be left alone with no warning.", age="About fourteen.",
+            intent="Wants me to stay connected."))
+        await self.step("Alex writes The Alarm's job, fear, age and what it wants for Alex")
+        await alex.run(PartDetails(id=parts["The one who gets left"], age="Very young.",
+                                   burden="\"I'll be left.\""))
+        await self.step("Alex writes what The one who gets left carries: \"I'll be left.\"")
         await alex.run(PartReveal(id=parts["The Planner"]))
         await alex.run(PartReveal(id=parts["The Alarm"]))
         await self.step("Alex shares The Planner and The Alarm")
         await alex.drag(parts["The Alarm"], 0.4, 0.45)
         await alex.run(PartMove(id=parts["The Alarm"], x=0.42, y=0.45))
         await self.step("Alex moves The Alarm closer to the middle")
-        await sam.run(PartRevealAll())
-        await self.step("Sam shares all of Sam's parts")
-        await alex.run(PartReveal(id=parts["The one who gets left"]))
-        await self.step("Alex, when ready, shares The one who gets left")
+        await sam.run(PartRevealAll(confirm=True))
+        await self.step("Sam shares all of Sam's parts, the exile too, after a gentle check")
+        exile = parts["The one who gets left"]
+        await alex.run(PartReveal(id=exile, to="therapist", confirm=True))
+        await self.step("Alex shares The one who gets left with the therapist first")
+        await t.wait_for(lambda v: exile in v["colls"]["parts"])
+        await alex.run(PartReveal(id=exile, confirm=True))
+        await self.step("Alex, when ready, shares The one who gets left with Sam too")
         await sam.wait_for(lambda v: set(parts.values()) <= v["colls"]["parts"].keys())
         await self.both_ready()
 
@@ -142,6 +156,13 @@ class Demo:
             await client.create(LinkAdd(kind="protects", source=parts[source],
                                         target=parts[target]))
             await self.step(f"{source} protects {target}")
+        polarity = await alex.create(LinkAdd(kind="polarized_with", source=parts["The Planner"],
+                                             target=parts["The Alarm"]))
+        await alex.run(LinkEdit(id=polarity, label="plan it all / sound the alarm"))
+        await self.step("The Planner is polarized with The Alarm: plan it all / sound the alarm")
+        await sam.create(LinkAdd(kind="allied_with", source=parts["The Good Kid"],
+                                 target=parts["The Quiet One"], label="keep the peace"))
+        await self.step("The Good Kid is allied with The Quiet One: keep the peace")
         await t.run(SpotlightSet(part=parts["The Alarm"]))
         await self.step("the therapist spotlights The Alarm")
         await alex.create(LinkAdd(kind="reacts_to", source=parts["The Alarm"],
@@ -183,7 +204,6 @@ class Demo:
 
         # 5. Working with Parts in the Relationship
         await self.move_to(5)
-        exile = parts["The one who gets left"]
         await alex.run(NeedSet(part=exile, text="To know Sam is coming back."))
         await self.step("Alex writes what The one who gets left needs, not yet shared")
         await alex.run(NeedReveal(part=exile))

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from .errors import BadRequest, UnknownOp
-from .model import Answer, LinkKind, PartKind, Partner
+from .model import Answer, LinkKind, PartKind, Partner, ShareTo, WithdrawTo
 from .stages import OPERATIONS
 from .types import Color, Coordinate, Id, Level, Text
 from .wire import field_of
@@ -148,18 +148,32 @@ class PartRemove(Command, frozen=True):
     id: Id
 
 
+class PartDetails(Command, frozen=True):
+    op = "part.details"
+    id: Id
+    job: Text | None = None
+    fear: Text | None = None
+    age: Text | None = None
+    intent: Text | None = None
+    burden: Text | None = None
+
+
 class PartReveal(Command, frozen=True):
     op = "part.reveal"
     id: Id
+    to: ShareTo = "everyone"
+    confirm: bool = False
 
 
 class PartRevealAll(Command, frozen=True):
     op = "part.reveal_all"
+    confirm: bool = False
 
 
 class PartWithdraw(Command, frozen=True):
     op = "part.withdraw"
     id: Id
+    to: WithdrawTo = "owner"
 
 
 class PartBlend(Command, frozen=True):
@@ -173,6 +187,13 @@ class LinkAdd(Command, frozen=True):
     kind: LinkKind
     source: Id
     target: Id
+    label: Text = ""
+
+
+class LinkEdit(Command, frozen=True):
+    op = "link.edit"
+    id: Id
+    label: Text
 
 
 class LinkRemove(Command, frozen=True):

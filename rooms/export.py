@@ -1,7 +1,7 @@
 """Export documents: what a person takes home, and how a therapist's copy seeds a new room.
 
 `export_for(room, viewer, exported_at)` builds a plain, JSON-able, versioned
-document (schema `partsboard.export/2`), an `ExportDoc` made of the model's own
+document (schema `partsboard.export/3`), an `ExportDoc` made of the model's own
 structs, so the document's schema is the model's:
 
 - the therapist's copy holds the *shared* board only (whatever everyone in the
@@ -30,7 +30,7 @@ were made in. Its sequence number is that of the commands that rebuilt it, so
 whatever is made next comes after what was carried over. Any invalid document
 raises BadRequest(field="continue_from") with a fixed message.
 
-A document of the previous schema (`partsboard.export/1`: needs without
+A document of an earlier schema (`partsboard.export/2`, or `/1`: needs without
 `shared`, items without `order`) continues too: its needs were all shared, and
 its lists are in the order to keep.
 """
@@ -50,6 +50,7 @@ from .machine import DEFAULT_LIMITS, Context, apply, new_room
 from .model import (
     FIRST_STAGE,
     LAST_STAGE,
+    PART_DETAILS,
     PARTNERS,
     Agreement,
     BoardState,
@@ -72,8 +73,11 @@ from .model import (
 from .stages import DEFAULT_STAGES
 from .views import EVERYONE, Audience, entities
 
-SCHEMA: Final = "partsboard.export/2"
-PREVIOUS_SCHEMA: Final = "partsboard.export/1"
+SCHEMA: Final = "partsboard.export/3"
+# Earlier schemas continue too: /2 lacks what /3 added (all of it optional), /1 also
+# lacks `shared` on needs and `order` on items.
+PREVIOUS_SCHEMAS: Final = ("partsboard.export/2", "partsboard.export/1")
+OLDEST_SCHEMA: Final = PREVIOUS_SCHEMAS[-1]
 FIELD: Final = "continue_from"
 
 # Fixed messages: they never echo anything from the document.
@@ -221,7 +225,7 @@ def _parse(doc: object) -> ExportDoc:
     schema = doc.get("schema")
     if not isinstance(schema, str) or not schema.startswith("partsboard.export/"):
         raise _refuse(NOT_AN_EXPORT)
-    if schema not in (SCHEMA, PREVIOUS_SCHEMA):
+    if schema != SCHEMA and schema not in PREVIOUS_SCHEMAS:
         raise _refuse(WRONG_VERSION)
     if doc.get("kind") != "therapist" or doc.get("viewer") != "therapist":
         raise _refuse(NOT_THERAPIST)
@@ -247,7 +251,7 @@ def _upgraded(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A document of the previous schema in today's shape: every need it holds was
     visible to everyone, so shared; items without `order` keep the order listed."""
     out = dict(doc)
-    if doc["schema"] == PREVIOUS_SCHEMA:
+    if doc["schema"] == OLDEST_SCHEMA:
         needs = doc.get("needs")
         if isinstance(needs, list):
             out["needs"] = [{"shared": True, **need} if isinstance(need, Mapping) else need
@@ -297,7 +301,11 @@ def _rebuild(doc: ExportDoc, *, room_id: str, epoch: str, now: float, limits: Li
         new = built.make(part.owner, "part.add", "parts", part.id, name=part.name,
                          kind=part.kind, x=part.x, y=part.y)
         part_ids[part.id] = new
-        built.do(part.owner, "part.reveal", id=new)
+        details = {field: getattr(part, field) for field in PART_DETAILS
+                   if getattr(part, field)}
+        if details:
+            built.do(part.owner, "part.details", id=new, **details)
+        built.do(part.owner, "part.reveal", id=new, confirm=True)
         if part.blend is not None:
             built.do(part.owner, "part.blend", id=new, level=part.blend)
 
@@ -308,7 +316,8 @@ def _rebuild(doc: ExportDoc, *, room_id: str, epoch: str, now: float, limits: Li
 
     for link in in_order(doc.links):
         built.make(link.owner, "link.add", "links", link.id, kind=link.kind,
-                   source=part_id(link.source), target=part_id(link.target))
+                   source=part_id(link.source), target=part_id(link.target),
+                   label=link.label)
     for need in in_order(doc.needs):
         of = part_id(need.part)
         built.make(need.owner, "need.set", "needs", part=of, text=need.text)

@@ -19,6 +19,7 @@ import msgspec
 from . import actions as a
 from .errors import BadRequest, Forbidden, Frozen, LimitExceeded, NotFound, StageLocked
 from .model import (
+    PART_DETAILS,
     PARTNERS,
     SELF_QUALITIES,
     Agreement,
@@ -369,12 +370,24 @@ def _part_remove(room: Room, actor: Role, cmd: a.PartRemove, ctx: Context) -> Ro
     return _drop_spotlight_of(room, {part.id})
 
 
+def _confirmed(cmd: a.PartReveal | a.PartRevealAll, parts: list[Part]) -> None:
+    # Sharing an exile is a tender moment: clients ask first, and say so with `confirm`.
+    if not cmd.confirm and any(part.kind == "exile" for part in parts):
+        raise BadRequest("Sharing an exile needs confirming.", field="confirm")
+
+
 def _part_reveal(room: Room, actor: Role, cmd: a.PartReveal, ctx: Context) -> Room:
     part = _own_part(room, actor, cmd.id)
-    return room if part.shared else _put_part(room, replace(part, shared=True))
+    _confirmed(cmd, [part])
+    if cmd.to == "therapist":
+        changed = replace(part, with_therapist=True) if not part.shared else part
+    else:
+        changed = replace(part, shared=True)
+    return room if changed == part else _put_part(room, changed)
 
 
 def _part_reveal_all(room: Room, actor: Role, cmd: a.PartRevealAll, ctx: Context) -> Room:
+    _confirmed(cmd, [p for p in room.parts.values() if p.owner == actor and not p.shared])
     parts = {
         k: replace(v, shared=True) if v.owner == actor and not v.shared else v
         for k, v in room.parts.items()
@@ -384,14 +397,35 @@ def _part_reveal_all(room: Room, actor: Role, cmd: a.PartRevealAll, ctx: Context
 
 def _part_withdraw(room: Room, actor: Role, cmd: a.PartWithdraw, ctx: Context) -> Room:
     part = _own_part(room, actor, cmd.id)
-    if not part.shared:
+    changed = replace(part, shared=False, with_therapist=cmd.to == "therapist")
+    if changed == part:
         return room
-    return _drop_spotlight_of(_put_part(room, replace(part, shared=False)), {part.id})
+    return _drop_spotlight_of(_put_part(room, changed), {part.id})
+
+
+def _part_details(room: Room, actor: Role, cmd: a.PartDetails, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.id)
+    return _put_part(room, _with_details(room, part, cmd))
+
+
+def _with_details(room: Room, part: Part, cmd: a.PartDetails) -> Part:
+    changes = {}
+    for field in PART_DETAILS:
+        text = getattr(cmd, field)
+        if text is not None:
+            changes[field] = clean_text(text, _limits(room).detail_length, field,
+                                        allow_empty=True)
+    if changes.get("burden") and part.kind != "exile":
+        raise BadRequest("Only an exile carries a burden.", field="burden")
+    return replace(part, **changes)
 
 
 def _part_blend(room: Room, actor: Role, cmd: a.PartBlend, ctx: Context) -> Room:
     part = _own_part(room, actor, cmd.id)
     return _put_part(room, replace(part, blend=cmd.level))
+
+
+SYMMETRIC_LINKS = frozenset({"polarized_with", "allied_with"})
 
 
 def _link_add(room: Room, actor: Role, cmd: a.LinkAdd, ctx: Context) -> Room:
@@ -400,28 +434,49 @@ def _link_add(room: Room, actor: Role, cmd: a.LinkAdd, ctx: Context) -> Room:
     if source is None or source.owner != owner:
         raise NotFound(field="source")
     target = _visible_part(room, actor, cmd.target, "target")
-    if cmd.kind == "protects" and target.owner != owner:
-        raise BadRequest("A part protects another of your own parts.", field="target")
-    if cmd.kind == "reacts_to" and target.owner == owner:
-        raise BadRequest("A part reacts to one of your partner's parts.", field="target")
+    # A part reacts to a part of either partner; the other kinds stay within one person.
+    if cmd.kind != "reacts_to" and target.owner != owner:
+        raise BadRequest("This kind of link joins two of your own parts.", field="target")
     if source.id == target.id:
         raise BadRequest("A part cannot link to itself.", field="target")
+    ends = {(source.id, target.id)}
+    if cmd.kind in SYMMETRIC_LINKS:
+        ends.add((target.id, source.id))
     own_links = [v for v in room.links.values() if v.owner == owner]
-    if any((v.kind, v.source, v.target) == (cmd.kind, source.id, target.id) for v in own_links):
+    if any(v.kind == cmd.kind and (v.source, v.target) in ends for v in own_links):
         raise BadRequest("This link already exists.", field="target")
     if len(own_links) >= _limits(room).links_per_partner:
         raise LimitExceeded("No more links can be added.", field="links")
-    link = Link(ctx.new_id(), owner, cmd.kind, source.id, target.id, order=_order(room))
+    link = Link(ctx.new_id(), owner, cmd.kind, source.id, target.id, order=_order(room),
+                label=_label(room, cmd.label))
     return replace(room, links=_with(room.links, link.id, link))
 
 
-def _link_remove(room: Room, actor: Role, cmd: a.LinkRemove, ctx: Context) -> Room:
-    link = room.links.get(cmd.id)
+def _label(room: Room, label: str) -> str:
+    return clean_text(label, _limits(room).name_length, "label", single_line=True,
+                      allow_empty=True)
+
+
+def _own_link(room: Room, actor: Role, link_id: str) -> Link:
+    link = room.links.get(link_id)
     # A link onto a part the other partner has since withdrawn is hidden from its owner
     # too; it answers like a link that never existed, so the answer does not tell the
     # owner whether that part was withdrawn or removed. It comes back if the part does.
     if link is None or link.owner != actor or not _sees(room, actor, link.target):
         raise NotFound(field="id")
+    return link
+
+
+def _link_edit(room: Room, actor: Role, cmd: a.LinkEdit, ctx: Context) -> Room:
+    link = _own_link(room, actor, cmd.id)
+    label = _label(room, cmd.label)
+    if label == link.label:
+        return room
+    return replace(room, links=_with(room.links, link.id, replace(link, label=label)))
+
+
+def _link_remove(room: Room, actor: Role, cmd: a.LinkRemove, ctx: Context) -> Room:
+    link = _own_link(room, actor, cmd.id)
     return replace(room, links=_without(room.links, link.id))
 
 
@@ -547,11 +602,13 @@ _HANDLERS: dict[type[a.Command], Callable[..., Room]] = {
     a.PartEdit: _part_edit,
     a.PartMove: _part_move,
     a.PartRemove: _part_remove,
+    a.PartDetails: _part_details,
     a.PartReveal: _part_reveal,
     a.PartRevealAll: _part_reveal_all,
     a.PartWithdraw: _part_withdraw,
     a.PartBlend: _part_blend,
     a.LinkAdd: _link_add,
+    a.LinkEdit: _link_edit,
     a.LinkRemove: _link_remove,
     a.CheckinSet: _checkin_set,
     a.CheckinReveal: _checkin_reveal,

@@ -20,7 +20,11 @@ from .types import Color, Coordinate, Id, Level, Text
 Role = Literal["therapist", "a", "b"]
 Partner = Literal["a", "b"]
 PartKind = Literal["manager", "firefighter", "exile", "unsure"]
-LinkKind = Literal["protects", "reacts_to"]
+LinkKind = Literal["protects", "reacts_to", "polarized_with", "allied_with"]
+# Where a partner's item may be seen: by its owner (and the therapist when the room lets
+# the therapist see drafts), by the owner and the therapist, or by everyone.
+ShareTo = Literal["therapist", "everyone"]
+WithdrawTo = Literal["therapist", "owner"]
 Answer = Literal["yes", "not_yet", "lets_talk"]
 
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -56,6 +60,7 @@ class Limits(Struct, frozen=True):
     links_per_partner: int = 120
     notes: int = 200
     display_name_length: int = 40
+    detail_length: int = 500  # each of a part's details, and a link's label uses name_length
 
 
 class StageInfo(Struct, frozen=True):
@@ -82,6 +87,10 @@ class Agreement(Struct, frozen=True):
 
 
 class Part(Struct, frozen=True):
+    """A partner's part. `shared`: everyone sees it; `with_therapist`: while not shared,
+    the therapist sees it too, whatever the room's drafts setting (the first of the two
+    steps of sharing). The details follow the part's visibility; `burden` is an exile's."""
+
     id: Id
     owner: Partner
     name: Text
@@ -90,6 +99,15 @@ class Part(Struct, frozen=True):
     y: Coordinate
     shared: bool = False
     blend: Level | None = None
+    with_therapist: bool = False
+    job: Text = ""
+    fear: Text = ""
+    age: Text = ""
+    intent: Text = ""
+    burden: Text = ""
+
+
+PART_DETAILS = ("job", "fear", "age", "intent", "burden")
 
 
 class Link(Struct, frozen=True):
@@ -99,6 +117,7 @@ class Link(Struct, frozen=True):
     source: Id
     target: Id
     order: Order = 0
+    label: Text = ""
 
 
 class CheckIn(Struct, frozen=True):

@@ -43,6 +43,8 @@ KIND_LABELS: Final[dict[PartKind, str]] = {
 LINK_KIND_LABELS: Final[dict[LinkKind, str]] = {
     "protects": "protects",
     "reacts_to": "reacts to",
+    "polarized_with": "is polarized with",
+    "allied_with": "is allied with",
 }
 ANSWER_LABELS: Final[dict[Answer, str]] = {
     "yes": "Yes",

@@ -51,6 +51,7 @@ OPERATIONS: dict[str, Rule] = {
     # stage 2: Identifying Parts
     "part.add": Rule(PARTNERS, 2, freezable=True),
     "part.edit": Rule(PARTNERS, 2, freezable=True),
+    "part.details": Rule(PARTNERS, 2, freezable=True),
     "part.move": Rule(PARTNERS, 2, freezable=True),
     "part.remove": Rule(PARTNERS, 2, freezable=True),
     "part.reveal": Rule(PARTNERS, 2, freezable=True),
@@ -59,6 +60,7 @@ OPERATIONS: dict[str, Rule] = {
     # stage 3: Unblending
     "part.blend": Rule(PARTNERS, 3, freezable=True),
     "link.add": Rule(PARTNERS, 3, freezable=True),
+    "link.edit": Rule(PARTNERS, 3, freezable=True),
     "link.remove": Rule(PARTNERS, 3, freezable=True),
     # stage 4: Accessing the Self
     "checkin.set": Rule(PARTNERS, 4, freezable=True),

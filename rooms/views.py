@@ -51,19 +51,22 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     counts: dict[str, dict[str, int]]
 
 
-def drafts_audience(room: Room, owner: Role) -> Audience:
-    if room.settings.therapist_sees_drafts:
+def drafts_audience(room: Room, owner: Role, with_therapist: bool = False) -> Audience:
+    if with_therapist or room.settings.therapist_sees_drafts:
         return frozenset({owner, "therapist"})
     return frozenset({owner})
 
 
-def written_audience(room: Room, owner: Role, shared: bool) -> Audience:
-    """Who may see what a partner wrote: everyone once shared, else as a draft."""
-    return EVERYONE if shared else drafts_audience(room, owner)
+def written_audience(room: Room, owner: Role, shared: bool,
+                     with_therapist: bool = False) -> Audience:
+    """Who may see what a partner wrote: everyone once shared; else its owner, and the
+    therapist too when the room lets the therapist see drafts or the owner shared it
+    with the therapist."""
+    return EVERYONE if shared else drafts_audience(room, owner, with_therapist)
 
 
 def part_audience(room: Room, part: Part) -> Audience:
-    return written_audience(room, part.owner, part.shared)
+    return written_audience(room, part.owner, part.shared, part.with_therapist)
 
 
 def _part_id_audience(room: Room, part_id: str) -> Audience:

@@ -38,6 +38,13 @@ KIND_GROUPS = (
 )
 KIND_WORDS = {"manager": "manager", "firefighter": "firefighter", "exile": "exile",
               "unsure": "part"}
+DETAIL_LABELS = (
+    ("job", "Its job"),
+    ("fear", "What it fears would happen if it stopped"),
+    ("age", "How old it seems"),
+    ("intent", "What it wants for me"),
+    ("burden", "What it carries"),
+)
 _COLOR = re.compile(COLOR_PATTERN)
 # Markdown punctuation that could start markup or raw HTML inside running text.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
@@ -136,7 +143,9 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
         groups = []
         for kind, label, hint in KIND_GROUPS:
             members = [
-                {"name": p["name"], "blend": p.get("blend"), "private": private(p["shared"])}
+                {"name": p["name"], "blend": p.get("blend"), "private": private(p["shared"]),
+                 "details": [(label, p[field]) for field, label in DETAIL_LABELS
+                             if p.get(field)]}
                 for p in own if p["kind"] == kind
             ]
             if members:
@@ -159,7 +168,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
     def part_label(part_id: str) -> str:
         return str(parts[part_id]["name"])
 
-    protects: list[dict[str, Any]] = []
+    within: list[dict[str, Any]] = []
     cycle: list[dict[str, Any]] = []
     for link in doc["links"]:
         source, target = parts.get(link["source"]), parts.get(link["target"])
@@ -171,9 +180,10 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
             "target": target["name"],
             "source_owner": names.get(source["owner"], ""),
             "target_owner": names.get(target["owner"], ""),
+            "label": link.get("label", ""),
             "private": private(bool(source["shared"]) and bool(target["shared"])),
         }
-        (protects if link["kind"] == "protects" else cycle).append(sentence)
+        (cycle if source["owner"] != target["owner"] else within).append(sentence)
 
     needs: list[dict[str, Any]] = []
     take_home: list[dict[str, Any]] = []
@@ -226,7 +236,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
         "history": history,
         "agreements": agreements,
         "partners": partners,
-        "protects": protects,
+        "within": within,
         "cycle": cycle,
         "needs": needs,
         "take_home": take_home,

@@ -193,7 +193,7 @@ export class Board {
       card.actions.append(h("button", {
         type: "button", class: "small primary", text: "Share",
         "aria-label": `Share ${part.name}`, dataset: { focus: `share-${part.id}` },
-        onclick: () => app.send("part.reveal", { id: part.id }),
+        onclick: () => app.send("part.reveal", { id: part.id, confirm: true }),
       }));
     } else if (mine && part.shared && app.can("part.withdraw")) {
       card.actions.append(h("button", {

@@ -95,7 +95,7 @@ export function renderPartPanel(app) {
     const row = h("div", { class: "actions" });
     if (!part.shared && app.can("part.reveal")) {
       row.append(h("button", { type: "button", class: "primary", text: "Share this part",
-        dataset: { focus: "panel-share" }, onclick: () => app.send("part.reveal", { id: part.id }) }));
+        dataset: { focus: "panel-share" }, onclick: () => app.send("part.reveal", { id: part.id, confirm: true }) }));
     }
     if (part.shared && app.can("part.withdraw")) {
       row.append(h("button", { type: "button", text: "Take this part back",
@@ -186,7 +186,7 @@ export function renderMyParts(app) {
           h("span", { class: "help", text: ` ${KIND_LABELS[p.kind]} · ${p.shared ? "shared" : app.privacyText(p.owner)}${blend}` })));
       if (!p.shared && canReveal) {
         li.append(h("button", { type: "button", class: "small", text: "Share", "aria-label": `Share ${p.name}`,
-          dataset: { focus: `list-share-${p.id}` }, onclick: () => app.send("part.reveal", { id: p.id }) }));
+          dataset: { focus: `list-share-${p.id}` }, onclick: () => app.send("part.reveal", { id: p.id, confirm: true }) }));
       } else if (p.shared && canWithdraw) {
         li.append(h("button", { type: "button", class: "small", text: "Take back", "aria-label": `Take back ${p.name}`,
           dataset: { focus: `list-share-${p.id}` }, onclick: () => app.send("part.withdraw", { id: p.id }) }));

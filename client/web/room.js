@@ -611,7 +611,7 @@ class App {
     });
     $("freeze-toggle").addEventListener("click", () => this.send("freeze.set", { frozen: !this.board.frozen }));
     $("spotlight-clear").addEventListener("click", () => this.send("spotlight.set", { part: null }));
-    $("reveal-all").addEventListener("click", () => this.send("part.reveal_all"));
+    $("reveal-all").addEventListener("click", () => this.send("part.reveal_all", { confirm: true }));
     $("add-part").addEventListener("submit", (event) => {
       event.preventDefault();
       const input = $("part-name");

@@ -71,7 +71,7 @@ def play() -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, Any]]:
     do("b", "part.add", name="Door slammer", kind="firefighter", x=0.8, y=0.4)
     do("a", "link.add", kind="protects", source=part_named("Lantern keeper"),
        target=part_named("Small one in the attic"))
-    do("b", "part.reveal_all")
+    do("b", "part.reveal_all", confirm=True)
     do("a", "part.reveal", id=part_named("Lantern keeper"))
     do("a", "link.add", kind="reacts_to", source=part_named("Lantern keeper"),
        target=part_named("Door slammer"))

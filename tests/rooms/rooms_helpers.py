@@ -100,7 +100,7 @@ class Session:
         event = self.do(owner, "part.add", name=name, kind=kind, x=0.25, y=0.75)
         (part_id,) = [c.id for c in event.changes if c.coll == "parts"]
         if shared:
-            self.do(owner, "part.reveal", id=part_id)
+            self.do(owner, "part.reveal", id=part_id, confirm=True)
         return part_id
 
     def link(self, owner: Role, kind: str, source: str, target: str) -> str:

@@ -242,6 +242,16 @@ def sc_part_remove(s: Session) -> Scenario:
     return "b", {"id": part}, check
 
 
+def sc_part_details(s: Session) -> Scenario:
+    part = s.part("b", "Little one", kind="exile")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        got = s.room.parts[part]
+        assert (got.job, got.fear, got.age, got.burden) == ("", "being alone", "six", "too much")
+        assert changed(ev, "parts")[part]["burden"] == "too much"
+    return "b", {"id": part, "fear": " being alone ", "age": "six", "burden": "too much"}, check
+
+
 def sc_part_reveal(s: Session) -> Scenario:
     part = s.part("a", "Pleaser")
 
@@ -289,6 +299,15 @@ def sc_link_add(s: Session) -> Scenario:
                                                    order=s.room.seq)
         assert changed(ev, "links")[link_id]["source"] == source
     return "a", {"kind": "protects", "source": source, "target": target}, check
+
+
+def sc_link_edit(s: Session) -> Scenario:
+    link = s.link("b", "polarized_with", s.part("b"), s.part("b"))
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.links[link].label == "speak up / keep the peace"
+        assert changed(ev, "links")[link]["label"] == "speak up / keep the peace"
+    return "b", {"id": link, "label": "speak up / keep the peace"}, check
 
 
 def sc_link_remove(s: Session) -> Scenario:
@@ -416,11 +435,13 @@ SCENARIOS: dict[str, Callable[[Session], Scenario]] = {
     "part.edit": sc_part_edit,
     "part.move": sc_part_move,
     "part.remove": sc_part_remove,
+    "part.details": sc_part_details,
     "part.reveal": sc_part_reveal,
     "part.reveal_all": sc_part_reveal_all,
     "part.withdraw": sc_part_withdraw,
     "part.blend": sc_part_blend,
     "link.add": sc_link_add,
+    "link.edit": sc_link_edit,
     "link.remove": sc_link_remove,
     "checkin.set": sc_checkin_set,
     "checkin.reveal": sc_checkin_reveal,
@@ -611,6 +632,12 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("part.move", {"x": None}, "x"),
     ("part.remove", {"id": DROP}, "id"),
     ("part.reveal", {"id": ["x"]}, "id"),
+    ("part.reveal", {"to": "b"}, "to"),
+    ("part.reveal", {"confirm": "yes"}, "confirm"),
+    ("part.details", {"job": 3}, "job"),
+    ("part.details", {"fear": "\x00"}, "fear"),
+    ("part.details", {"name": "x"}, "args"),
+    ("part.withdraw", {"to": "everyone"}, "to"),
     ("part.reveal_all", {"all": True}, "args"),
     ("part.withdraw", {"id": {}}, "id"),
     ("part.blend", {"level": 11}, "level"),
@@ -621,6 +648,9 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("link.add", {"kind": DROP}, "kind"),
     ("link.add", {"source": DROP}, "source"),
     ("link.add", {"target": ""}, "target"),
+    ("link.add", {"label": "two\nlines"}, "label"),
+    ("link.edit", {"label": DROP}, "label"),
+    ("link.edit", {"label": "tab\there"}, "label"),
     ("link.remove", {"id": DROP}, "id"),
     ("checkin.set", {"scores": DROP}, "scores"),
     ("checkin.set", {"scores": {q: 5 for q in model.SELF_QUALITIES[:7]}}, "scores"),
@@ -687,6 +717,8 @@ NOT_FOUND: list[tuple[str, Role, dict[str, Any], str]] = [
     ("part.reveal", "a", {"id": "nope"}, "id"),
     ("part.withdraw", "a", {"id": "nope"}, "id"),
     ("part.blend", "a", {"id": "nope", "level": 1}, "id"),
+    ("part.details", "a", {"id": "nope", "job": "x"}, "id"),
+    ("link.edit", "a", {"id": "nope", "label": "x"}, "id"),
     ("link.add", "a", {"kind": "protects", "source": "nope", "target": "nope"}, "source"),
     ("link.remove", "a", {"id": "nope"}, "id"),
     ("checkin.reveal", "a", {}, "checkin"),
@@ -818,6 +850,7 @@ OWN_PART_OPS: list[tuple[str, dict[str, Any]]] = [
     ("part.reveal", {}),
     ("part.withdraw", {}),
     ("part.blend", {"level": 3}),
+    ("part.details", {"job": "keeps me safe"}),
 ]
 
 
@@ -933,13 +966,12 @@ def test_protects_only_between_own_parts() -> None:
     s.link("a", "protects", young, guard)  # the other direction is another link
 
 
-def test_reacts_to_only_the_other_partners_shared_part() -> None:
+def test_reacts_to_an_own_part_or_the_other_partners_shared_part() -> None:
     s = Session(stage=3)
     mine, mine2 = s.part("a", "Alarm"), s.part("a", "Planner", shared=True)
     private_other = s.part("b", "Draft")
     shared_other = s.part("b", "Quiet", shared=True)
-    assert s.refuse("a", "link.add", BadRequest, kind="reacts_to", source=mine,
-                    target=mine2).field == "target"
+    s.link("a", "reacts_to", mine, mine2)  # one part of a person reacting to another
     missing = s.refuse("a", "link.add", NotFound, kind="reacts_to", source=mine,
                        target="never-existed")
     private = s.refuse("a", "link.add", NotFound, kind="reacts_to", source=mine,

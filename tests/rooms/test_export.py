@@ -80,7 +80,7 @@ class Board:
     def part(self, owner: Role, name: str, kind: str = "unsure", *, shared: bool) -> str:
         part_id = self.new(owner, "part.add", "parts", name=name, kind=kind, x=0.25, y=0.75)
         if shared:
-            self.do(owner, "part.reveal", id=part_id)
+            self.do(owner, "part.reveal", id=part_id, confirm=True)
         return part_id
 
 
@@ -173,7 +173,7 @@ def reseal(doc: dict[str, Any]) -> dict[str, Any]:
 def test_therapist_document_shape() -> None:
     board, ids = full_board()
     doc = export_for(board.room, "therapist", EXPORTED_AT)
-    assert doc["schema"] == SCHEMA == "partsboard.export/2"
+    assert doc["schema"] == SCHEMA == "partsboard.export/3"
     assert (doc["kind"], doc["viewer"], doc["exported_at"]) == ("therapist", "therapist",
                                                                 EXPORTED_AT)
     assert doc["stage"] == 5
@@ -434,7 +434,7 @@ def _duplicate_link(doc: dict[str, Any]) -> None:
 
 
 SEALED: dict[str, Tamper] = {
-    "wrong schema": lambda d: d.update(schema="partsboard.export/3"),
+    "wrong schema": lambda d: d.update(schema="partsboard.export/4"),
     "unknown need field": lambda d: d["needs"][0].update(secret="x"),
     "unshared need": lambda d: d["needs"][0].update(shared=False),
     "note without an answer": lambda d: d["needs"][0].update(answer=None),
@@ -566,7 +566,7 @@ def grow_board(board: Board, data: st.DataObject) -> None:
                          x=data.draw(st.floats(0, 1)), y=data.draw(st.floats(0, 1)))
         for part_id in _parts(board, partner):
             if data.draw(st.booleans()):
-                board.try_do(partner, "part.reveal", id=part_id)
+                board.try_do(partner, "part.reveal", id=part_id, confirm=True)
             if data.draw(st.booleans()):
                 board.try_do(partner, "part.blend", id=part_id, level=data.draw(st.integers(0, 10)))
     for partner in PARTNER_ROLES:
@@ -622,9 +622,13 @@ def random_step(board: Board, data: st.DataObject) -> None:
     if op == "part.add":
         board.try_do(who, op, name=data.draw(NAMES), kind=data.draw(KINDS),
                      x=data.draw(st.floats(0, 1)), y=data.draw(st.floats(0, 1)))
-    elif op in ("part.reveal", "part.withdraw", "part.remove"):
+    elif op == "part.reveal":
+        board.try_do(who, op, id=_pick(data, parts), confirm=data.draw(st.booleans()))
+    elif op == "part.reveal_all":
+        board.try_do(who, op, confirm=True)
+    elif op in ("part.withdraw", "part.remove"):
         board.try_do(who, op, id=_pick(data, parts))
-    elif op in ("part.reveal_all", "checkin.reveal", "checkin.withdraw"):
+    elif op in ("checkin.reveal", "checkin.withdraw"):
         board.try_do(who, op)
     elif op == "part.edit":
         board.try_do(who, op, id=_pick(data, parts), name=data.draw(NAMES))

@@ -57,10 +57,11 @@ def expected_snapshot(room: Room, viewer: Role) -> dict[str, Any]:
     """Who sees what, written out from SPEC section 3 independently of rooms.views."""
     drafts = room.settings.therapist_sees_drafts
 
-    def sees(owner: str, shared: bool) -> bool:
-        return shared or owner == viewer or (viewer == "therapist" and drafts)
+    def sees(owner: str, shared: bool, with_therapist: bool = False) -> bool:
+        return shared or owner == viewer or (viewer == "therapist" and
+                                             (drafts or with_therapist))
 
-    parts = {k: p for k, p in room.parts.items() if sees(p.owner, p.shared)}
+    parts = {k: p for k, p in room.parts.items() if sees(p.owner, p.shared, p.with_therapist)}
     counts = {p: {"parts": 0, "checkin": 0, "needs": 0} for p in model.PARTNERS}
     for part in room.parts.values():
         counts[part.owner]["parts"] += not part.shared
@@ -106,9 +107,10 @@ def secrets(room: Room, viewer: Role) -> tuple[set[str], set[str], set[str], set
 def _fields(room: Room) -> Iterator[tuple[str, str, set[str], set[str]]]:
     """The user-made strings of every item that can be private."""
     for key, part in room.parts.items():
-        yield "parts", key, {part.id}, {part.name}
+        details = {getattr(part, field) for field in model.PART_DETAILS}
+        yield "parts", key, {part.id}, ({part.name} | details) - {""}
     for key, link in room.links.items():
-        yield "links", key, {link.id}, set()
+        yield "links", key, {link.id}, {link.label} - {""}
     for key, checkin in room.checkins.items():
         yield "checkins", key, set(), {checkin.note} - {""}
     for key, need in room.needs.items():
@@ -245,8 +247,9 @@ class World:
         if viewer == "therapist":
             drafts = new.settings.therapist_sees_drafts
             private = {k for k, p in new.parts.items() if not p.shared}
+            with_therapist = {k for k in private if new.parts[k].with_therapist}
             assert (private <= set(fresh["colls"]["parts"])) if drafts else \
-                not (private & set(fresh["colls"]["parts"]))
+                private & set(fresh["colls"]["parts"]) == with_therapist
         else:
             assert fresh["colls"]["notes"] == {}
 
@@ -288,7 +291,9 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
         "part.edit": bool(own), "part.move": bool(own), "part.remove": bool(own),
         "part.blend": bool(own), "part.reveal": any(not p.shared for p in own),
         "part.reveal_all": any(not p.shared for p in own),
-        "part.withdraw": any(p.shared for p in own), "link.add": bool(own),
+        "part.withdraw": any(p.shared or p.with_therapist for p in own),
+        "part.details": bool(own), "link.add": bool(own),
+        "link.edit": any(v.owner == actor for v in room.links.values()),
         "link.remove": any(v.owner == actor for v in room.links.values()),
         "checkin.reveal": actor in room.checkins, "checkin.withdraw": actor in room.checkins,
         "need.set": any(p.shared for p in own),
@@ -394,9 +399,19 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
     elif op == "part.move":
         args = {"id": part_id(), "x": draw(unit), "y": draw(unit)}
     elif op == "part.reveal":
-        args = {"id": one_of([k for k in own if not room.parts[k].shared], parts)}
+        args = {"id": one_of([k for k in own if not room.parts[k].shared], parts),
+                "to": "therapist" if draw(st.integers(0, 3)) == 3 else "everyone",
+                "confirm": draw(st.integers(0, 5)) != 5}
+    elif op == "part.reveal_all":
+        args = {"confirm": draw(st.integers(0, 5)) != 5}
     elif op == "part.withdraw":
-        args = {"id": one_of(own_shared, parts)}
+        args = {"id": one_of(own_shared, parts),
+                "to": draw(st.sampled_from(["owner", "therapist"]))}
+    elif op == "part.details":
+        field = draw(st.sampled_from(model.PART_DETAILS))
+        args = {"id": part_id(), field: text()}
+        if draw(st.booleans()):
+            args["job"] = text()
     elif op == "part.remove":
         args = {"id": part_id()}
     elif op == "part.blend":
@@ -404,9 +419,16 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
     elif op == "link.add":
         # The cycle between partners is what withdrawing must hide, so mostly reacts_to.
         kind = "protects" if draw(st.integers(0, 2)) == 2 else "reacts_to"
+        if kind == "protects":
+            kind = draw(st.sampled_from(["protects", "polarized_with", "allied_with"]))
         source = one_of(own, parts)
-        targets = [k for k in own if k != source] if kind == "protects" else theirs_shared
+        targets = [k for k in own if k != source] if kind != "reacts_to" else theirs_shared
         args = {"kind": kind, "source": source, "target": one_of(targets, parts)}
+        if draw(st.booleans()):
+            args["label"] = text()
+    elif op == "link.edit":
+        args = {"id": one_of([k for k, v in room.links.items() if v.owner == actor],
+                             list(room.links)), "label": text()}
     elif op == "link.remove":
         args = {"id": one_of([k for k, v in room.links.items() if v.owner == actor],
                              list(room.links))}

@@ -54,9 +54,9 @@ class Demo:
         ]
         for key, owner, name, kind in demo_parts:
             self.ids[key] = self.add(owner, "part.add", "parts", name=name, kind=kind)
-            self.do(owner, "part.reveal", id=self.ids[key])
+            self.do(owner, "part.reveal", id=self.ids[key], confirm=True)
         self.ids["evil"] = self.add("a", "part.add", "parts", name=INJECTION, kind="unsure")
-        self.do("a", "part.reveal", id=self.ids["evil"])
+        self.do("a", "part.reveal", id=self.ids["evil"], confirm=True)
         self.ids["a_draft"] = self.add("a", "part.add", "parts", name="Alex's unshared draft")
         self.ids["b_draft"] = self.add("b", "part.add", "parts", name="Sam's unshared draft")
         self.do("a", "part.blend", id=self.ids["alarm"], level=7)

@@ -1,0 +1,171 @@
+"""The moves IFS couples therapists use (issue 11), through machine.apply and the views:
+a part's details, more kinds of links, sharing in two steps.
+
+The generic checks of every op (roles, stages, frozen board, bad args) are in
+test_commands.py; these are the rules of each move.
+"""
+
+from __future__ import annotations
+
+from rooms_helpers import Session
+
+from rooms import views
+from rooms.errors import BadRequest, LimitExceeded, NotFound
+from rooms.export import export_for, room_from_export
+from rooms.model import Limits
+
+# ------------------------------------------------------------------ a part's details
+
+
+def test_details_follow_the_parts_visibility() -> None:
+    s = Session(stage=2, drafts=False)
+    part = s.part("a", "Watcher", kind="manager")
+    s.do("a", "part.details", id=part, job="keeps watch", fear="surprises")
+    for viewer in ("b", "therapist"):
+        assert part not in s.view(viewer)["colls"]["parts"]
+    ev = s.do("a", "part.details", id=part, intent="wants me safe")
+    assert views.event_for(ev, "b")["hidden"] is True
+    s.do("a", "part.reveal", id=part)
+    seen = s.view("b")["colls"]["parts"][part]
+    assert (seen["job"], seen["fear"], seen["intent"], seen["age"]) == (
+        "keeps watch", "surprises", "wants me safe", "")
+    s.do("a", "part.details", id=part, job="", age=" 12 ")  # empty clears, nil keeps
+    part_now = s.room.parts[part]
+    assert (part_now.job, part_now.fear, part_now.age) == ("", "surprises", "12")
+
+
+def test_only_an_exile_carries_a_burden() -> None:
+    s = Session(stage=2)
+    guard = s.part("b", "Guard", kind="firefighter")
+    assert s.refuse("b", "part.details", BadRequest, id=guard, burden="shame").field == "burden"
+    s.do("b", "part.details", id=guard, burden="")  # clearing is always fine
+    young = s.part("b", "Young one", kind="exile")
+    s.do("b", "part.details", id=young, burden="I'm too much")
+    s.do("b", "part.edit", id=young, kind="unsure")
+    assert s.room.parts[young].burden == "I'm too much"  # kept if it is an exile again
+
+
+def test_detail_length_limit() -> None:
+    s = Session(stage=2, limits=Limits(detail_length=10))
+    part = s.part("a")
+    assert s.refuse("a", "part.details", LimitExceeded, id=part,
+                    fear="x" * 11).field == "fear"
+    s.do("a", "part.details", id=part, fear="x" * 10)
+
+
+def test_details_of_the_other_partners_part_are_not_found() -> None:
+    s = Session(stage=2)
+    theirs = s.part("b", shared=True)
+    assert s.refuse("a", "part.details", NotFound, id=theirs, job="x").field == "id"
+
+
+# ------------------------------------------------------------------ kinds of links
+
+
+def test_polarized_and_allied_join_two_of_ones_own_parts_either_way() -> None:
+    s = Session(stage=3)
+    speak, peace = s.part("a", "Speaks up"), s.part("a", "Keeps the peace")
+    theirs = s.part("b", "Quiet", shared=True)
+    for kind in ("polarized_with", "allied_with"):
+        assert s.refuse("a", "link.add", BadRequest, kind=kind, source=speak,
+                        target=theirs).field == "target"
+        link = s.link("a", kind, speak, peace)
+        # No direction: the same pair the other way round is the same link.
+        assert s.refuse("a", "link.add", BadRequest, kind=kind, source=peace,
+                        target=speak).field == "target"
+        assert s.room.links[link].kind == kind
+    s.link("a", "reacts_to", peace, speak)  # a reaction has a direction, and is another kind
+
+
+def test_a_label_is_short_and_on_one_line() -> None:
+    s = Session(stage=3, limits=Limits(name_length=12))
+    x, y = s.part("b"), s.part("b")
+    assert s.refuse("b", "link.add", LimitExceeded, kind="protects", source=x, target=y,
+                    label="x" * 13).field == "label"
+    link = s.link("b", "protects", x, y)
+    assert s.room.links[link].label == ""
+    s.do("b", "link.edit", id=link, label=" shields ")
+    assert s.room.links[link].label == "shields"
+    assert s.refuse("a", "link.edit", NotFound, id=link, label="mine").field == "id"
+
+
+# ------------------------------------------------------------------ sharing in two steps
+
+
+def test_sharing_with_the_therapist_first_then_with_everyone() -> None:
+    s = Session(stage=2, drafts=False)
+    part = s.part("a", "Storm", kind="firefighter")
+    ev = s.do("a", "part.reveal", id=part, to="therapist")
+    assert part in s.view("therapist")["colls"]["parts"]
+    assert views.event_for(ev, "b")["hidden"] is True
+    assert s.view("b")["counts"]["a"]["parts"] == 1  # still not shared with b
+    assert s.room.parts[part].with_therapist and not s.room.parts[part].shared
+    s.do("a", "part.reveal", id=part)
+    assert part in s.view("b")["colls"]["parts"]
+    # Taking it back one step leaves it with the therapist; all the way, with its owner.
+    ev = s.do("a", "part.withdraw", id=part, to="therapist")
+    assert views.event_for(ev, "b")["changes"] == [["parts", part, None]]
+    assert part in s.view("therapist")["colls"]["parts"]
+    ev = s.do("a", "part.withdraw", id=part)
+    assert views.event_for(ev, "therapist")["changes"] == [["parts", part, None]]
+    assert part not in s.view("therapist")["colls"]["parts"]
+    ev = s.do("a", "part.withdraw", id=part)  # nothing left to take back
+    assert views.event_for(ev, "a").get("hidden") is True
+
+
+def test_sharing_with_the_therapist_never_narrows_a_shared_part() -> None:
+    s = Session(stage=2, drafts=False)
+    part = s.part("b", shared=True)
+    ev = s.do("b", "part.reveal", id=part, to="therapist")
+    assert ev.changes == ()
+    assert part in s.view("a")["colls"]["parts"]
+
+
+def test_a_link_follows_the_two_step_visibility_of_its_parts() -> None:
+    s = Session(stage=3, drafts=False)
+    guard, young = s.part("a", "Guard"), s.part("a", "Young")
+    link = s.link("a", "protects", guard, young)
+    s.do("a", "part.reveal", id=guard, to="therapist")
+    assert link not in s.view("therapist")["colls"]["links"]
+    ev = s.do("a", "part.reveal", id=young, to="therapist")
+    assert sorted(c[:2] for c in views.event_for(ev, "therapist")["changes"]) == [
+        ["links", link], ["parts", young]]
+
+
+def test_sharing_an_exile_needs_confirming() -> None:
+    s = Session(stage=2)
+    exile = s.do("a", "part.add", name="Little one", kind="exile").changes[0].id
+    for to in ("therapist", "everyone"):
+        error = s.refuse("a", "part.reveal", BadRequest, id=exile, to=to)
+        assert (error.code, error.field) == ("bad_request", "confirm")
+    assert s.refuse("a", "part.reveal_all", BadRequest).field == "confirm"
+    s.do("a", "part.reveal", id=exile, to="therapist", confirm=True)
+    s.do("a", "part.reveal_all", confirm=True)
+    assert s.room.parts[exile].shared
+    s.part("a", "Planner", kind="manager")
+    s.do("a", "part.reveal_all")  # no exile left unshared: no question to ask
+
+
+# ------------------------------------------------------------------ export
+
+
+def test_details_and_labels_continue_into_a_new_room() -> None:
+    s = Session(stage=3)
+    young = s.part("a", "Young", kind="exile", shared=True)
+    guard = s.part("a", "Guard", kind="manager", shared=True)
+    s.do("a", "part.details", id=young, burden="I'll be left", age="four")
+    s.do("a", "part.details", id=guard, job="watches", intent="safety")
+    s.link("a", "polarized_with", guard, young)
+    link = next(iter(s.room.links))
+    s.do("a", "link.edit", id=link, label="near / far")
+    held = s.part("b", "Held back", kind="manager")
+    s.do("b", "part.reveal", id=held, to="therapist")
+    doc = export_for(s.room, "therapist", 5.0)
+    assert held not in {part["id"] for part in doc["parts"]}  # the shared board only
+    room = room_from_export(doc, room_id="next", epoch="e2", now=9.0)
+    assert room.parts[young] == s.room.parts[young]
+    assert room.parts[guard] == s.room.parts[guard]
+    assert room.links[link].label == "near / far"
+    again = export_for(room, "therapist", 5.0)
+    assert again["parts"] == doc["parts"]
+    assert [(k["kind"], k["label"]) for k in again["links"]] == [("polarized_with", "near / far")]
