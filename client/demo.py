@@ -28,6 +28,7 @@ from rooms.actions import (
     PartAdd,
     PartBlend,
     PartDetails,
+    PartFeel,
     PartMove,
     PartReveal,
     PartRevealAll,
@@ -179,6 +180,14 @@ class Demo:
         await alex.run(PartBlend(id=parts["The Alarm"], level=3))
         await sam.run(PartBlend(id=parts["The Quiet One"], level=4))
         await self.step("The Alarm and The Quiet One step back a little (3 and 4 of 10)")
+        await alex.run(PartFeel(id=parts["The Alarm"], other="annoyed, I want it to stop",
+                                new_part="The one who wants it gone", new_kind="manager"))
+        await self.step("asked how Alex feels toward The Alarm: annoyed; Alex adds "
+                        "The one who wants it gone, which reacts to The Alarm")
+        await alex.run(PartFeel(id=parts["The Alarm"],
+                                qualities={"curiosity": True, "compassion": True}))
+        await self.step("after it steps back, Alex feels curious and compassionate "
+                        "toward The Alarm: Self is here")
         await t.run(SpotlightSet(part=None))
         await t.create(NoteAdd(text="The cycle is visible to both; the pause was used well."))
         await self.step("the therapist writes a private note")
@@ -214,6 +223,13 @@ class Demo:
         await sam.wait_for(lambda v: (v["colls"]["needs"].get(exile) or {}).get("request"))
         await sam.run(RequestAnswer(part=exile, answer="yes", note="I can do that."))
         await self.step("Sam answers: yes")
+        await alex.run(CheckinSet(
+            scores={"calm": 8, "curiosity": 8, "compassion": 7, "confidence": 6, "courage": 7,
+                    "clarity": 7, "creativity": 6, "connectedness": 8},
+            note="More room inside, and closer to Sam.",
+        ))
+        await self.step("Alex checks in with the Self again before the end: "
+                        "Alex's Self grows on the board")
         await self.both_ready()
 
         # Everyone ends on the same board.

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from .errors import BadRequest, UnknownOp
-from .model import Answer, LinkKind, PartKind, Partner, ShareTo, WithdrawTo
+from .model import Answer, BlendedLink, LinkKind, PartKind, Partner, ShareTo, WithdrawTo
 from .stages import OPERATIONS
 from .types import Color, Coordinate, Id, Level, Text
 from .wire import field_of
@@ -180,6 +180,16 @@ class PartBlend(Command, frozen=True):
     op = "part.blend"
     id: Id
     level: Level
+
+
+class PartFeel(Command, frozen=True):
+    op = "part.feel"
+    id: Id
+    qualities: dict[str, bool] = {}
+    other: Text = ""
+    new_part: Text | None = None
+    new_kind: PartKind = "unsure"
+    new_link: BlendedLink = "reacts_to"
 
 
 class LinkAdd(Command, frozen=True):

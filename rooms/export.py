@@ -55,6 +55,7 @@ from .model import (
     Agreement,
     BoardState,
     CheckIn,
+    Feeling,
     Limits,
     Link,
     Need,
@@ -112,12 +113,13 @@ class ExportDoc(Struct, frozen=True):
     links: tuple[Link, ...]
     checkins: tuple[CheckIn, ...]
     needs: tuple[Need, ...]
+    feelings: tuple[Feeling, ...] = ()  # schema /3 on
     notes: tuple[Note, ...] | msgspec.UnsetType = msgspec.UNSET  # the therapist's only
     digest: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | msgspec.UnsetType = (
         msgspec.UNSET)
 
 
-Made = TypeVar("Made", Agreement, Link, Need, Note)
+Made = TypeVar("Made", Agreement, Link, Feeling, Need, Note)
 
 
 def in_order(items: Iterable[Made]) -> list[Made]:
@@ -151,6 +153,7 @@ def export_for(room: Room, viewer: Role, exported_at: float) -> dict[str, Any]:
         agreements=tuple(in_order(visible("agreements"))),
         parts=tuple(visible("parts")),
         links=tuple(in_order(visible("links"))),
+        feelings=tuple(in_order(visible("feelings"))),
         checkins=tuple(sorted(visible("checkins"), key=lambda checkin: checkin.owner)),
         needs=tuple(in_order(visible("needs"))),
         notes=tuple(in_order(room.notes.values())) if viewer == "therapist" else msgspec.UNSET,
@@ -318,6 +321,10 @@ def _rebuild(doc: ExportDoc, *, room_id: str, epoch: str, now: float, limits: Li
         built.make(link.owner, "link.add", "links", link.id, kind=link.kind,
                    source=part_id(link.source), target=part_id(link.target),
                    label=link.label)
+    for feeling in in_order(doc.feelings):
+        built.make(feeling.owner, "part.feel", "feelings", feeling.id, at=feeling.at,
+                   id=part_id(feeling.part), qualities=dict.fromkeys(feeling.qualities, True),
+                   other=feeling.other)
     for need in in_order(doc.needs):
         of = part_id(need.part)
         built.make(need.owner, "need.set", "needs", part=of, text=need.text)
@@ -332,9 +339,12 @@ def _rebuild(doc: ExportDoc, *, room_id: str, epoch: str, now: float, limits: Li
     notes = () if isinstance(doc.notes, msgspec.UnsetType) else doc.notes
     for note in in_order(notes):
         built.make("therapist", "note.add", "notes", note.id, at=note.at, text=note.text)
+    if len({checkin.owner for checkin in doc.checkins}) != len(doc.checkins):
+        raise _refuse(INVALID)  # one check-in per partner
     for checkin in doc.checkins:
-        built.make(checkin.owner, "checkin.set", "checkins", scores=checkin.scores,
-                   note=checkin.note)
+        for scores, text in [(p.scores, p.note) for p in checkin.history] + [
+                (checkin.scores, checkin.note)]:
+            built.do(checkin.owner, "checkin.set", scores=scores, note=text)
 
     room = built.room
     board = BoardState(stage=FIRST_STAGE, history=(StageChange(FIRST_STAGE, room.seq, now),))

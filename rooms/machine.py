@@ -26,14 +26,18 @@ from .model import (
     BoardState,
     CheckIn,
     Ending,
+    Feeling,
     Limits,
     Link,
+    LinkKind,
     Need,
     Note,
     Overwhelm,
     Part,
+    PartKind,
     Partner,
     PartnerInfo,
+    PastCheckIn,
     Pause,
     Role,
     Room,
@@ -331,12 +335,16 @@ def _partner_update(room: Room, actor: Role, cmd: a.PartnerUpdate, ctx: Context)
 # ---------------------------------------------------------------- parts
 
 def _part_add(room: Room, actor: Role, cmd: a.PartAdd, ctx: Context) -> Room:
-    owner = _partner(actor)
+    part = _new_part(room, _partner(actor), cmd.name, cmd.kind, cmd.x, cmd.y, ctx, "name")
+    return _put_part(room, part)
+
+
+def _new_part(room: Room, owner: Partner, name: str, kind: PartKind, x: float, y: float,
+              ctx: Context, field: str) -> Part:
     if sum(1 for p in room.parts.values() if p.owner == owner) >= _limits(room).parts_per_partner:
         raise LimitExceeded("No more parts can be added.", field="parts")
-    name = clean_text(cmd.name, _limits(room).name_length, "name", single_line=True)
-    part = Part(ctx.new_id(), owner, name, cmd.kind, cmd.x, cmd.y)
-    return replace(room, parts=_with(room.parts, part.id, part))
+    name = clean_text(name, _limits(room).name_length, field, single_line=True)
+    return Part(ctx.new_id(), owner, name, kind, x, y)
 
 
 def _put_part(room: Room, part: Part) -> Room:
@@ -365,6 +373,7 @@ def _part_remove(room: Room, actor: Role, cmd: a.PartRemove, ctx: Context) -> Ro
         room,
         parts=_without(room.parts, part.id),
         links=links,
+        feelings={k: v for k, v in room.feelings.items() if v.part != part.id},
         needs=_without(room.needs, part.id),
     )
     return _drop_spotlight_of(room, {part.id})
@@ -434,21 +443,26 @@ def _link_add(room: Room, actor: Role, cmd: a.LinkAdd, ctx: Context) -> Room:
     if source is None or source.owner != owner:
         raise NotFound(field="source")
     target = _visible_part(room, actor, cmd.target, "target")
+    return _add_link(room, owner, cmd.kind, source, target, _label(room, cmd.label), ctx)
+
+
+def _add_link(room: Room, owner: Partner, kind: LinkKind, source: Part, target: Part,
+              label: str, ctx: Context) -> Room:
     # A part reacts to a part of either partner; the other kinds stay within one person.
-    if cmd.kind != "reacts_to" and target.owner != owner:
+    if kind != "reacts_to" and target.owner != owner:
         raise BadRequest("This kind of link joins two of your own parts.", field="target")
     if source.id == target.id:
         raise BadRequest("A part cannot link to itself.", field="target")
     ends = {(source.id, target.id)}
-    if cmd.kind in SYMMETRIC_LINKS:
+    if kind in SYMMETRIC_LINKS:
         ends.add((target.id, source.id))
     own_links = [v for v in room.links.values() if v.owner == owner]
-    if any(v.kind == cmd.kind and (v.source, v.target) in ends for v in own_links):
+    if any(v.kind == kind and (v.source, v.target) in ends for v in own_links):
         raise BadRequest("This link already exists.", field="target")
     if len(own_links) >= _limits(room).links_per_partner:
         raise LimitExceeded("No more links can be added.", field="links")
-    link = Link(ctx.new_id(), owner, cmd.kind, source.id, target.id, order=_order(room),
-                label=_label(room, cmd.label))
+    link = Link(ctx.new_id(), owner, kind, source.id, target.id, order=_order(room),
+                label=label)
     return replace(room, links=_with(room.links, link.id, link))
 
 
@@ -480,6 +494,34 @@ def _link_remove(room: Room, actor: Role, cmd: a.LinkRemove, ctx: Context) -> Ro
     return replace(room, links=_without(room.links, link.id))
 
 
+# ---------------------------------------------------------------- feel-toward
+
+def _part_feel(room: Room, actor: Role, cmd: a.PartFeel, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.id)
+    if not set(cmd.qualities) <= set(SELF_QUALITIES):
+        raise BadRequest("Self qualities are the 8 C's.", field="qualities")
+    qualities = tuple(q for q in SELF_QUALITIES if cmd.qualities.get(q))
+    other = clean_text(cmd.other, _limits(room).detail_length, "other", allow_empty=True)
+    if not qualities and not other:
+        raise BadRequest("Say at least one feeling.", field="qualities")
+    if sum(1 for f in room.feelings.values() if f.part == part.id) \
+            >= _limits(room).feelings_per_part:
+        raise LimitExceeded("No more answers can be kept for this part.", field="feelings")
+    feeling = Feeling(ctx.new_id(), part.id, part.owner, ctx.now, qualities, other,
+                      order=_order(room))
+    room = replace(room, feelings=_with(room.feelings, feeling.id, feeling))
+    if cmd.new_part is None:
+        return room
+    # A feeling that is not Self's is another part, blended: add it beside the first.
+    if not other:
+        raise BadRequest("A new part comes from a feeling that is not Self's.",
+                         field="new_part")
+    blended = _new_part(room, part.owner, cmd.new_part, cmd.new_kind,
+                        min(part.x + 0.08, 1.0), min(part.y + 0.08, 1.0), ctx, "new_part")
+    return _add_link(_put_part(room, blended), part.owner, cmd.new_link, blended, part, "",
+                     ctx)
+
+
 # ---------------------------------------------------------------- Self check-in
 
 def _checkin_set(room: Room, actor: Role, cmd: a.CheckinSet, ctx: Context) -> Room:
@@ -489,7 +531,13 @@ def _checkin_set(room: Room, actor: Role, cmd: a.CheckinSet, ctx: Context) -> Ro
     owner = _partner(actor)
     old = room.checkins.get(owner)
     scores = {quality: cmd.scores[quality] for quality in SELF_QUALITIES}
-    checkin = CheckIn(owner, scores, note, shared=old.shared if old else False)
+    history: tuple[PastCheckIn, ...] = ()
+    if old is not None:
+        kept = _limits(room).checkins_kept
+        history = (*old.history, PastCheckIn(old.scores, old.note, old.at))[-kept:] if kept \
+            else ()
+    checkin = CheckIn(owner, scores, note, shared=old.shared if old else False, at=ctx.now,
+                      history=history)
     return replace(room, checkins=_with(room.checkins, owner, checkin))
 
 
@@ -607,6 +655,7 @@ _HANDLERS: dict[type[a.Command], Callable[..., Room]] = {
     a.PartRevealAll: _part_reveal_all,
     a.PartWithdraw: _part_withdraw,
     a.PartBlend: _part_blend,
+    a.PartFeel: _part_feel,
     a.LinkAdd: _link_add,
     a.LinkEdit: _link_edit,
     a.LinkRemove: _link_remove,

@@ -25,6 +25,8 @@ LinkKind = Literal["protects", "reacts_to", "polarized_with", "allied_with"]
 # the therapist see drafts), by the owner and the therapist, or by everyone.
 ShareTo = Literal["therapist", "everyone"]
 WithdrawTo = Literal["therapist", "owner"]
+# How a part found through feel-toward relates to the part it feels toward.
+BlendedLink = Literal["reacts_to", "polarized_with"]
 Answer = Literal["yes", "not_yet", "lets_talk"]
 
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -61,6 +63,8 @@ class Limits(Struct, frozen=True):
     notes: int = 200
     display_name_length: int = 40
     detail_length: int = 500  # each of a part's details, and a link's label uses name_length
+    feelings_per_part: int = 30
+    checkins_kept: int = 10  # earlier check-ins kept in a check-in's history
 
 
 class StageInfo(Struct, frozen=True):
@@ -120,11 +124,38 @@ class Link(Struct, frozen=True):
     label: Text = ""
 
 
+class Feeling(Struct, frozen=True):
+    """One answer to "How do you feel toward this part?", kept with its time.
+
+    `qualities` are the Self qualities felt (Self energy toward the part); `other` is any
+    other feeling, in the partner's words: another part, blended. Seen by whoever sees
+    the part."""
+
+    id: Id
+    part: Id
+    owner: Partner
+    at: float
+    qualities: Annotated[tuple[str, ...], msgspec.Meta(max_length=8)] = ()
+    other: Text = ""
+    order: Order = 0
+
+
+class PastCheckIn(Struct, frozen=True):
+    scores: dict[str, Level]
+    note: Text = ""
+    at: float = 0.0
+
+
 class CheckIn(Struct, frozen=True):
+    """A partner's latest Self check-in, with the earlier ones of the session (oldest
+    first, bounded): one entity, shared or not as a whole."""
+
     owner: Partner
     scores: dict[str, Level]
     note: Text = ""
     shared: bool = False
+    at: float = 0.0
+    history: tuple[PastCheckIn, ...] = ()
 
 
 class Need(Struct, frozen=True):
@@ -200,6 +231,7 @@ class Room(Struct, frozen=True):
     agreements: dict[str, Agreement] = {}
     parts: dict[str, Part] = {}
     links: dict[str, Link] = {}
+    feelings: dict[str, Feeling] = {}
     checkins: dict[str, CheckIn] = {}
     needs: dict[str, Need] = {}
     notes: dict[str, Note] = {}

@@ -59,6 +59,7 @@ OPERATIONS: dict[str, Rule] = {
     "part.withdraw": Rule(PARTNERS, 2, freezable=True),
     # stage 3: Unblending
     "part.blend": Rule(PARTNERS, 3, freezable=True),
+    "part.feel": Rule(PARTNERS, 3, freezable=True),
     "link.add": Rule(PARTNERS, 3, freezable=True),
     "link.edit": Rule(PARTNERS, 3, freezable=True),
     "link.remove": Rule(PARTNERS, 3, freezable=True),

@@ -29,7 +29,7 @@ THERAPIST_ONLY: Audience = frozenset({"therapist"})
 NOBODY: Audience = frozenset()
 
 COLLECTIONS = (
-    "room", "partners", "agreements", "parts", "links",
+    "room", "partners", "agreements", "parts", "links", "feelings",
     "checkins", "needs", "notes", "overwhelm", "ready",
 )
 
@@ -89,6 +89,8 @@ def audience_of(room: Room, coll: str, key: str, value: Any) -> Audience:
         return part_audience(room, value)
     if coll == "links":
         return _part_id_audience(room, value.source) & _part_id_audience(room, value.target)
+    if coll == "feelings":
+        return _part_id_audience(room, value.part)
     if coll == "checkins":
         return written_audience(room, value.owner, value.shared)
     if coll == "needs":
@@ -140,6 +142,7 @@ def snapshot_for(room: Room, viewer: Role) -> dict[str, Any]:
 # Entities whose audience follows the parts they name, by collection.
 _PART_REFERENCES: dict[str, Callable[[Any], tuple[str, ...]]] = {
     "links": lambda link: (link.source, link.target),
+    "feelings": lambda feeling: (feeling.part,),
     "needs": lambda need: (need.part,),
 }
 
@@ -152,7 +155,7 @@ def _changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[st
 def make_event(old: Room, new: Room, actor: Role, op: str, at: float) -> Event:
     """The change from `old` to `new`: each entity whose value or audience changed.
 
-    An entity's audience depends only on itself, except that links and needs follow
+    An entity's audience depends only on itself, except that links, feelings and needs follow
     the parts they name; so only entities that are new objects, or that name a part
     that is, need their audiences compared."""
     changes: list[Change] = []

@@ -113,6 +113,12 @@ def _moment(at: object) -> str:
     return f"{moment.day} {moment:%B %Y, %H:%M} UTC"
 
 
+def self_energy(scores: dict[str, Any]) -> str:
+    """The average of the 8 C's, as the board sizes a partner's Self."""
+    values = [v for v in scores.values() if isinstance(v, int | float)]
+    return f"{sum(values) / len(values):.1f}" if values else "0"
+
+
 def _names_and(names: list[str]) -> str:
     if len(names) <= 1:
         return "".join(names)
@@ -134,6 +140,13 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
     def private(item_shared: bool) -> bool:
         return not is_therapist and not item_shared
 
+    # "How do you feel toward this part?": each answer with its time, by part.
+    feelings: dict[str, list[dict[str, Any]]] = {}
+    for feeling in doc.get("feelings", ()):
+        words = [SELF_QUALITY_LABELS.get(q, q).lower() for q in feeling["qualities"]]
+        feelings.setdefault(str(feeling["part"]), []).append({
+            "at": _moment(feeling["at"]), "self": ", ".join(words), "other": feeling["other"]})
+
     partners = []
     for key in ("a", "b"):
         if key not in partners_doc:
@@ -145,7 +158,8 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
             members = [
                 {"name": p["name"], "blend": p.get("blend"), "private": private(p["shared"]),
                  "details": [(label, p[field]) for field, label in DETAIL_LABELS
-                             if p.get(field)]}
+                             if p.get(field)],
+                 "feelings": feelings.get(str(p["id"]), [])}
                 for p in own if p["kind"] == kind
             ]
             if members:
@@ -162,6 +176,12 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
                            for quality, label in SELF_QUALITY_LABELS.items()],
                 "note": checkin.get("note", ""),
                 "private": private(checkin["shared"]),
+                "at": _moment(checkin.get("at", 0)),
+                "energy": self_energy(checkin["scores"]),
+                # How Self energy changed over the session, oldest first.
+                "history": [{"at": _moment(past.get("at", 0)),
+                             "energy": self_energy(past["scores"]), "note": past.get("note", "")}
+                            for past in checkin.get("history", ())],
             },
         })
 

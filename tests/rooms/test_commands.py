@@ -301,6 +301,18 @@ def sc_link_add(s: Session) -> Scenario:
     return "a", {"kind": "protects", "source": source, "target": target}, check
 
 
+def sc_part_feel(s: Session) -> Scenario:
+    part = s.part("a", "Critic", kind="manager")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        (feeling,) = s.room.feelings.values()
+        assert feeling == model.Feeling(feeling.id, part, "a", s.now, ("curiosity",), "tired",
+                                        order=s.room.seq)
+        assert changed(ev, "feelings")[feeling.id]["qualities"] == ["curiosity"]
+    return "a", {"id": part, "qualities": {"curiosity": True, "calm": False},
+                 "other": "tired"}, check
+
+
 def sc_link_edit(s: Session) -> Scenario:
     link = s.link("b", "polarized_with", s.part("b"), s.part("b"))
 
@@ -323,7 +335,8 @@ def sc_checkin_set(s: Session) -> Scenario:
     scores = {q: i for i, q in enumerate(model.SELF_QUALITIES)}
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
-        assert s.room.checkins["b"] == model.CheckIn("b", scores, "steady", shared=False)
+        assert s.room.checkins["b"] == model.CheckIn("b", scores, "steady", shared=False,
+                                                     at=s.now)
         assert changed(ev, "checkins")["b"]["scores"] == scores
     return "b", {"scores": scores, "note": "steady"}, check
 
@@ -441,6 +454,7 @@ SCENARIOS: dict[str, Callable[[Session], Scenario]] = {
     "part.withdraw": sc_part_withdraw,
     "part.blend": sc_part_blend,
     "link.add": sc_link_add,
+    "part.feel": sc_part_feel,
     "link.edit": sc_link_edit,
     "link.remove": sc_link_remove,
     "checkin.set": sc_checkin_set,
@@ -649,6 +663,13 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("link.add", {"source": DROP}, "source"),
     ("link.add", {"target": ""}, "target"),
     ("link.add", {"label": "two\nlines"}, "label"),
+    ("part.feel", {"qualities": {"joy": True}}, "qualities"),
+    ("part.feel", {"qualities": {}, "other": " "}, "qualities"),
+    ("part.feel", {"qualities": ["calm"]}, "qualities"),
+    ("part.feel", {"other": "a\x00"}, "other"),
+    ("part.feel", {"new_part": "Fixer", "new_link": "protects"}, "new_link"),
+    ("part.feel", {"new_part": "Fixer\nPart"}, "new_part"),
+    ("part.feel", {"new_kind": "self"}, "new_kind"),
     ("link.edit", {"label": DROP}, "label"),
     ("link.edit", {"label": "tab\there"}, "label"),
     ("link.remove", {"id": DROP}, "id"),
@@ -719,6 +740,7 @@ NOT_FOUND: list[tuple[str, Role, dict[str, Any], str]] = [
     ("part.blend", "a", {"id": "nope", "level": 1}, "id"),
     ("part.details", "a", {"id": "nope", "job": "x"}, "id"),
     ("link.edit", "a", {"id": "nope", "label": "x"}, "id"),
+    ("part.feel", "a", {"id": "nope", "other": "x"}, "id"),
     ("link.add", "a", {"kind": "protects", "source": "nope", "target": "nope"}, "source"),
     ("link.remove", "a", {"id": "nope"}, "id"),
     ("checkin.reveal", "a", {}, "checkin"),
@@ -851,6 +873,7 @@ OWN_PART_OPS: list[tuple[str, dict[str, Any]]] = [
     ("part.withdraw", {}),
     ("part.blend", {"level": 3}),
     ("part.details", {"job": "keeps me safe"}),
+    ("part.feel", {"qualities": {"calm": True}}),
 ]
 
 

@@ -7,9 +7,10 @@ test_commands.py; these are the rules of each move.
 
 from __future__ import annotations
 
+import msgspec
 from rooms_helpers import Session
 
-from rooms import views
+from rooms import model, views
 from rooms.errors import BadRequest, LimitExceeded, NotFound
 from rooms.export import export_for, room_from_export
 from rooms.model import Limits
@@ -146,6 +147,89 @@ def test_sharing_an_exile_needs_confirming() -> None:
     s.do("a", "part.reveal_all")  # no exile left unshared: no question to ask
 
 
+# ------------------------------------------------------------------ feel-toward
+
+
+def test_feelings_toward_a_part_are_kept_with_their_time() -> None:
+    s = Session(stage=3, drafts=False)
+    part = s.part("b", "Shutter", kind="firefighter")
+    s.do("b", "part.feel", id=part, other="annoyed")
+    first = s.now
+    s.do("b", "part.feel", id=part, qualities={"curiosity": True, "compassion": True})
+    history = sorted(s.room.feelings.values(), key=lambda f: f.order)
+    assert [(f.at, f.qualities, f.other) for f in history] == [
+        (first, (), "annoyed"), (s.now, ("curiosity", "compassion"), "")]
+    # Private with the part; shared with it; gone with it.
+    assert s.view("a")["colls"]["feelings"] == s.view("therapist")["colls"]["feelings"] == {}
+    ev = s.do("b", "part.reveal", id=part)
+    assert {c[0] for c in views.event_for(ev, "a")["changes"]} == {"parts", "feelings"}
+    assert len(s.view("a")["colls"]["feelings"]) == 2
+    ev = s.do("b", "part.remove", id=part)
+    assert s.room.feelings == {}
+    assert sorted(c[0] for c in views.event_for(ev, "a")["changes"]) == [
+        "feelings", "feelings", "parts"]
+
+
+def test_a_blended_feeling_can_become_a_new_part_linked_to_the_first() -> None:
+    s = Session(stage=3)
+    critic = s.part("a", "Critic", kind="manager", shared=True)
+    assert s.refuse("a", "part.feel", BadRequest, id=critic, qualities={"calm": True},
+                    new_part="Calm one").field == "new_part"  # Self is not a part
+    ev = s.do("a", "part.feel", id=critic, other="I want it gone", new_part="Eraser",
+              new_kind="firefighter", new_link="polarized_with")
+    (eraser,) = set(s.room.parts) - {critic}
+    assert (s.room.parts[eraser].name, s.room.parts[eraser].shared) == ("Eraser", False)
+    (link,) = s.room.links.values()
+    assert (link.kind, link.source, link.target) == ("polarized_with", eraser, critic)
+    assert views.event_for(ev, "b")["changes"] == [
+        ["feelings", next(iter(s.room.feelings)), msgspec.to_builtins(
+            next(iter(s.room.feelings.values())))]]  # only the shared part's answer
+    # The follow-up way: the same through part.add and link.add.
+    s.do("a", "part.feel", id=critic, other="scared of it")
+    scared = s.part("a", "Scared one")
+    s.link("a", "reacts_to", scared, critic)
+
+
+def test_feel_toward_limits_and_nothing_half_done() -> None:
+    s = Session(stage=3, limits=Limits(feelings_per_part=1, parts_per_partner=1))
+    part = s.part("a")
+    before = s.room
+    assert s.refuse("a", "part.feel", LimitExceeded, id=part, other="x",
+                    new_part="one too many").field == "parts"
+    assert s.room is before  # the answer itself was not kept either
+    s.do("a", "part.feel", id=part, qualities={"calm": True})
+    assert s.refuse("a", "part.feel", LimitExceeded, id=part,
+                    other="x").field == "feelings"
+    theirs = s.part("b", shared=True)
+    assert s.refuse("a", "part.feel", NotFound, id=theirs, other="x").field == "id"
+
+
+# ------------------------------------------------------------------ check-in history
+
+
+def scores(level: int) -> dict[str, int]:
+    return dict.fromkeys(model.SELF_QUALITIES, level)
+
+
+def test_check_ins_keep_a_bounded_history_shared_as_a_whole() -> None:
+    s = Session(stage=4, drafts=False, limits=Limits(checkins_kept=2))
+    for level, note in ((3, "tight"), (5, "softer"), (7, "open"), (8, "here")):
+        s.do("a", "checkin.set", scores=scores(level), note=note)
+    checkin = s.room.checkins["a"]
+    assert (checkin.scores["calm"], checkin.note, checkin.at) == (8, "here", s.now)
+    assert [(p.scores["calm"], p.note) for p in checkin.history] == [(5, "softer"),
+                                                                     (7, "open")]
+    assert [p.at for p in checkin.history] == [s.now - 2, s.now - 1]
+    assert "a" not in s.view("b")["colls"]["checkins"]
+    assert "a" not in s.view("therapist")["colls"]["checkins"]  # owner-only drafts
+    s.do("a", "checkin.reveal")
+    assert len(s.view("b")["colls"]["checkins"]["a"]["history"]) == 2
+    ev = s.do("a", "checkin.set", scores=scores(9))
+    assert views.event_for(ev, "b")["changes"][0][2]["history"][-1]["note"] == "here"
+    s.do("a", "checkin.withdraw")
+    assert "a" not in s.view("b")["colls"]["checkins"]
+
+
 # ------------------------------------------------------------------ export
 
 
@@ -158,14 +242,23 @@ def test_details_and_labels_continue_into_a_new_room() -> None:
     s.link("a", "polarized_with", guard, young)
     link = next(iter(s.room.links))
     s.do("a", "link.edit", id=link, label="near / far")
+    s.do("a", "part.feel", id=young, other="protective")
+    s.do("a", "part.feel", id=young, qualities={"compassion": True})
+    s.do("therapist", "stage.set", stage=4)
+    s.do("a", "checkin.set", scores=scores(4))
+    s.do("a", "checkin.set", scores=scores(6), note="later")
+    s.do("a", "checkin.reveal")
     held = s.part("b", "Held back", kind="manager")
     s.do("b", "part.reveal", id=held, to="therapist")
     doc = export_for(s.room, "therapist", 5.0)
     assert held not in {part["id"] for part in doc["parts"]}  # the shared board only
+    assert [p["scores"]["calm"] for p in doc["checkins"][0]["history"]] == [4]
     room = room_from_export(doc, room_id="next", epoch="e2", now=9.0)
     assert room.parts[young] == s.room.parts[young]
     assert room.parts[guard] == s.room.parts[guard]
     assert room.links[link].label == "near / far"
+    assert [(f.at, f.qualities, f.other) for f in room.feelings.values()] == [
+        (f.at, f.qualities, f.other) for f in s.room.feelings.values()]
     again = export_for(room, "therapist", 5.0)
     assert again["parts"] == doc["parts"]
     assert [(k["kind"], k["label"]) for k in again["links"]] == [("polarized_with", "near / far")]

@@ -75,6 +75,7 @@ def expected_snapshot(room: Room, viewer: Role) -> dict[str, Any]:
         "agreements": room.agreements,
         "parts": parts,
         "links": {k: v for k, v in room.links.items() if v.source in parts and v.target in parts},
+        "feelings": {k: f for k, f in room.feelings.items() if f.part in parts},
         "checkins": {k: c for k, c in room.checkins.items() if sees(c.owner, c.shared)},
         "needs": {k: n for k, n in room.needs.items()
                   if n.part in parts and sees(n.owner, n.shared)},
@@ -111,8 +112,11 @@ def _fields(room: Room) -> Iterator[tuple[str, str, set[str], set[str]]]:
         yield "parts", key, {part.id}, ({part.name} | details) - {""}
     for key, link in room.links.items():
         yield "links", key, {link.id}, {link.label} - {""}
+    for key, feeling in room.feelings.items():
+        yield "feelings", key, {feeling.id}, {feeling.other} - {""}
     for key, checkin in room.checkins.items():
-        yield "checkins", key, set(), {checkin.note} - {""}
+        notes = {checkin.note} | {past.note for past in checkin.history}
+        yield "checkins", key, set(), notes - {""}
     for key, need in room.needs.items():
         yield "needs", key, set(), {need.text, need.request or "", need.answer_note} - {""}
     for key, note in room.notes.items():
@@ -292,7 +296,7 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
         "part.blend": bool(own), "part.reveal": any(not p.shared for p in own),
         "part.reveal_all": any(not p.shared for p in own),
         "part.withdraw": any(p.shared or p.with_therapist for p in own),
-        "part.details": bool(own), "link.add": bool(own),
+        "part.details": bool(own), "part.feel": bool(own), "link.add": bool(own),
         "link.edit": any(v.owner == actor for v in room.links.values()),
         "link.remove": any(v.owner == actor for v in room.links.values()),
         "checkin.reveal": actor in room.checkins, "checkin.withdraw": actor in room.checkins,
@@ -426,6 +430,14 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
         args = {"kind": kind, "source": source, "target": one_of(targets, parts)}
         if draw(st.booleans()):
             args["label"] = text()
+    elif op == "part.feel":
+        qualities = draw(st.sets(st.sampled_from(model.SELF_QUALITIES), max_size=3))
+        args = {"id": part_id(), "qualities": dict.fromkeys(qualities, True)}
+        if not qualities or draw(st.booleans()):
+            args["other"] = text()
+            if draw(st.booleans()):
+                args |= {"new_part": text(), "new_link": draw(st.sampled_from(
+                    ["reacts_to", "polarized_with"]))}
     elif op == "link.edit":
         args = {"id": one_of([k for k, v in room.links.items() if v.owner == actor],
                              list(room.links)), "label": text()}
