@@ -23,6 +23,7 @@ from rooms.actions import (
     LinkAdd,
     LinkEdit,
     NeedReveal,
+    NeedSelf,
     NeedSet,
     NoteAdd,
     PartAdd,
@@ -217,6 +218,9 @@ class Demo:
         await self.step("Alex writes what The one who gets left needs, not yet shared")
         await alex.run(NeedReveal(part=exile))
         await self.step("Alex shares it: The one who gets left needs to know Sam is coming back")
+        await alex.run(NeedSelf(part=exile, text="I can remind it that I am here, "
+                                "and that I come back too."))
+        await self.step("Alex first writes what Alex's own Self can offer The one who gets left")
         await alex.run(RequestMake(part=exile,
                                    text="When you need space, tell me when you'll be back."))
         await self.step("Alex asks: when you need space, tell me when you'll be back")

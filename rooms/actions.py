@@ -231,6 +231,12 @@ class NeedSet(Command, frozen=True):
     text: Text
 
 
+class NeedSelf(Command, frozen=True):
+    op = "need.self"
+    part: Id
+    text: Text
+
+
 class NeedRemove(Command, frozen=True):
     op = "need.remove"
     part: Id

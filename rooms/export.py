@@ -87,6 +87,7 @@ WRONG_VERSION: Final = "This export file is from a version of Partsboard that ca
 NOT_THERAPIST: Final = "Only a therapist's export can start a new session."
 DAMAGED: Final = "This export file was changed or damaged, so it cannot be used."
 INVALID: Final = "This export file contains something that cannot be used."
+NOT_ASKED_BEFORE: Final = "(Not asked in the earlier session.)"
 
 # ---------------------------------------------------------------- the document
 
@@ -251,14 +252,23 @@ def _parse(doc: object) -> ExportDoc:
 
 
 def _upgraded(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """A document of the previous schema in today's shape: every need it holds was
-    visible to everyone, so shared; items without `order` keep the order listed."""
+    """A document of an earlier schema in today's shape. In /1 every need was visible
+    to everyone, so shared; items without `order` keep the order listed. Before /3 no
+    one was asked what their own Self could offer before a request: those requests carry
+    a fixed sentence that says so, so they continue."""
     out = dict(doc)
-    if doc["schema"] == OLDEST_SCHEMA:
-        needs = doc.get("needs")
-        if isinstance(needs, list):
-            out["needs"] = [{"shared": True, **need} if isinstance(need, Mapping) else need
-                            for need in needs]
+    needs = doc.get("needs")
+    if doc["schema"] == SCHEMA or not isinstance(needs, list):
+        return out
+    upgraded = []
+    for need in needs:
+        if isinstance(need, Mapping):
+            if doc["schema"] == OLDEST_SCHEMA:
+                need = {"shared": True, **need}
+            if need.get("request") is not None:
+                need = {"self_offer": NOT_ASKED_BEFORE, **need}
+        upgraded.append(need)
+    out["needs"] = upgraded
     return out
 
 
@@ -328,13 +338,19 @@ def _rebuild(doc: ExportDoc, *, room_id: str, epoch: str, now: float, limits: Li
     for need in in_order(doc.needs):
         of = part_id(need.part)
         built.make(need.owner, "need.set", "needs", part=of, text=need.text)
+        if need.self_offer is not None:
+            built.do(need.owner, "need.self", part=of, text=need.self_offer)
         built.do(need.owner, "need.reveal", part=of)
+        for past in need.answers:
+            built.do(need.owner, "request.make", part=of, text=past.request)
+            built.do(other_partner(need.owner), "request.answer", part=of, at=past.at,
+                     answer=past.answer, note=past.note)
         if need.request is not None:
             built.do(need.owner, "request.make", part=of, text=need.request)
         if need.answer is not None:
             built.do(other_partner(need.owner), "request.answer", part=of,
-                     answer=need.answer, note=need.answer_note)
-        elif need.answer_note:
+                     at=need.answered_at, answer=need.answer, note=need.answer_note)
+        elif need.answer_note or need.answered_at is not None:
             raise _refuse(INVALID)  # no command writes a note without an answer
     notes = () if isinstance(doc.notes, msgspec.UnsetType) else doc.notes
     for note in in_order(notes):

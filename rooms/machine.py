@@ -37,6 +37,7 @@ from .model import (
     PartKind,
     Partner,
     PartnerInfo,
+    PastAnswer,
     PastCheckIn,
     Pause,
     Role,
@@ -578,6 +579,21 @@ def _own_need(room: Room, actor: Role, part_id: str) -> Need:
     return need
 
 
+def _need_self(room: Room, actor: Role, cmd: a.NeedSelf, ctx: Context) -> Room:
+    need = _own_need(room, actor, cmd.part)
+    text = clean_text(cmd.text, _limits(room).text_length, "text")
+    return replace(room, needs=_with(room.needs, need.part, replace(need, self_offer=text)))
+
+
+def _past_answers(room: Room, need: Need) -> tuple[PastAnswer, ...]:
+    """The need's answers so far, the current one included, kept within the limit."""
+    if need.answer is None or need.request is None:
+        return need.answers
+    past = PastAnswer(need.request, need.answer, need.answer_note, need.answered_at or 0.0)
+    kept = _limits(room).answers_kept
+    return (*need.answers, past)[-kept:] if kept else ()
+
+
 def _need_remove(room: Room, actor: Role, cmd: a.NeedRemove, ctx: Context) -> Room:
     _own_need(room, actor, cmd.part)
     return replace(room, needs=_without(room.needs, cmd.part))
@@ -606,9 +622,14 @@ def _request_make(room: Room, actor: Role, cmd: a.RequestMake, ctx: Context) -> 
         raise BadRequest("Share this part before making a request.", field="part")
     if not need.shared:
         raise BadRequest("Share this need before making a request.", field="part")
+    # IFIO's order: what one's own Self can offer the part comes before asking the partner.
+    if need.self_offer is None:
+        raise BadRequest("First write what your own Self can offer this part.",
+                         field="self_offer")
     text = clean_text(cmd.text, _limits(room).text_length, "text")
-    # A changed request is a new question: the earlier answer no longer applies.
-    need = replace(need, request=text, answer=None, answer_note="")
+    # A changed request is a new question: the earlier answer joins the history.
+    need = replace(need, request=text, answer=None, answer_note="", answered_at=None,
+                   answers=_past_answers(room, need))
     return replace(room, needs=_with(room.needs, need.part, need))
 
 
@@ -622,7 +643,9 @@ def _request_answer(room: Room, actor: Role, cmd: a.RequestAnswer, ctx: Context)
     if need.request is None:
         raise NotFound("There is no request to answer.", field="part")
     note = clean_text(cmd.note, _limits(room).text_length, "note", allow_empty=True)
-    need = replace(need, answer=cmd.answer, answer_note=note)
+    # Answering again (a "not yet" or "let's talk" revisited) keeps the earlier answer.
+    need = replace(need, answer=cmd.answer, answer_note=note, answered_at=ctx.now,
+                   answers=_past_answers(room, need))
     return replace(room, needs=_with(room.needs, need.part, need))
 
 
@@ -663,6 +686,7 @@ _HANDLERS: dict[type[a.Command], Callable[..., Room]] = {
     a.CheckinReveal: _checkin_reveal,
     a.CheckinWithdraw: _checkin_withdraw,
     a.NeedSet: _need_set,
+    a.NeedSelf: _need_self,
     a.NeedRemove: _need_remove,
     a.NeedReveal: _need_reveal,
     a.NeedWithdraw: _need_withdraw,

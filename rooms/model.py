@@ -65,6 +65,7 @@ class Limits(Struct, frozen=True):
     detail_length: int = 500  # each of a part's details, and a link's label uses name_length
     feelings_per_part: int = 30
     checkins_kept: int = 10  # earlier check-ins kept in a check-in's history
+    answers_kept: int = 10  # earlier answers kept with a need
 
 
 class StageInfo(Struct, frozen=True):
@@ -158,6 +159,15 @@ class CheckIn(Struct, frozen=True):
     history: tuple[PastCheckIn, ...] = ()
 
 
+class PastAnswer(Struct, frozen=True):
+    """An earlier answer to a request, with the request it answered."""
+
+    request: Text
+    answer: Answer
+    note: Text = ""
+    at: float = 0.0
+
+
 class Need(Struct, frozen=True):
     """What a shared part needs; keyed by the part's id (one need per part).
 
@@ -172,6 +182,9 @@ class Need(Struct, frozen=True):
     answer_note: Text = ""
     shared: bool = False
     order: Order = 0
+    self_offer: Text | None = None  # what the owner's own Self can offer the part: first
+    answered_at: float | None = None
+    answers: tuple[PastAnswer, ...] = ()  # earlier answers, oldest first
 
 
 class Note(Struct, frozen=True):

@@ -69,6 +69,7 @@ OPERATIONS: dict[str, Rule] = {
     "checkin.withdraw": Rule(PARTNERS, 4, freezable=True),
     # stage 5: Working with Parts in the Relationship
     "need.set": Rule(PARTNERS, 5, freezable=True),
+    "need.self": Rule(PARTNERS, 5, freezable=True),
     "need.remove": Rule(PARTNERS, 5, freezable=True),
     "need.reveal": Rule(PARTNERS, 5, freezable=True),
     "need.withdraw": Rule(PARTNERS, 5, freezable=True),

@@ -221,6 +221,10 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
             "request": need.get("request"),
             "answer": ANSWER_LABELS.get(need.get("answer")),
             "answer_note": need.get("answer_note", ""),
+            "self_offer": need.get("self_offer"),
+            "earlier": [{"request": past["request"], "answer": ANSWER_LABELS.get(past["answer"]),
+                         "note": past.get("note", ""), "at": _moment(past.get("at", 0))}
+                        for past in need.get("answers", ())],
             "private": private(bool(part["shared"]) and bool(need["shared"])),
         }
         needs.append(item)

@@ -521,10 +521,28 @@ function ownNeedItem(app, part, need, editable) {
     app.send("need.set", { part: part.id, text: needArea.value }).then(() => drafts.delete(needKey), () => {});
   });
   li.append(needForm);
+  if (need && app.can("need.self")) {
+    // IFIO's order: what your own Self can offer the part comes before a request.
+    const selfKey = `self-${part.id}`;
+    const selfArea = h("textarea", { rows: 2, maxlength: 2000, dataset: { key: selfKey } });
+    selfArea.value = need.self_offer || "";
+    const selfForm = h("form", { class: "form inline-form" },
+      field(`What can your own Self offer ${part.name}?`, selfArea),
+      h("button", { type: "submit", class: "small", text: "Save what your Self offers",
+        dataset: { focus: `self-${part.id}` } }));
+    selfForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      app.send("need.self", { part: part.id, text: selfArea.value }).then(() => drafts.delete(selfKey), () => {});
+    });
+    li.append(selfForm);
+  }
   if (need && !need.shared && app.can("request.make")) {
     li.append(h("p", { class: "help", text: `Share this need to turn it into a request of ${other}.` }));
   }
-  if (need && need.shared && app.can("request.make")) {
+  if (need && need.shared && need.self_offer == null && app.can("request.make")) {
+    li.append(h("p", { class: "help", text: `Before asking ${other}, write what your own Self can offer ${part.name}.` }));
+  }
+  if (need && need.shared && need.self_offer != null && app.can("request.make")) {
     const requestKey = `request-${part.id}`;
     const requestArea = h("textarea", { rows: 2, maxlength: 2000, dataset: { key: requestKey } });
     requestArea.value = need.request || "";

@@ -84,6 +84,7 @@ def play() -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, Any]]:
     do("therapist", "stage.set", stage=5)
     do("b", "need.set", part=part_named("Door slammer"), text="a minute to breathe")
     do("b", "need.reveal", part=part_named("Door slammer"))
+    do("b", "need.self", part=part_named("Door slammer"), text="a slow breath")
     do("b", "request.make", part=part_named("Door slammer"), text="let me step out for a bit")
     do("a", "request.answer", part=part_named("Door slammer"), answer="lets_talk", note="how long?")
     do("b", "part.remove", id=part_named("Door slammer"))

@@ -34,6 +34,7 @@ from rooms.actions import (
     LinkAdd,
     LinkRemove,
     NeedRemove,
+    NeedSelf,
     NeedSet,
     NoteAdd,
     NoteEdit,
@@ -209,6 +210,7 @@ async def test_three_roles_every_command_round_trips(room: CreatedRoom) -> None:
         assert q1 not in colls(b)["needs"]
         await b.run(NeedSet(part=q1, text="To be thanked."))
         await b.send("need.reveal", part=q1)
+        await b.run(NeedSelf(part=q1, text="I can thank myself."))
         await b.run(RequestMake(part=q1, text="Say thanks when I fix something."))
         await a.wait_for(lambda v: (v["colls"]["needs"].get(q1) or {}).get("request") ==
                          "Say thanks when I fix something.")

@@ -51,6 +51,7 @@ from rooms.actions import (
     CheckinSet,
     FreezeSet,
     LinkAdd,
+    NeedSelf,
     NeedSet,
     NoteAdd,
     NoteEdit,
@@ -278,6 +279,7 @@ async def play_session(trio: Trio, c: Canaries, redis_url: str) -> None:
     await t.run(StageSet(stage=5))
     await a.run(NeedSet(part=alarm, text=c("need-a")))
     await a.send("need.reveal", part=alarm)
+    await a.run(NeedSelf(part=alarm, text=c("self-a")))
     await a.run(RequestMake(part=alarm, text=c("request-a")))
     await b.run(RequestAnswer(part=alarm, answer="not_yet", note=c("answer-b")))
     await refused(a, "request.make", {"part": hidden, "text": c("request-private")},

@@ -109,8 +109,10 @@ class Session:
         return link_id
 
     def need(self, owner: Role, part: str, text: str = "to be heard", *,
-             shared: bool = True) -> None:
+             shared: bool = True, self_offer: str | None = "my own patience") -> None:
         self.do(owner, "need.set", part=part, text=text)
+        if self_offer is not None:
+            self.do(owner, "need.self", part=part, text=self_offer)
         if shared:
             self.do(owner, "need.reveal", part=part)
 

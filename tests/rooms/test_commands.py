@@ -392,6 +392,16 @@ def sc_need_withdraw(s: Session) -> Scenario:
     return "a", {"part": part}, check
 
 
+def sc_need_self(s: Session) -> Scenario:
+    part = s.part("b", shared=True)
+    s.need("b", part, "rest", shared=False, self_offer=None)
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.needs[part].self_offer == "I can rest too"
+        assert changed(ev, "needs")[part]["self_offer"] == "I can rest too"
+    return "b", {"part": part, "text": " I can rest too "}, check
+
+
 def sc_need_remove(s: Session) -> Scenario:
     part = s.part("b", shared=True)
     s.do("b", "need.set", part=part, text="rest")
@@ -461,6 +471,7 @@ SCENARIOS: dict[str, Callable[[Session], Scenario]] = {
     "checkin.reveal": sc_checkin_reveal,
     "checkin.withdraw": sc_checkin_withdraw,
     "need.set": sc_need_set,
+    "need.self": sc_need_self,
     "need.remove": sc_need_remove,
     "need.reveal": sc_need_reveal,
     "need.withdraw": sc_need_withdraw,
@@ -686,6 +697,8 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("need.set", {"text": DROP}, "text"),
     ("need.set", {"text": "  "}, "text"),
     ("need.set", {"part": ""}, "part"),
+    ("need.self", {"text": ""}, "text"),
+    ("need.self", {"part": DROP}, "part"),
     ("need.remove", {"part": DROP}, "part"),
     ("need.reveal", {"part": None}, "part"),
     ("need.withdraw", {"part": "p" * 65}, "part"),
@@ -746,6 +759,7 @@ NOT_FOUND: list[tuple[str, Role, dict[str, Any], str]] = [
     ("checkin.reveal", "a", {}, "checkin"),
     ("checkin.withdraw", "b", {}, "checkin"),
     ("need.set", "a", {"part": "nope", "text": "x"}, "part"),
+    ("need.self", "a", {"part": "nope", "text": "x"}, "part"),
     ("need.remove", "a", {"part": "nope"}, "part"),
     ("need.reveal", "a", {"part": "nope"}, "part"),
     ("need.withdraw", "b", {"part": "nope"}, "part"),
@@ -786,7 +800,7 @@ def test_name_length_limit() -> None:
 @pytest.mark.parametrize(("op", "field"), [
     ("agreement.add", "text"), ("agreement.edit", "text"), ("note.add", "text"),
     ("note.edit", "text"), ("checkin.set", "note"), ("need.set", "text"),
-    ("request.make", "text"), ("request.answer", "note"),
+    ("request.make", "text"), ("request.answer", "note"), ("need.self", "text"),
 ])
 def test_text_length_limit(op: str, field: str) -> None:
     s = Session(stage=OPERATIONS[op].stage, limits=Limits(text_length=20))
@@ -930,6 +944,7 @@ def test_a_need_is_private_until_its_owner_shares_it(drafts: bool) -> None:
     assert s.view("b")["colls"]["needs"][part]["text"] == "to hear it will be all right"
     assert s.view("b")["counts"]["a"]["needs"] == 0
     assert s.do("a", "need.reveal", part=part).changes == ()  # shared already
+    s.do("a", "need.self", part=part, text="I can sit with the worry")
     s.do("a", "request.make", part=part, text="tell me it will be all right")
     s.do("b", "request.answer", part=part, answer="not_yet", note="soon")
 

@@ -108,6 +108,7 @@ def full_board(drafts: bool = True) -> tuple[Board, dict[str, str]]:
                                       source=ids["b_draft"], target=ids["wall"])
     board.do("b", "need.set", part=ids["wall"], text="To have time to think before answering")
     board.do("b", "need.reveal", part=ids["wall"])
+    board.do("b", "need.self", part=ids["wall"], text="I can give myself the time")
     board.do("b", "request.make", part=ids["wall"], text="Give me ten minutes, then ask again")
     board.do("a", "request.answer", part=ids["wall"], answer="yes", note="I can do that")
     board.do("b", "need.set", part=ids["withdrawn"], text="Noor's need of a withdrawn part")
@@ -584,6 +585,8 @@ def grow_board(board: Board, data: st.DataObject) -> None:
                 if _often(data):
                     board.try_do(partner, "need.reveal", part=part_id)
                 if _often(data):
+                    board.try_do(partner, "need.self", part=part_id, text=data.draw(NAMES))
+                if _often(data):
                     board.try_do(partner, "request.make", part=part_id, text=data.draw(NAMES))
         if data.draw(st.booleans()):
             board.try_do(partner, "checkin.set", note=data.draw(NAMES),
@@ -615,7 +618,7 @@ def random_step(board: Board, data: st.DataObject) -> None:
         "part.add", "part.reveal", "part.reveal_all", "part.withdraw",
         "part.remove", "part.edit", "part.move", "part.blend", "link.add", "link.remove",
         "checkin.set", "checkin.reveal", "checkin.withdraw", "need.set", "need.remove",
-        "request.make", "request.answer", "need.reveal", "need.withdraw",
+        "need.self", "request.make", "request.answer", "need.reveal", "need.withdraw",
         "agreement.add", "agreement.ack",
         "agreement.edit", "agreement.remove", "note.add", "note.edit", "partner.update",
     ]))
@@ -645,7 +648,7 @@ def random_step(board: Board, data: st.DataObject) -> None:
     elif op == "checkin.set":
         scores = {q: data.draw(st.integers(0, 10)) for q in SELF_QUALITIES}
         board.try_do(who, op, scores=scores, note=data.draw(NAMES))
-    elif op in ("need.set", "request.make"):
+    elif op in ("need.set", "need.self", "request.make"):
         board.try_do(who, op, part=_pick(data, parts), text=data.draw(NAMES))
     elif op in ("need.remove", "need.reveal", "need.withdraw"):
         board.try_do(who, op, part=_pick(data, parts))

@@ -12,7 +12,7 @@ from rooms_helpers import Session
 
 from rooms import model, views
 from rooms.errors import BadRequest, LimitExceeded, NotFound
-from rooms.export import export_for, room_from_export
+from rooms.export import NOT_ASKED_BEFORE, digest_of, export_for, room_from_export
 from rooms.model import Limits
 
 # ------------------------------------------------------------------ a part's details
@@ -230,6 +230,56 @@ def test_check_ins_keep_a_bounded_history_shared_as_a_whole() -> None:
     assert "a" not in s.view("b")["colls"]["checkins"]
 
 
+# ------------------------------------------------------------------ stage 5 in IFIO's order
+
+
+def test_a_request_comes_after_what_ones_own_self_can_offer() -> None:
+    s = Session(stage=5)
+    part = s.part("a", "Left one", kind="exile", shared=True)
+    s.need("a", part, "to know you come back", self_offer=None)
+    error = s.refuse("a", "request.make", BadRequest, part=part, text="tell me when")
+    assert (error.code, error.field) == ("bad_request", "self_offer")
+    assert s.refuse("b", "need.self", NotFound, part=part, text="mine").field == "part"
+    s.do("a", "need.self", part=part, text="I can tell it I am here")
+    s.do("a", "request.make", part=part, text="tell me when")
+
+
+def test_not_yet_and_lets_talk_are_revisited_with_the_history_kept() -> None:
+    s = Session(stage=5, limits=Limits(answers_kept=2))
+    part = s.part("b", "Wall", shared=True)
+    s.need("b", part, "time")
+    s.do("b", "request.make", part=part, text="ten minutes")
+    s.do("a", "request.answer", part=part, answer="not_yet", note="scary")
+    first = s.now
+    s.do("a", "request.answer", part=part, answer="lets_talk")
+    s.do("b", "request.make", part=part, text="five minutes")  # asked anew
+    s.do("a", "request.answer", part=part, answer="yes", note="ok")
+    need = s.room.needs[part]
+    assert (need.request, need.answer, need.answer_note, need.answered_at) == (
+        "five minutes", "yes", "ok", s.now)
+    assert [(p.request, p.answer, p.note) for p in need.answers] == [
+        ("ten minutes", "not_yet", "scary"), ("ten minutes", "lets_talk", "")]
+    assert need.answers[0].at == first
+    s.do("a", "request.answer", part=part, answer="yes", note="still")
+    assert [p.answer for p in s.room.needs[part].answers] == ["lets_talk", "yes"]  # bounded
+    assert s.view("a")["colls"]["needs"][part]["answers"][-1]["note"] == "ok"
+
+
+def test_an_earlier_schemas_request_continues_with_a_fixed_sentence() -> None:
+    s = Session(stage=5)
+    part = s.part("a", "Left one", shared=True)
+    s.need("a", part, "to know")
+    s.do("a", "request.make", part=part, text="tell me")
+    doc = export_for(s.room, "therapist", 5.0)
+    doc["schema"] = "partsboard.export/2"
+    for need in doc["needs"]:
+        for field in ("self_offer", "answered_at", "answers"):
+            need.pop(field)
+    doc["digest"] = digest_of(doc)
+    need = next(iter(room_from_export(doc, room_id="r", epoch="e", now=1.0).needs.values()))
+    assert (need.request, need.self_offer) == ("tell me", NOT_ASKED_BEFORE)
+
+
 # ------------------------------------------------------------------ export
 
 
@@ -248,6 +298,11 @@ def test_details_and_labels_continue_into_a_new_room() -> None:
     s.do("a", "checkin.set", scores=scores(4))
     s.do("a", "checkin.set", scores=scores(6), note="later")
     s.do("a", "checkin.reveal")
+    s.do("therapist", "stage.set", stage=5)
+    s.need("a", young, "to be remembered")
+    s.do("a", "request.make", part=young, text="ask about my day")
+    s.do("b", "request.answer", part=young, answer="not_yet")
+    s.do("b", "request.answer", part=young, answer="yes", note="gladly")
     held = s.part("b", "Held back", kind="manager")
     s.do("b", "part.reveal", id=held, to="therapist")
     doc = export_for(s.room, "therapist", 5.0)
@@ -255,6 +310,8 @@ def test_details_and_labels_continue_into_a_new_room() -> None:
     assert [p["scores"]["calm"] for p in doc["checkins"][0]["history"]] == [4]
     room = room_from_export(doc, room_id="next", epoch="e2", now=9.0)
     assert room.parts[young] == s.room.parts[young]
+    assert room.needs[young] == msgspec.structs.replace(s.room.needs[young],
+                                                        order=room.needs[young].order)
     assert room.parts[guard] == s.room.parts[guard]
     assert room.links[link].label == "near / far"
     assert [(f.at, f.qualities, f.other) for f in room.feelings.values()] == [

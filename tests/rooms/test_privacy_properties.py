@@ -118,7 +118,9 @@ def _fields(room: Room) -> Iterator[tuple[str, str, set[str], set[str]]]:
         notes = {checkin.note} | {past.note for past in checkin.history}
         yield "checkins", key, set(), notes - {""}
     for key, need in room.needs.items():
-        yield "needs", key, set(), {need.text, need.request or "", need.answer_note} - {""}
+        past = {t for p in need.answers for t in (p.request, p.note)}
+        texts = {need.text, need.request or "", need.answer_note, need.self_offer or ""} | past
+        yield "needs", key, set(), texts - {""}
     for key, note in room.notes.items():
         yield "notes", key, {note.id}, {note.text}
 
@@ -273,8 +275,8 @@ THERAPIST_OPS = sorted(op for op, rule in OPERATIONS.items() if "therapist" in r
 PARTNER_OPS = sorted(op for op, rule in OPERATIONS.items() if "a" in rule.roles)
 # Part work is most of a session; the therapist moves the stage on often enough to reach 5.
 EXTRA_WEIGHT = {"part.add": 3, "part.reveal": 2, "link.add": 2, "need.set": 3, "need.reveal": 4,
-                "request.make": 4, "request.answer": 4, "stage.set": 3, "part.withdraw": 2,
-                "need.withdraw": 2, "link.remove": 2}
+                "need.self": 3, "request.make": 4, "request.answer": 4, "stage.set": 3,
+                "part.withdraw": 2, "need.withdraw": 2, "link.remove": 2}
 
 
 def useful_ops(room: Room, actor: Role) -> list[str]:
@@ -302,6 +304,7 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
         "checkin.reveal": actor in room.checkins, "checkin.withdraw": actor in room.checkins,
         "need.set": any(p.shared for p in own),
         "need.remove": any(n.owner == actor for n in needs),
+        "need.self": any(n.owner == actor and n.self_offer is None for n in needs),
         "need.reveal": any(n.owner == actor and not n.shared for n in needs),
         "need.withdraw": any(n.owner == actor and n.shared for n in needs),
         "request.make": any(n.owner == actor and n.shared for n in needs),
@@ -451,6 +454,8 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
         args = {"scores": scores, "note": draw(st.just("") | st.builds(lambda: text()))}
     elif op == "need.set":
         args = {"part": one_of(own_shared, parts), "text": text()}
+    elif op == "need.self":
+        args = {"part": one_of(own_needs, list(room.needs)), "text": text()}
     elif op == "need.remove":
         args = {"part": one_of(own_needs, list(room.needs))}
     elif op == "need.reveal":

@@ -67,6 +67,7 @@ class Demo:
         self.link("b", "protects", "b_draft", "never")
         self.do("a", "need.set", part=self.ids["left"], text="To know Sam is coming back")
         self.do("a", "need.reveal", part=self.ids["left"])
+        self.do("a", "need.self", part=self.ids["left"], text="I can hold it for a while")
         self.do("a", "request.make", part=self.ids["left"],
                 text="When you need space, tell me when you'll be back")
         self.do("b", "request.answer", part=self.ids["left"], answer="yes",

@@ -90,6 +90,7 @@ async def play_every_command(room: Trio, script: Script) -> set[str]:
     await do(a, "need.reveal", part=alarm)
     await do(a, "need.withdraw", part=alarm)
     await do(a, "need.reveal", part=alarm)
+    await do(a, "need.self", part=alarm, text="I can breathe with it")
     await do(a, "request.make", part=alarm, text="when you need space, tell me when you'll be back")
     await do(b, "request.answer", part=alarm, answer="yes", note="I can do that")
     await do(b, "need.set", part=quiet, text="time")
