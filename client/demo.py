@@ -40,6 +40,14 @@ from rooms.actions import (
     RequestMake,
     SpotlightSet,
     StageSet,
+    TurnConfirm,
+    TurnEnd,
+    TurnReflect,
+    TurnSpeak,
+    TurnStart,
+    UturnAnswer,
+    UturnAsk,
+    UturnShare,
 )
 
 from .http import DEMO_PARTNERS, create_room, end_session, export
@@ -89,6 +97,36 @@ class Demo:
         view = await self.t.wait_seq(self.t.seq)
         name = view["colls"]["room"]["settings"]["stages"][stage - 1]["name"]
         await self.step(f"the therapist moves the room to stage {stage}: {name}")
+
+    async def speak_and_listen(self, parts: dict[str, str]) -> None:
+        t, alex, sam = self.t, self.alex, self.sam
+        await t.run(TurnStart(speaker="a"))
+        await self.step("the therapist gives Alex the floor; Sam listens")
+        await alex.run(TurnSpeak(part=parts["The Alarm"], text=(
+            "A part of me feels scared when you go quiet. "
+            "It is trying to keep me from being left.")))
+        await self.step("Alex speaks for The Alarm: a part of me feels scared when you go quiet")
+        await sam.wait_for(lambda v: any(turn["spoken"] for turn in v["colls"]["turns"].values()))
+        await sam.run(TurnReflect(text="What I heard is that when I go quiet, "
+                                       "a part of you gets scared you'll be left."))
+        await self.step("Sam reflects: what I heard is...")
+        await alex.run(TurnConfirm(heard=True))
+        await self.step("Alex feels heard")
+        await t.run(TurnEnd(swap=True))
+        await self.step("the therapist swaps: Sam speaks, Alex listens")
+        await sam.run(TurnSpeak(part=parts["The Quiet One"], text=(
+            "A part of me goes quiet when voices rise. It is trying to keep the peace.")))
+        await alex.wait_for(lambda v: any(
+            turn["spoken"] and turn["speaker"] == "b" for turn in v["colls"]["turns"].values()))
+        await alex.run(TurnReflect(text="What I heard is that your quiet is keeping the peace."))
+        await sam.run(TurnConfirm(heard=True))
+        await t.run(TurnEnd())
+        await self.step("Sam feels heard; the therapist ends the turn")
+        uturn = await t.create(UturnAsk(partner="b"))
+        await self.step("the therapist invites Sam to a U-turn: what is happening inside you?")
+        await sam.run(UturnAnswer(id=uturn, text="The Good Kid is worried I said it wrong."))
+        await sam.run(UturnShare(id=uturn))
+        await self.step("Sam answers, then shares the answer with Alex")
 
     async def run(self) -> None:
         t, alex, sam = self.t, self.alex, self.sam
@@ -189,6 +227,7 @@ class Demo:
                                 qualities={"curiosity": True, "compassion": True}))
         await self.step("after it steps back, Alex feels curious and compassionate "
                         "toward The Alarm: Self is here")
+        await self.speak_and_listen(parts)
         await t.run(SpotlightSet(part=None))
         await t.create(NoteAdd(text="The cycle is visible to both; the pause was used well."))
         await self.step("the therapist writes a private note")

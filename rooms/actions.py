@@ -98,6 +98,51 @@ class ReadySet(Command, frozen=True):
     ready: bool = True
 
 
+class TurnStart(Command, frozen=True):
+    op = "turn.start"
+    speaker: Partner
+
+
+class TurnSpeak(Command, frozen=True):
+    op = "turn.speak"
+    text: Text
+    part: Id | None = None
+
+
+class TurnReflect(Command, frozen=True):
+    op = "turn.reflect"
+    text: Text
+
+
+class TurnConfirm(Command, frozen=True):
+    op = "turn.confirm"
+    heard: bool
+    correction: Text = ""
+
+
+class TurnEnd(Command, frozen=True):
+    op = "turn.end"
+    swap: bool = False
+
+
+class UturnAsk(Command, frozen=True):
+    op = "uturn.ask"
+    partner: Partner
+    prompt: Text = ""
+
+
+class UturnAnswer(Command, frozen=True):
+    op = "uturn.answer"
+    id: Id
+    text: Text
+
+
+class UturnShare(Command, frozen=True):
+    op = "uturn.share"
+    id: Id
+    shared: bool = True
+
+
 class NoteAdd(Command, frozen=True):
     op = "note.add"
     text: Text

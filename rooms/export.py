@@ -69,6 +69,8 @@ from .model import (
     StageInfo,
     StageNumber,
     Struct,
+    Turn,
+    UTurn,
     other_partner,
 )
 from .stages import DEFAULT_STAGES
@@ -115,12 +117,14 @@ class ExportDoc(Struct, frozen=True):
     checkins: tuple[CheckIn, ...]
     needs: tuple[Need, ...]
     feelings: tuple[Feeling, ...] = ()  # schema /3 on
+    turns: tuple[Turn, ...] = ()
+    uturns: tuple[UTurn, ...] = ()
     notes: tuple[Note, ...] | msgspec.UnsetType = msgspec.UNSET  # the therapist's only
     digest: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | msgspec.UnsetType = (
         msgspec.UNSET)
 
 
-Made = TypeVar("Made", Agreement, Link, Feeling, Need, Note)
+Made = TypeVar("Made", Agreement, Link, Feeling, Need, Note, Turn, UTurn)
 
 
 def in_order(items: Iterable[Made]) -> list[Made]:
@@ -155,6 +159,8 @@ def export_for(room: Room, viewer: Role, exported_at: float) -> dict[str, Any]:
         parts=tuple(visible("parts")),
         links=tuple(in_order(visible("links"))),
         feelings=tuple(in_order(visible("feelings"))),
+        turns=tuple(in_order(visible("turns"))),
+        uturns=tuple(in_order(visible("uturns"))),
         checkins=tuple(sorted(visible("checkins"), key=lambda checkin: checkin.owner)),
         needs=tuple(in_order(visible("needs"))),
         notes=tuple(in_order(room.notes.values())) if viewer == "therapist" else msgspec.UNSET,
@@ -244,7 +250,8 @@ def _parse(doc: object) -> ExportDoc:
     except msgspec.ValidationError:
         # msgspec's message may quote the document; none of it leaves here.
         raise _refuse(INVALID) from None
-    shared = [item.shared for items in (parsed.parts, parsed.checkins, parsed.needs)
+    shared = [item.shared for items in (parsed.parts, parsed.checkins, parsed.needs,
+                                        parsed.uturns)
               for item in items]
     if not all(shared):
         raise _refuse(INVALID)  # a therapist's export holds the shared board only
@@ -352,6 +359,26 @@ def _rebuild(doc: ExportDoc, *, room_id: str, epoch: str, now: float, limits: Li
                      at=need.answered_at, answer=need.answer, note=need.answer_note)
         elif need.answer_note or need.answered_at is not None:
             raise _refuse(INVALID)  # no command writes a note without an answer
+    for turn in in_order(doc.turns):
+        built.make("therapist", "turn.start", "turns", turn.id, at=turn.at,
+                   speaker=turn.speaker)
+        if turn.spoken:
+            built.do(turn.speaker, "turn.speak", text=turn.spoken,
+                     part=None if turn.part is None else part_id(turn.part))
+        if turn.reflection:
+            built.do(turn.listener, "turn.reflect", text=turn.reflection)
+        if turn.heard is not None:
+            built.do(turn.speaker, "turn.confirm", heard=turn.heard,
+                     correction=turn.correction)
+        if turn.ended_at is not None:
+            built.do("therapist", "turn.end", at=turn.ended_at)
+    for uturn in in_order(doc.uturns):
+        made = built.make("therapist", "uturn.ask", "uturns", uturn.id, at=uturn.at,
+                          partner=uturn.partner, prompt=uturn.prompt)
+        if uturn.answer:
+            built.do(uturn.partner, "uturn.answer", at=uturn.answered_at, id=made,
+                     text=uturn.answer)
+        built.do(uturn.partner, "uturn.share", id=made)
     notes = () if isinstance(doc.notes, msgspec.UnsetType) else doc.notes
     for note in in_order(notes):
         built.make("therapist", "note.add", "notes", note.id, at=note.at, text=note.text)

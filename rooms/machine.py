@@ -45,9 +45,11 @@ from .model import (
     Settings,
     StageChange,
     StageInfo,
+    Turn,
+    UTurn,
     other_partner,
 )
-from .stages import DEFAULT_STAGES, FIRST_STAGE, LAST_STAGE, OPERATIONS
+from .stages import DEFAULT_STAGES, FIRST_STAGE, LAST_STAGE, OPERATIONS, UTURN_PROMPT
 from .types import COLOR_PATTERN
 from .views import Event, make_event
 
@@ -178,9 +180,14 @@ def _set_board(room: Room, **changes: object) -> Room:
     return replace(room, board=replace(room.board, **changes))
 
 
-def _drop_spotlight_of(room: Room, part_ids: set[str]) -> Room:
+def _drop_public_references(room: Room, part_ids: set[str]) -> Room:
+    """What everyone sees stops naming parts that are no longer shared: the spotlight,
+    and the part a turn spoke for."""
     if room.board.spotlight in part_ids:
-        return _set_board(room, spotlight=None)
+        room = _set_board(room, spotlight=None)
+    if any(t.part in part_ids for t in room.turns.values()):
+        room = replace(room, turns={k: replace(t, part=None) if t.part in part_ids else t
+                                    for k, t in room.turns.items()})
     return room
 
 
@@ -377,7 +384,7 @@ def _part_remove(room: Room, actor: Role, cmd: a.PartRemove, ctx: Context) -> Ro
         feelings={k: v for k, v in room.feelings.items() if v.part != part.id},
         needs=_without(room.needs, part.id),
     )
-    return _drop_spotlight_of(room, {part.id})
+    return _drop_public_references(room, {part.id})
 
 
 def _confirmed(cmd: a.PartReveal | a.PartRevealAll, parts: list[Part]) -> None:
@@ -410,7 +417,7 @@ def _part_withdraw(room: Room, actor: Role, cmd: a.PartWithdraw, ctx: Context) -
     changed = replace(part, shared=False, with_therapist=cmd.to == "therapist")
     if changed == part:
         return room
-    return _drop_spotlight_of(_put_part(room, changed), {part.id})
+    return _drop_public_references(_put_part(room, changed), {part.id})
 
 
 def _part_details(room: Room, actor: Role, cmd: a.PartDetails, ctx: Context) -> Room:
@@ -493,6 +500,110 @@ def _link_edit(room: Room, actor: Role, cmd: a.LinkEdit, ctx: Context) -> Room:
 def _link_remove(room: Room, actor: Role, cmd: a.LinkRemove, ctx: Context) -> Room:
     link = _own_link(room, actor, cmd.id)
     return replace(room, links=_without(room.links, link.id))
+
+
+# ---------------------------------------------------------------- speaker and listener
+
+def _open_turn(room: Room) -> Turn | None:
+    return next((t for t in room.turns.values() if t.ended_at is None), None)
+
+
+def _put_turn(room: Room, turn: Turn) -> Room:
+    return replace(room, turns=_with(room.turns, turn.id, turn))
+
+
+def _turn_start(room: Room, actor: Role, cmd: a.TurnStart, ctx: Context) -> Room:
+    if _open_turn(room) is not None:
+        raise BadRequest("End the open turn first.", field="speaker")
+    return _start_turn(room, cmd.speaker, ctx)
+
+
+def _start_turn(room: Room, speaker: Partner, ctx: Context) -> Room:
+    if len(room.turns) >= _limits(room).turns:
+        raise LimitExceeded("No more turns can be kept.", field="turns")
+    turn = Turn(ctx.new_id(), speaker, other_partner(speaker), ctx.now, order=_order(room))
+    return _put_turn(room, turn)
+
+
+def _turn_end(room: Room, actor: Role, cmd: a.TurnEnd, ctx: Context) -> Room:
+    turn = _open_turn(room)
+    if turn is None:
+        raise NotFound("There is no open turn.", field="turn")
+    room = _put_turn(room, replace(turn, ended_at=ctx.now))
+    return _start_turn(room, turn.listener, ctx) if cmd.swap else room
+
+
+def _turn_of(room: Room, actor: Role, role: str) -> Turn:
+    turn = _open_turn(room)
+    if turn is None:
+        raise NotFound("There is no open turn.", field="turn")
+    if getattr(turn, role) != actor:
+        raise Forbidden(f"Only the {role} does this in this turn.")
+    return turn
+
+
+def _turn_speak(room: Room, actor: Role, cmd: a.TurnSpeak, ctx: Context) -> Room:
+    turn = _turn_of(room, actor, "speaker")
+    text = clean_text(cmd.text, _limits(room).text_length, "text")
+    if cmd.part is not None:
+        # A turn is seen by everyone: only a shared part can be spoken for on it.
+        part = room.parts.get(cmd.part)
+        if part is None or part.owner != actor or not part.shared:
+            raise NotFound(field="part")
+    # Speaking again (after a correction) asks for a new reflection.
+    return _put_turn(room, replace(turn, part=cmd.part, spoken=text, reflection="",
+                                   heard=None, correction=""))
+
+
+def _turn_reflect(room: Room, actor: Role, cmd: a.TurnReflect, ctx: Context) -> Room:
+    turn = _turn_of(room, actor, "listener")
+    if not turn.spoken:
+        raise BadRequest("The speaker has not spoken yet.", field="text")
+    text = clean_text(cmd.text, _limits(room).text_length, "text")
+    return _put_turn(room, replace(turn, reflection=text, heard=None, correction=""))
+
+
+def _turn_confirm(room: Room, actor: Role, cmd: a.TurnConfirm, ctx: Context) -> Room:
+    turn = _turn_of(room, actor, "speaker")
+    if not turn.reflection:
+        raise BadRequest("The listener has not reflected yet.", field="heard")
+    correction = clean_text(cmd.correction, _limits(room).text_length, "correction",
+                            allow_empty=True)
+    if cmd.heard and correction:
+        raise BadRequest("A correction goes with not feeling heard.", field="correction")
+    return _put_turn(room, replace(turn, heard=cmd.heard, correction=correction))
+
+
+def _uturn_ask(room: Room, actor: Role, cmd: a.UturnAsk, ctx: Context) -> Room:
+    if len(room.uturns) >= _limits(room).uturns:
+        raise LimitExceeded("No more U-turns can be kept.", field="uturns")
+    prompt = clean_text(cmd.prompt, _limits(room).text_length, "prompt", allow_empty=True)
+    uturn = UTurn(ctx.new_id(), cmd.partner, prompt or UTURN_PROMPT, ctx.now,
+                  order=_order(room))
+    return replace(room, uturns=_with(room.uturns, uturn.id, uturn))
+
+
+def _own_uturn(room: Room, actor: Role, uturn_id: str) -> UTurn:
+    uturn = room.uturns.get(uturn_id)
+    if uturn is None or uturn.partner != actor:
+        raise NotFound(field="id")
+    return uturn
+
+
+def _uturn_answer(room: Room, actor: Role, cmd: a.UturnAnswer, ctx: Context) -> Room:
+    uturn = _own_uturn(room, actor, cmd.id)
+    text = clean_text(cmd.text, _limits(room).text_length, "text")
+    uturn = replace(uturn, answer=text, answered_at=ctx.now)
+    return replace(room, uturns=_with(room.uturns, uturn.id, uturn))
+
+
+def _uturn_share(room: Room, actor: Role, cmd: a.UturnShare, ctx: Context) -> Room:
+    uturn = _own_uturn(room, actor, cmd.id)
+    if cmd.shared and not uturn.answer:
+        raise BadRequest("Answer before sharing.", field="id")
+    if uturn.shared == cmd.shared:
+        return room
+    return replace(room, uturns=_with(room.uturns, uturn.id, replace(uturn, shared=cmd.shared)))
 
 
 # ---------------------------------------------------------------- feel-toward
@@ -665,6 +776,14 @@ _HANDLERS: dict[type[a.Command], Callable[..., Room]] = {
     a.EndingStart: _ending_start,
     a.EndingCancel: _ending_cancel,
     a.ReadySet: _ready_set,
+    a.TurnStart: _turn_start,
+    a.TurnSpeak: _turn_speak,
+    a.TurnReflect: _turn_reflect,
+    a.TurnConfirm: _turn_confirm,
+    a.TurnEnd: _turn_end,
+    a.UturnAsk: _uturn_ask,
+    a.UturnAnswer: _uturn_answer,
+    a.UturnShare: _uturn_share,
     a.NoteAdd: _note_add,
     a.NoteEdit: _note_edit,
     a.NoteRemove: _note_remove,

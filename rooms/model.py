@@ -66,6 +66,8 @@ class Limits(Struct, frozen=True):
     feelings_per_part: int = 30
     checkins_kept: int = 10  # earlier check-ins kept in a check-in's history
     answers_kept: int = 10  # earlier answers kept with a need
+    turns: int = 100  # speaker/listener turns kept in a room
+    uturns: int = 100
 
 
 class StageInfo(Struct, frozen=True):
@@ -187,6 +189,41 @@ class Need(Struct, frozen=True):
     answers: tuple[PastAnswer, ...] = ()  # earlier answers, oldest first
 
 
+class Turn(Struct, frozen=True):
+    """One speaker/listener turn of courageous communication, seen by all three.
+
+    The speaker speaks for one of their shared parts (`spoken`), the listener reflects
+    back (`reflection`), the speaker says whether they felt heard (`heard`) or corrects
+    (`correction`, then speaks again). `ended_at` is set when the therapist ends or swaps
+    the turn; at most one turn is open at a time."""
+
+    id: Id
+    speaker: Partner
+    listener: Partner
+    at: float
+    part: Id | None = None
+    spoken: Text = ""
+    reflection: Text = ""
+    heard: bool | None = None
+    correction: Text = ""
+    ended_at: float | None = None
+    order: Order = 0
+
+
+class UTurn(Struct, frozen=True):
+    """A U-turn prompt from the therapist to one partner ("What is happening inside you
+    right now?"); the answer is that partner's and the therapist's unless shared."""
+
+    id: Id
+    partner: Partner
+    prompt: Text
+    at: float
+    answer: Text = ""
+    answered_at: float | None = None
+    shared: bool = False
+    order: Order = 0
+
+
 class Note(Struct, frozen=True):
     id: Id
     text: Text
@@ -247,6 +284,8 @@ class Room(Struct, frozen=True):
     feelings: dict[str, Feeling] = {}
     checkins: dict[str, CheckIn] = {}
     needs: dict[str, Need] = {}
+    turns: dict[str, Turn] = {}
+    uturns: dict[str, UTurn] = {}
     notes: dict[str, Note] = {}
     overwhelm: dict[str, Overwhelm] = {}
     ready: dict[str, bool] = {}

@@ -15,7 +15,7 @@ from typing import Any, Final, NamedTuple, TypeVar, get_args
 
 from .errors import CLOSES, ERRORS, Busy, Close
 from .model import PART_KINDS, ROLES, SELF_QUALITIES, Answer, LinkKind, PartKind
-from .stages import FIRST_STAGE, LAST_STAGE, OPERATIONS
+from .stages import FIRST_STAGE, LAST_STAGE, OPERATIONS, SENTENCE_STEMS, UTURN_PROMPT
 from .types import COLOR_PATTERN, MAX_ID, MAX_TEXT
 from .wire import MAX_FRAME_BYTES, SUBPROTOCOL
 
@@ -81,6 +81,8 @@ def document() -> dict[str, Any]:
         "link_kinds": _labelled(LINK_KIND_LABELS),
         "answers": _labelled(ANSWER_LABELS),
         "self_qualities": _labelled(SELF_QUALITY_LABELS),
+        "sentence_stems": {who: list(stems) for who, stems in SENTENCE_STEMS.items()},
+        "uturn_prompt": UTURN_PROMPT,
         "errors": {
             code: {
                 "message": cls.default_message,

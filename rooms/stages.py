@@ -63,6 +63,14 @@ OPERATIONS: dict[str, Rule] = {
     "link.add": Rule(PARTNERS, 3, freezable=True),
     "link.edit": Rule(PARTNERS, 3, freezable=True),
     "link.remove": Rule(PARTNERS, 3, freezable=True),
+    "turn.start": Rule(THERAPIST, 3),
+    "turn.end": Rule(THERAPIST, 3),
+    "uturn.ask": Rule(THERAPIST, 3),
+    "turn.speak": Rule(PARTNERS, 3, freezable=True),
+    "turn.reflect": Rule(PARTNERS, 3, freezable=True),
+    "turn.confirm": Rule(PARTNERS, 3, freezable=True),
+    "uturn.answer": Rule(PARTNERS, 3, freezable=True),
+    "uturn.share": Rule(PARTNERS, 3, freezable=True),
     # stage 4: Accessing the Self
     "checkin.set": Rule(PARTNERS, 4, freezable=True),
     "checkin.reveal": Rule(PARTNERS, 4, freezable=True),
@@ -79,6 +87,22 @@ OPERATIONS: dict[str, Rule] = {
 
 # Dragging is ephemeral (never committed) but follows part.move's rule.
 DRAG_RULE = OPERATIONS["part.move"]
+
+# Courageous communication, as words to start from (served in the protocol document).
+SENTENCE_STEMS: dict[str, tuple[str, ...]] = {
+    "speaker": (
+        "A part of me feels … when …",
+        "It is trying to protect …",
+        "What it is afraid of is …",
+        "What it would like you to know is …",
+    ),
+    "listener": (
+        "What I heard is …",
+        "Did I get that right?",
+        "Is there more?",
+    ),
+}
+UTURN_PROMPT = "What is happening inside you right now? Which part of you is reacting?"
 
 DEFAULT_STAGES: tuple[StageInfo, ...] = (
     StageInfo(

@@ -30,7 +30,7 @@ NOBODY: Audience = frozenset()
 
 COLLECTIONS = (
     "room", "partners", "agreements", "parts", "links", "feelings",
-    "checkins", "needs", "notes", "overwhelm", "ready",
+    "checkins", "needs", "turns", "uturns", "notes", "overwhelm", "ready",
 )
 
 
@@ -83,8 +83,10 @@ def _members(room: Room, coll: str) -> Mapping[str, Any]:
 
 def audience_of(room: Room, coll: str, key: str, value: Any) -> Audience:
     """Who may see one entity of the room. The one place that decides it."""
-    if coll in ("room", "partners", "agreements"):
+    if coll in ("room", "partners", "agreements", "turns"):
         return EVERYONE
+    if coll == "uturns":
+        return EVERYONE if value.shared else frozenset({"therapist", value.partner})
     if coll == "parts":
         return part_audience(room, value)
     if coll == "links":

@@ -231,6 +231,18 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
         if need.get("answer") == "yes" and need.get("request"):
             take_home.append(item)
 
+    turns = [{
+        "at": _moment(turn["at"]),
+        "speaker": names.get(turn["speaker"], ""),
+        "listener": names.get(turn["listener"], ""),
+        "part": part_label(turn["part"]) if turn.get("part") in parts else "",
+        "spoken": turn["spoken"], "reflection": turn["reflection"],
+        "heard": turn["heard"], "correction": turn["correction"],
+    } for turn in doc.get("turns", ())]
+    uturns = [{"at": _moment(u["at"]), "partner": names.get(u["partner"], ""),
+               "prompt": u["prompt"], "answer": u["answer"], "private": private(u["shared"])}
+              for u in doc.get("uturns", ())]
+
     agreements = []
     for agreement in doc["agreements"]:
         acked = [names[p] for p in ("a", "b") if p in agreement.get("acks", ()) and p in names]
@@ -264,6 +276,8 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
         "cycle": cycle,
         "needs": needs,
         "take_home": take_home,
+        "turns": turns,
+        "uturns": uturns,
         "notes": [
             {"text": note["text"], "at": _moment(note["at"])} for note in doc.get("notes", ())
         ] if is_therapist else [],

@@ -26,7 +26,7 @@ from rooms.errors import (
     StageLocked,
 )
 from rooms.model import Limits, PartnerInfo, Role, Room
-from rooms.stages import LAST_STAGE, OPERATIONS
+from rooms.stages import LAST_STAGE, OPERATIONS, UTURN_PROMPT
 
 Check = Callable[[Session, Room, views.Event], None]
 Scenario = tuple[Role, dict[str, Any], Check]
@@ -168,6 +168,97 @@ def sc_ready_set(s: Session) -> Scenario:
         assert s.room.ready == {"a": True}
         assert changed(ev, "ready") == {"a": True}
     return "a", {"ready": True}, check
+
+
+def sc_turn_start(s: Session) -> Scenario:
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        (turn,) = s.room.turns.values()
+        assert (turn.speaker, turn.listener, turn.at, turn.ended_at) == ("b", "a", s.now, None)
+        assert changed(ev, "turns")[turn.id]["speaker"] == "b"
+    return "therapist", {"speaker": "b"}, check
+
+
+def _open_turn(s: Session, speaker: Role = "a", *, spoken: bool = False,
+               reflected: bool = False) -> str:
+    event = s.do("therapist", "turn.start", speaker=speaker)
+    (turn,) = [c.id for c in event.changes if c.coll == "turns"]
+    listener = "b" if speaker == "a" else "a"
+    if spoken:
+        s.do(speaker, "turn.speak", text="A part of me feels scared when you go quiet.")
+    if reflected:
+        s.do(listener, "turn.reflect", text="What I heard is that a part of you is scared.")
+    return turn
+
+
+def sc_turn_speak(s: Session) -> Scenario:
+    turn = _open_turn(s, "a")
+    part = s.part("a", "Alarm", shared=True)
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert (s.room.turns[turn].spoken, s.room.turns[turn].part) == ("It is loud.", part)
+        assert changed(ev, "turns")[turn]["spoken"] == "It is loud."
+    return "a", {"text": "It is loud.", "part": part}, check
+
+
+def sc_turn_reflect(s: Session) -> Scenario:
+    turn = _open_turn(s, "b", spoken=True)
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.turns[turn].reflection == "What I heard is fear."
+    return "a", {"text": "What I heard is fear."}, check
+
+
+def sc_turn_confirm(s: Session) -> Scenario:
+    turn = _open_turn(s, "a", spoken=True, reflected=True)
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert (s.room.turns[turn].heard, s.room.turns[turn].correction) == (
+            False, "more sad than scared")
+    return "a", {"heard": False, "correction": "more sad than scared"}, check
+
+
+def sc_turn_end(s: Session) -> Scenario:
+    turn = _open_turn(s, "a", spoken=True)
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.turns[turn].ended_at == s.now
+        (new,) = set(s.room.turns) - {turn}
+        assert (s.room.turns[new].speaker, s.room.turns[new].listener) == ("b", "a")
+    return "therapist", {"swap": True}, check
+
+
+def sc_uturn_ask(s: Session) -> Scenario:
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        (uturn,) = s.room.uturns.values()
+        assert (uturn.partner, uturn.prompt, uturn.shared) == ("a", UTURN_PROMPT, False)
+        assert set(changed(ev, "uturns")) == {uturn.id}
+    return "therapist", {"partner": "a"}, check
+
+
+def _uturn(s: Session, partner: Role, answer: str = "") -> str:
+    event = s.do("therapist", "uturn.ask", partner=partner)
+    (uturn,) = [c.id for c in event.changes if c.coll == "uturns"]
+    if answer:
+        s.do(partner, "uturn.answer", id=uturn, text=answer)
+    return uturn
+
+
+def sc_uturn_answer(s: Session) -> Scenario:
+    uturn = _uturn(s, "b")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert (s.room.uturns[uturn].answer, s.room.uturns[uturn].answered_at) == (
+            "my critic is up", s.now)
+    return "b", {"id": uturn, "text": "my critic is up"}, check
+
+
+def sc_uturn_share(s: Session) -> Scenario:
+    uturn = _uturn(s, "a", "a part of me wants to run")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.uturns[uturn].shared is True
+        assert views.event_for(ev, "b")["changes"][0][2]["answer"] == "a part of me wants to run"
+    return "a", {"id": uturn}, check
 
 
 def sc_note_add(s: Session) -> Scenario:
@@ -450,6 +541,14 @@ SCENARIOS: dict[str, Callable[[Session], Scenario]] = {
     "ending.start": sc_ending_start,
     "ending.cancel": sc_ending_cancel,
     "ready.set": sc_ready_set,
+    "turn.start": sc_turn_start,
+    "turn.speak": sc_turn_speak,
+    "turn.reflect": sc_turn_reflect,
+    "turn.confirm": sc_turn_confirm,
+    "turn.end": sc_turn_end,
+    "uturn.ask": sc_uturn_ask,
+    "uturn.answer": sc_uturn_answer,
+    "uturn.share": sc_uturn_share,
     "note.add": sc_note_add,
     "note.edit": sc_note_edit,
     "note.remove": sc_note_remove,
@@ -628,6 +727,17 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("overwhelm.clear", {"partner": "therapist"}, "partner"),
     ("overwhelm.clear", {"partner": DROP}, "partner"),
     ("ready.set", {"ready": "no"}, "ready"),
+    ("turn.start", {"speaker": "therapist"}, "speaker"),
+    ("turn.speak", {"text": ""}, "text"),
+    ("turn.speak", {"part": 3}, "part"),
+    ("turn.reflect", {"text": DROP}, "text"),
+    ("turn.confirm", {"heard": "yes"}, "heard"),
+    ("turn.confirm", {"heard": True, "correction": "no"}, "correction"),
+    ("turn.end", {"swap": 1}, "swap"),
+    ("uturn.ask", {"partner": DROP}, "partner"),
+    ("uturn.ask", {"prompt": "\x00"}, "prompt"),
+    ("uturn.answer", {"text": " "}, "text"),
+    ("uturn.share", {"shared": "no"}, "shared"),
     ("note.add", {"text": None}, "text"),
     ("note.add", {"text": ""}, "text"),
     ("note.edit", {"text": DROP}, "text"),
@@ -744,6 +854,10 @@ NOT_FOUND: list[tuple[str, Role, dict[str, Any], str]] = [
     ("spotlight.set", "therapist", {"part": "nope"}, "part"),
     ("overwhelm.ack", "therapist", {"partner": "a"}, "partner"),
     ("note.edit", "therapist", {"id": "nope", "text": "x"}, "id"),
+    ("turn.end", "therapist", {}, "turn"),
+    ("turn.speak", "a", {"text": "x"}, "turn"),
+    ("uturn.answer", "a", {"id": "nope", "text": "x"}, "id"),
+    ("uturn.share", "a", {"id": "nope"}, "id"),
     ("note.remove", "therapist", {"id": "nope"}, "id"),
     ("part.edit", "a", {"id": "nope", "name": "x"}, "id"),
     ("part.move", "a", {"id": "nope", "x": 0, "y": 0}, "id"),

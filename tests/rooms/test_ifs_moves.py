@@ -11,9 +11,10 @@ import msgspec
 from rooms_helpers import Session
 
 from rooms import model, views
-from rooms.errors import BadRequest, LimitExceeded, NotFound
+from rooms.errors import BadRequest, Forbidden, LimitExceeded, NotFound
 from rooms.export import NOT_ASKED_BEFORE, digest_of, export_for, room_from_export
 from rooms.model import Limits
+from rooms.stages import UTURN_PROMPT
 
 # ------------------------------------------------------------------ a part's details
 
@@ -280,6 +281,54 @@ def test_an_earlier_schemas_request_continues_with_a_fixed_sentence() -> None:
     assert (need.request, need.self_offer) == ("tell me", NOT_ASKED_BEFORE)
 
 
+# ------------------------------------------------------------------ speaker and listener
+
+
+def test_a_full_turn_seen_by_all_three() -> None:
+    s = Session(stage=3, drafts=False)
+    alarm = s.part("a", "Alarm", shared=True)
+    hidden = s.part("a", "Hidden")
+    s.do("therapist", "turn.start", speaker="a")
+    assert s.refuse("therapist", "turn.start", BadRequest, speaker="b").field == "speaker"
+    assert s.refuse("b", "turn.speak", Forbidden, text="me first").code == "forbidden"
+    assert s.refuse("b", "turn.reflect", BadRequest, text="too soon").field == "text"
+    assert s.refuse("a", "turn.speak", NotFound, text="x", part=hidden).field == "part"
+    s.do("a", "turn.speak", text="A part of me feels scared when you go quiet.", part=alarm)
+    s.do("b", "turn.reflect", text="What I heard is that you are angry.")
+    s.do("a", "turn.confirm", heard=False, correction="scared, not angry")
+    s.do("a", "turn.speak", text="It is trying to keep me from being left.", part=alarm)
+    (turn,) = s.room.turns.values()
+    assert (turn.reflection, turn.heard, turn.correction) == ("", None, "")
+    s.do("b", "turn.reflect", text="What I heard is that it keeps you from being left.")
+    s.do("a", "turn.confirm", heard=True)
+    for viewer in ("a", "b", "therapist"):
+        assert s.view(viewer)["colls"]["turns"][turn.id]["heard"] is True
+    s.do("therapist", "turn.end", swap=True)
+    (new,) = [t for t in s.room.turns.values() if t.ended_at is None]
+    assert (new.speaker, new.listener) == ("b", "a")
+    s.do("a", "part.withdraw", id=alarm)  # the turn no longer names a part b cannot see
+    assert s.room.turns[turn.id].part is None
+    assert s.room.turns[turn.id].spoken.startswith("It is trying")
+
+
+def test_a_u_turn_answer_is_private_to_that_partner_and_the_therapist() -> None:
+    s = Session(stage=3, drafts=False)
+    ev = s.do("therapist", "uturn.ask", partner="b", prompt="")
+    (uturn,) = s.room.uturns.values()
+    assert uturn.prompt == UTURN_PROMPT
+    assert views.event_for(ev, "a")["hidden"] is True
+    assert s.refuse("a", "uturn.answer", NotFound, id=uturn.id, text="x").to_wire() == \
+        s.refuse("a", "uturn.answer", NotFound, id="never", text="x").to_wire()
+    assert s.refuse("b", "uturn.share", BadRequest, id=uturn.id).field == "id"
+    s.do("b", "uturn.answer", id=uturn.id, text="my critic wants to win")
+    assert s.view("therapist")["colls"]["uturns"][uturn.id]["answer"] == "my critic wants to win"
+    assert s.view("a")["colls"]["uturns"] == {}
+    s.do("b", "uturn.share", id=uturn.id)
+    assert s.view("a")["colls"]["uturns"][uturn.id]["answer"] == "my critic wants to win"
+    ev = s.do("b", "uturn.share", id=uturn.id, shared=False)
+    assert views.event_for(ev, "a")["changes"] == [["uturns", uturn.id, None]]
+
+
 # ------------------------------------------------------------------ export
 
 
@@ -298,6 +347,16 @@ def test_details_and_labels_continue_into_a_new_room() -> None:
     s.do("a", "checkin.set", scores=scores(4))
     s.do("a", "checkin.set", scores=scores(6), note="later")
     s.do("a", "checkin.reveal")
+    s.do("therapist", "turn.start", speaker="a")
+    s.do("a", "turn.speak", text="a part of me is scared", part=young)
+    s.do("b", "turn.reflect", text="what I heard is scared")
+    s.do("a", "turn.confirm", heard=True)
+    s.do("therapist", "turn.end", swap=True)
+    s.do("therapist", "uturn.ask", partner="b")
+    u_shared = next(iter(s.room.uturns))
+    s.do("b", "uturn.answer", id=u_shared, text="my wall went up")
+    s.do("b", "uturn.share", id=u_shared)
+    s.do("therapist", "uturn.ask", partner="a", prompt="what happens now?")
     s.do("therapist", "stage.set", stage=5)
     s.need("a", young, "to be remembered")
     s.do("a", "request.make", part=young, text="ask about my day")
@@ -310,6 +369,9 @@ def test_details_and_labels_continue_into_a_new_room() -> None:
     assert [p["scores"]["calm"] for p in doc["checkins"][0]["history"]] == [4]
     room = room_from_export(doc, room_id="next", epoch="e2", now=9.0)
     assert room.parts[young] == s.room.parts[young]
+    assert [msgspec.structs.replace(t, id="", order=0) for t in room.turns.values()] == [
+        msgspec.structs.replace(t, id="", order=0) for t in s.room.turns.values()]
+    assert [u.answer for u in room.uturns.values()] == ["my wall went up"]  # shared only
     assert room.needs[young] == msgspec.structs.replace(s.room.needs[young],
                                                         order=room.needs[young].order)
     assert room.parts[guard] == s.room.parts[guard]

@@ -79,6 +79,9 @@ def expected_snapshot(room: Room, viewer: Role) -> dict[str, Any]:
         "checkins": {k: c for k, c in room.checkins.items() if sees(c.owner, c.shared)},
         "needs": {k: n for k, n in room.needs.items()
                   if n.part in parts and sees(n.owner, n.shared)},
+        "turns": room.turns,
+        "uturns": {k: u for k, u in room.uturns.items()
+                   if u.shared or viewer in ("therapist", u.partner)},
         "notes": room.notes if viewer == "therapist" else {},
         "overwhelm": {k: s for k, s in room.overwhelm.items() if viewer in ("therapist", k)},
         "ready": {k: r for k, r in room.ready.items() if viewer in ("therapist", k)},
@@ -121,6 +124,11 @@ def _fields(room: Room) -> Iterator[tuple[str, str, set[str], set[str]]]:
         past = {t for p in need.answers for t in (p.request, p.note)}
         texts = {need.text, need.request or "", need.answer_note, need.self_offer or ""} | past
         yield "needs", key, set(), texts - {""}
+    for key, turn in room.turns.items():
+        texts = {turn.spoken, turn.reflection, turn.correction}
+        yield "turns", key, {turn.id}, texts - {""}
+    for key, uturn in room.uturns.items():
+        yield "uturns", key, {uturn.id}, {uturn.prompt, uturn.answer} - {""}
     for key, note in room.notes.items():
         yield "notes", key, {note.id}, {note.text}
 
@@ -305,6 +313,15 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
         "need.set": any(p.shared for p in own),
         "need.remove": any(n.owner == actor for n in needs),
         "need.self": any(n.owner == actor and n.self_offer is None for n in needs),
+        "turn.start": not any(t.ended_at is None for t in room.turns.values()),
+        "turn.end": any(t.ended_at is None for t in room.turns.values()),
+        "turn.speak": any(t.ended_at is None and t.speaker == actor for t in room.turns.values()),
+        "turn.reflect": any(t.ended_at is None and t.listener == actor and t.spoken
+                            for t in room.turns.values()),
+        "turn.confirm": any(t.ended_at is None and t.speaker == actor and t.reflection
+                            for t in room.turns.values()),
+        "uturn.answer": any(u.partner == actor for u in room.uturns.values()),
+        "uturn.share": any(u.partner == actor and u.answer for u in room.uturns.values()),
         "need.reveal": any(n.owner == actor and not n.shared for n in needs),
         "need.withdraw": any(n.owner == actor and n.shared for n in needs),
         "request.make": any(n.owner == actor and n.shared for n in needs),
@@ -454,6 +471,25 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
         args = {"scores": scores, "note": draw(st.just("") | st.builds(lambda: text()))}
     elif op == "need.set":
         args = {"part": one_of(own_shared, parts), "text": text()}
+    elif op == "turn.start":
+        args = {"speaker": draw(st.sampled_from(model.PARTNERS))}
+    elif op == "turn.end":
+        args = {"swap": draw(st.booleans())}
+    elif op == "turn.speak":
+        args = {"text": text()}
+        if draw(st.booleans()):
+            args["part"] = one_of(own_shared, parts)
+    elif op in ("turn.reflect", "uturn.ask"):
+        args = {"text": text()} if op == "turn.reflect" else {
+            "partner": draw(st.sampled_from(model.PARTNERS)),
+            "prompt": draw(st.just("") | st.builds(lambda: text()))}
+    elif op == "turn.confirm":
+        heard = draw(st.booleans())
+        args = {"heard": heard, "correction": "" if heard else text()}
+    elif op in ("uturn.answer", "uturn.share"):
+        mine = [k for k, u in room.uturns.items() if u.partner == actor]
+        args = {"id": one_of(mine, list(room.uturns))}
+        args |= {"text": text()} if op == "uturn.answer" else {"shared": draw(st.booleans())}
     elif op == "need.self":
         args = {"part": one_of(own_needs, list(room.needs)), "text": text()}
     elif op == "need.remove":
