@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from ifs_moves import open_ifs_room, play_ifs_moves
 from live_rooms import Script, Trio, board, canary, decoded_frames, event_seqs, open_room, scores
 from redis_backends import BACKENDS, scan_all
 
@@ -103,6 +104,16 @@ async def play_every_command(room: Trio, script: Script) -> set[str]:
     return sent
 
 
+async def play_ifs_moves_in_a_room_of_their_own(base_url: str) -> set[str]:
+    """Issue 11's moves (tests/server/test_live_ifs_moves.py checks what each viewer got),
+    on connections of their own so neither script meets the command rate limit."""
+    room = await open_ifs_room(base_url)
+    try:
+        return (await play_ifs_moves(room)).sent
+    finally:
+        await room.close()
+
+
 async def assert_mirrors_match_fresh_snapshots(room: Trio) -> None:
     seq = max(client.seq for client in room.all)
     for client in room.all:
@@ -124,6 +135,7 @@ async def test_a_whole_session_uses_every_command(server) -> None:
                     notes=[canary("note"), canary("note-edited")])
     try:
         sent = await play_every_command(room, script)
+        sent |= await play_ifs_moves_in_a_room_of_their_own(server.base_url)
         assert sent == set(OPERATIONS), f"not exercised: {set(OPERATIONS) - sent}"
         await assert_mirrors_match_fresh_snapshots(room)
         t_view, a_view, b_view = (c.view for c in room.all)
