@@ -26,6 +26,7 @@ from rooms.actions import (
     NeedSelf,
     NeedSet,
     NoteAdd,
+    PartAccept,
     PartAdd,
     PartBlend,
     PartDetails,
@@ -38,6 +39,7 @@ from rooms.actions import (
     ReadySet,
     RequestAnswer,
     RequestMake,
+    ScribePartAdd,
     SpotlightSet,
     StageSet,
     TurnConfirm,
@@ -166,6 +168,13 @@ class Demo:
         await alex.drag(parts["The Alarm"], 0.4, 0.45)
         await alex.run(PartMove(id=parts["The Alarm"], x=0.42, y=0.45))
         await self.step("Alex moves The Alarm closer to the middle")
+        written = await t.create(ScribePartAdd(partner="b", name="The Peacekeeper",
+                                               kind="manager", x=0.9, y=0.45))
+        await self.step("the therapist, as scribe, writes The Peacekeeper for Sam: "
+                        "only Sam and the therapist see it")
+        await sam.wait_for(lambda v: written in v["colls"]["parts"])
+        await sam.run(PartAccept(id=written))
+        await self.step("Sam accepts The Peacekeeper as Sam's own")
         await sam.run(PartRevealAll(confirm=True))
         await self.step("Sam shares all of Sam's parts, the exile too, after a gentle check")
         exile = parts["The one who gets left"]

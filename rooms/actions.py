@@ -203,6 +203,40 @@ class PartDetails(Command, frozen=True):
     burden: Text | None = None
 
 
+class PartAccept(Command, frozen=True):
+    op = "part.accept"
+    id: Id
+
+
+class ScribePartAdd(Command, frozen=True):
+    op = "scribe.part_add"
+    partner: Partner
+    name: Text
+    kind: PartKind = "unsure"
+    x: Coordinate = 0.5
+    y: Coordinate = 0.5
+
+
+class ScribePartEdit(Command, frozen=True):
+    op = "scribe.part_edit"
+    id: Id
+    name: Text | None = None
+    kind: PartKind | None = None
+    job: Text | None = None
+    fear: Text | None = None
+    age: Text | None = None
+    intent: Text | None = None
+    burden: Text | None = None
+
+
+class ScribeLinkAdd(Command, frozen=True):
+    op = "scribe.link_add"
+    kind: LinkKind
+    source: Id
+    target: Id
+    label: Text = ""
+
+
 class PartReveal(Command, frozen=True):
     op = "part.reveal"
     id: Id

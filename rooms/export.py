@@ -318,13 +318,19 @@ def _rebuild(doc: ExportDoc, *, room_id: str, epoch: str, now: float, limits: Li
                    text=agreement.text)
     part_ids: dict[str, str] = {}
     for part in doc.parts:
-        new = built.make(part.owner, "part.add", "parts", part.id, name=part.name,
-                         kind=part.kind, x=part.x, y=part.y)
+        # A part the therapist wrote keeps its mark: the therapist writes it again.
+        new = built.make("therapist", "scribe.part_add", "parts", part.id,
+                         partner=part.owner, name=part.name, kind=part.kind, x=part.x,
+                         y=part.y) if part.by_therapist else built.make(
+            part.owner, "part.add", "parts", part.id, name=part.name, kind=part.kind,
+            x=part.x, y=part.y)
         part_ids[part.id] = new
         details = {field: getattr(part, field) for field in PART_DETAILS
                    if getattr(part, field)}
         if details:
             built.do(part.owner, "part.details", id=new, **details)
+        if part.with_therapist:
+            built.do(part.owner, "part.reveal", id=new, to="therapist", confirm=True)
         built.do(part.owner, "part.reveal", id=new, confirm=True)
         if part.blend is not None:
             built.do(part.owner, "part.blend", id=new, level=part.blend)

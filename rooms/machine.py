@@ -51,7 +51,7 @@ from .model import (
 )
 from .stages import DEFAULT_STAGES, FIRST_STAGE, LAST_STAGE, OPERATIONS, UTURN_PROMPT
 from .types import COLOR_PATTERN
-from .views import Event, make_event
+from .views import Event, make_event, part_audience
 
 T = TypeVar("T")
 replace = msgspec.structs.replace
@@ -420,12 +420,55 @@ def _part_withdraw(room: Room, actor: Role, cmd: a.PartWithdraw, ctx: Context) -
     return _drop_public_references(_put_part(room, changed), {part.id})
 
 
+def _part_accept(room: Room, actor: Role, cmd: a.PartAccept, ctx: Context) -> Room:
+    part = _own_part(room, actor, cmd.id)
+    return _put_part(room, replace(part, by_therapist=False)) if part.by_therapist else room
+
+
+# The therapist as scribe: what they write for a partner is that partner's, seen by the
+# two of them (with_therapist) until the partner shares it; the therapist edits only what
+# they wrote and the partner has not yet accepted.
+
+def _scribe_part_add(room: Room, actor: Role, cmd: a.ScribePartAdd, ctx: Context) -> Room:
+    part = _new_part(room, cmd.partner, cmd.name, cmd.kind, cmd.x, cmd.y, ctx, "name")
+    return _put_part(room, replace(part, with_therapist=True, by_therapist=True))
+
+
+def _scribed_part(room: Room, part_id: str, field: str) -> Part:
+    part = room.parts.get(part_id)
+    # A part its partner took back from the therapist answers like no part at all.
+    if part is None or not part.by_therapist or "therapist" not in part_audience(room, part):
+        raise NotFound(field=field)
+    return part
+
+
+def _scribe_part_edit(room: Room, actor: Role, cmd: a.ScribePartEdit, ctx: Context) -> Room:
+    part = _scribed_part(room, cmd.id, "id")
+    if cmd.name is not None:
+        part = replace(part, name=clean_text(cmd.name, _limits(room).name_length, "name",
+                                             single_line=True))
+    if cmd.kind is not None:
+        part = replace(part, kind=cmd.kind)
+    return _put_part(room, _with_details(room, part, cmd))
+
+
+def _scribe_link_add(room: Room, actor: Role, cmd: a.ScribeLinkAdd, ctx: Context) -> Room:
+    # A link from a part the therapist wrote: seen by no one its source is hidden from.
+    source = _scribed_part(room, cmd.source, "source")
+    target = room.parts.get(cmd.target)
+    if target is None or "therapist" not in part_audience(room, target) or (
+            target.owner != source.owner and not target.shared):
+        raise NotFound(field="target")
+    return _add_link(room, source.owner, cmd.kind, source, target, _label(room, cmd.label),
+                     ctx)
+
+
 def _part_details(room: Room, actor: Role, cmd: a.PartDetails, ctx: Context) -> Room:
     part = _own_part(room, actor, cmd.id)
     return _put_part(room, _with_details(room, part, cmd))
 
 
-def _with_details(room: Room, part: Part, cmd: a.PartDetails) -> Part:
+def _with_details(room: Room, part: Part, cmd: a.PartDetails | a.ScribePartEdit) -> Part:
     changes = {}
     for field in PART_DETAILS:
         text = getattr(cmd, field)
@@ -793,6 +836,10 @@ _HANDLERS: dict[type[a.Command], Callable[..., Room]] = {
     a.PartMove: _part_move,
     a.PartRemove: _part_remove,
     a.PartDetails: _part_details,
+    a.PartAccept: _part_accept,
+    a.ScribePartAdd: _scribe_part_add,
+    a.ScribePartEdit: _scribe_part_edit,
+    a.ScribeLinkAdd: _scribe_link_add,
     a.PartReveal: _part_reveal,
     a.PartRevealAll: _part_reveal_all,
     a.PartWithdraw: _part_withdraw,

@@ -96,7 +96,9 @@ class Agreement(Struct, frozen=True):
 class Part(Struct, frozen=True):
     """A partner's part. `shared`: everyone sees it; `with_therapist`: while not shared,
     the therapist sees it too, whatever the room's drafts setting (the first of the two
-    steps of sharing). The details follow the part's visibility; `burden` is an exile's."""
+    steps of sharing). The details follow the part's visibility; `burden` is an exile's.
+    A part the therapist wrote as scribe starts with the therapist (`with_therapist`) and
+    carries `by_therapist` until its partner accepts it."""
 
     id: Id
     owner: Partner
@@ -112,6 +114,7 @@ class Part(Struct, frozen=True):
     age: Text = ""
     intent: Text = ""
     burden: Text = ""
+    by_therapist: bool = False  # written by the therapist as scribe, until its partner accepts
 
 
 PART_DETAILS = ("job", "fear", "age", "intent", "burden")

@@ -43,6 +43,10 @@ OPERATIONS: dict[str, Rule] = {
     "note.edit": Rule(THERAPIST, 1),
     "note.remove": Rule(THERAPIST, 1),
     "partner.update": Rule(THERAPIST, 1),
+    # the therapist as scribe, writing for a partner
+    "scribe.part_add": Rule(THERAPIST, 2),
+    "scribe.part_edit": Rule(THERAPIST, 2),
+    "scribe.link_add": Rule(THERAPIST, 3),
     # partners, stage 1: safety first, never frozen
     "agreement.ack": Rule(PARTNERS, 1),
     "pause.raise": Rule(PARTNERS, 1),
@@ -52,6 +56,7 @@ OPERATIONS: dict[str, Rule] = {
     "part.add": Rule(PARTNERS, 2, freezable=True),
     "part.edit": Rule(PARTNERS, 2, freezable=True),
     "part.details": Rule(PARTNERS, 2, freezable=True),
+    "part.accept": Rule(PARTNERS, 2, freezable=True),
     "part.move": Rule(PARTNERS, 2, freezable=True),
     "part.remove": Rule(PARTNERS, 2, freezable=True),
     "part.reveal": Rule(PARTNERS, 2, freezable=True),

@@ -157,6 +157,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
         for kind, label, hint in KIND_GROUPS:
             members = [
                 {"name": p["name"], "blend": p.get("blend"), "private": private(p["shared"]),
+                 "by_therapist": bool(p.get("by_therapist")),
                  "details": [(label, p[field]) for field, label in DETAIL_LABELS
                              if p.get(field)],
                  "feelings": feelings.get(str(p["id"]), [])}

@@ -343,6 +343,48 @@ def sc_part_details(s: Session) -> Scenario:
     return "b", {"id": part, "fear": " being alone ", "age": "six", "burden": "too much"}, check
 
 
+def _scribed(s: Session, partner: Role, name: str = "Written for you") -> str:
+    event = s.do("therapist", "scribe.part_add", partner=partner, name=name)
+    (part,) = [c.id for c in event.changes if c.coll == "parts"]
+    return part
+
+
+def sc_part_accept(s: Session) -> Scenario:
+    part = _scribed(s, "a")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert s.room.parts[part].by_therapist is False
+        assert changed(ev, "parts")[part]["by_therapist"] is False
+    return "a", {"id": part}, check
+
+
+def sc_scribe_part_add(s: Session) -> Scenario:
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        (part,) = s.room.parts.values()
+        assert (part.owner, part.name, part.kind) == ("b", "The Fixer", "manager")
+        assert (part.shared, part.with_therapist, part.by_therapist) == (False, True, True)
+        assert views.event_for(ev, "a")["hidden"] is True
+    return "therapist", {"partner": "b", "name": "The Fixer", "kind": "manager"}, check
+
+
+def sc_scribe_part_edit(s: Session) -> Scenario:
+    part = _scribed(s, "b")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        assert (s.room.parts[part].name, s.room.parts[part].job) == ("Fixer", "fixes it")
+    return "therapist", {"id": part, "name": "Fixer", "job": "fixes it"}, check
+
+
+def sc_scribe_link_add(s: Session) -> Scenario:
+    source, target = _scribed(s, "a", "One"), _scribed(s, "a", "Two")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        (link,) = s.room.links.values()
+        assert (link.owner, link.kind, link.source, link.target) == (
+            "a", "polarized_with", source, target)
+    return "therapist", {"kind": "polarized_with", "source": source, "target": target}, check
+
+
 def sc_part_reveal(s: Session) -> Scenario:
     part = s.part("a", "Pleaser")
 
@@ -558,6 +600,10 @@ SCENARIOS: dict[str, Callable[[Session], Scenario]] = {
     "part.move": sc_part_move,
     "part.remove": sc_part_remove,
     "part.details": sc_part_details,
+    "part.accept": sc_part_accept,
+    "scribe.part_add": sc_scribe_part_add,
+    "scribe.part_edit": sc_scribe_part_edit,
+    "scribe.link_add": sc_scribe_link_add,
     "part.reveal": sc_part_reveal,
     "part.reveal_all": sc_part_reveal_all,
     "part.withdraw": sc_part_withdraw,
@@ -770,6 +816,11 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("part.reveal", {"to": "b"}, "to"),
     ("part.reveal", {"confirm": "yes"}, "confirm"),
     ("part.details", {"job": 3}, "job"),
+    ("part.accept", {"id": None}, "id"),
+    ("scribe.part_add", {"partner": "therapist"}, "partner"),
+    ("scribe.part_add", {"name": ""}, "name"),
+    ("scribe.part_edit", {"burden": "too much"}, "burden"),
+    ("scribe.link_add", {"kind": "hates"}, "kind"),
     ("part.details", {"fear": "\x00"}, "fear"),
     ("part.details", {"name": "x"}, "args"),
     ("part.withdraw", {"to": "everyone"}, "to"),
@@ -866,6 +917,10 @@ NOT_FOUND: list[tuple[str, Role, dict[str, Any], str]] = [
     ("part.withdraw", "a", {"id": "nope"}, "id"),
     ("part.blend", "a", {"id": "nope", "level": 1}, "id"),
     ("part.details", "a", {"id": "nope", "job": "x"}, "id"),
+    ("part.accept", "a", {"id": "nope"}, "id"),
+    ("scribe.part_edit", "therapist", {"id": "nope", "name": "x"}, "id"),
+    ("scribe.link_add", "therapist", {"kind": "protects", "source": "nope", "target": "x"},
+     "source"),
     ("link.edit", "a", {"id": "nope", "label": "x"}, "id"),
     ("part.feel", "a", {"id": "nope", "other": "x"}, "id"),
     ("link.add", "a", {"kind": "protects", "source": "nope", "target": "nope"}, "source"),
@@ -1002,6 +1057,7 @@ OWN_PART_OPS: list[tuple[str, dict[str, Any]]] = [
     ("part.blend", {"level": 3}),
     ("part.details", {"job": "keeps me safe"}),
     ("part.feel", {"qualities": {"calm": True}}),
+    ("part.accept", {}),
 ]
 
 

@@ -329,6 +329,42 @@ def test_a_u_turn_answer_is_private_to_that_partner_and_the_therapist() -> None:
     assert views.event_for(ev, "a")["changes"] == [["uturns", uturn.id, None]]
 
 
+# ------------------------------------------------------------------ the therapist as scribe
+
+
+def test_what_the_therapist_writes_is_the_partners_until_they_share_it() -> None:
+    s = Session(stage=3, drafts=False)
+    ev = s.do("therapist", "scribe.part_add", partner="a", name="The Rescuer", kind="manager")
+    (part,) = s.room.parts
+    assert views.event_for(ev, "b")["hidden"] is True
+    assert s.view("a")["colls"]["parts"][part]["by_therapist"] is True
+    s.do("therapist", "scribe.part_edit", id=part, job="steps in first")
+    theirs = s.part("b", "Quiet", shared=True)
+    ev = s.do("therapist", "scribe.link_add", kind="reacts_to", source=part, target=theirs)
+    assert views.event_for(ev, "b")["hidden"] is True
+    # The partner changes it, accepts it (the mark goes), and shares it when ready.
+    s.do("a", "part.edit", id=part, name="My Rescuer")
+    s.do("a", "part.accept", id=part)
+    assert s.refuse("therapist", "scribe.part_edit", NotFound, id=part,
+                    name="x").field == "id"  # accepted: the partner's own now
+    s.do("a", "part.reveal", id=part)
+    assert s.view("b")["colls"]["parts"][part]["job"] == "steps in first"
+
+
+def test_a_scribed_part_taken_back_is_not_found_for_the_therapist() -> None:
+    s = Session(stage=3, drafts=False)
+    part = s.do("therapist", "scribe.part_add", partner="b", name="Hider").changes[0].id
+    s.do("b", "part.withdraw", id=part)  # back to the partner alone
+    assert part not in s.view("therapist")["colls"]["parts"]
+    for op, args in (("scribe.part_edit", {"id": part}),
+                     ("scribe.link_add", {"kind": "protects", "source": part,
+                                          "target": part})):
+        error = s.refuse("therapist", op, NotFound, **args)
+        ghost = {k: "never" if v == part else v for k, v in args.items()}
+        assert error.to_wire() == s.refuse("therapist", op, NotFound, **ghost).to_wire()
+    s.do("b", "part.remove", id=part)  # removing is the partner's too
+
+
 # ------------------------------------------------------------------ export
 
 
@@ -362,6 +398,8 @@ def test_details_and_labels_continue_into_a_new_room() -> None:
     s.do("a", "request.make", part=young, text="ask about my day")
     s.do("b", "request.answer", part=young, answer="not_yet")
     s.do("b", "request.answer", part=young, answer="yes", note="gladly")
+    scribed = s.do("therapist", "scribe.part_add", partner="b", name="Fixer").changes[0].id
+    s.do("b", "part.reveal", id=scribed)
     held = s.part("b", "Held back", kind="manager")
     s.do("b", "part.reveal", id=held, to="therapist")
     doc = export_for(s.room, "therapist", 5.0)
@@ -369,6 +407,7 @@ def test_details_and_labels_continue_into_a_new_room() -> None:
     assert [p["scores"]["calm"] for p in doc["checkins"][0]["history"]] == [4]
     room = room_from_export(doc, room_id="next", epoch="e2", now=9.0)
     assert room.parts[young] == s.room.parts[young]
+    assert room.parts[scribed] == s.room.parts[scribed]  # the scribe's mark kept
     assert [msgspec.structs.replace(t, id="", order=0) for t in room.turns.values()] == [
         msgspec.structs.replace(t, id="", order=0) for t in s.room.turns.values()]
     assert [u.answer for u in room.uturns.values()] == ["my wall went up"]  # shared only

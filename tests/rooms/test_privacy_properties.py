@@ -313,6 +313,9 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
         "need.set": any(p.shared for p in own),
         "need.remove": any(n.owner == actor for n in needs),
         "need.self": any(n.owner == actor and n.self_offer is None for n in needs),
+        "part.accept": any(p.by_therapist for p in own),
+        "scribe.part_edit": any(p.by_therapist for p in room.parts.values()),
+        "scribe.link_add": any(p.by_therapist for p in room.parts.values()),
         "turn.start": not any(t.ended_at is None for t in room.turns.values()),
         "turn.end": any(t.ended_at is None for t in room.turns.values()),
         "turn.speak": any(t.ended_at is None and t.speaker == actor for t in room.turns.values()),
@@ -471,6 +474,19 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
         args = {"scores": scores, "note": draw(st.just("") | st.builds(lambda: text()))}
     elif op == "need.set":
         args = {"part": one_of(own_shared, parts), "text": text()}
+    elif op == "part.accept":
+        args = {"id": one_of([k for k in own if room.parts[k].by_therapist], parts)}
+    elif op == "scribe.part_add":
+        args = {"partner": draw(st.sampled_from(model.PARTNERS)), "name": text(),
+                "kind": draw(st.sampled_from(model.PART_KINDS))}
+    elif op in ("scribe.part_edit", "scribe.link_add"):
+        scribed = [k for k, p in room.parts.items() if p.by_therapist]
+        source = one_of(scribed, parts)
+        if op == "scribe.part_edit":
+            args = {"id": source, draw(st.sampled_from(["name", "job", "fear"])): text()}
+        else:
+            args = {"kind": draw(st.sampled_from(["protects", "polarized_with", "reacts_to"])),
+                    "source": source, "target": one_of(parts), "label": text()}
     elif op == "turn.start":
         args = {"speaker": draw(st.sampled_from(model.PARTNERS))}
     elif op == "turn.end":

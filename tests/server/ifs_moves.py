@@ -102,6 +102,17 @@ async def play_ifs_moves(room: Trio) -> Moves:
     await b.send("uturn.answer", id=shared, text="my wall went up")
     await do(b, "uturn.share", id=shared)
     moves.ids |= {"uturn_kept": kept, "uturn_shared": shared}
-    # The part that feel-toward made goes again, so the room's counts are as before.
+    # The therapist as scribe writes for b: b and the therapist see it, a never does.
+    scribed_name, scribed_job = canary("written-for-b"), canary("its-job")
+    scribed = made(await do(t, "scribe.part_add", partner="b", name=scribed_name,
+                            kind="manager"), "parts")
+    await do(t, "scribe.part_edit", id=scribed, job=scribed_job)
+    await do(t, "scribe.link_add", kind="reacts_to", source=scribed, target=guard)
+    await b.wait_for(lambda v: (v["colls"]["parts"].get(scribed) or {}).get("job"))
+    assert b.view["colls"]["parts"][scribed]["by_therapist"] is True
+    await do(b, "part.accept", id=scribed)
+    moves.never["a"] += [scribed_name, scribed_job, scribed]
+    # The parts made here go again, so the room's counts are as before.
     await a.send("part.remove", id=new_part)
+    await b.send("part.remove", id=scribed)
     return moves
