@@ -284,7 +284,8 @@ PARTNER_OPS = sorted(op for op, rule in OPERATIONS.items() if "a" in rule.roles)
 # Part work is most of a session; the therapist moves the stage on often enough to reach 5.
 EXTRA_WEIGHT = {"part.add": 3, "part.reveal": 2, "link.add": 2, "need.set": 3, "need.reveal": 4,
                 "need.self": 3, "request.make": 4, "request.answer": 4, "stage.set": 3,
-                "part.withdraw": 2, "need.withdraw": 2, "link.remove": 2}
+                "part.withdraw": 2, "need.withdraw": 2, "link.remove": 2, "turn.speak": 3,
+                "turn.reflect": 3, "turn.confirm": 4, "scribe.part_add": 2, "scribe.link_add": 3}
 
 
 def useful_ops(room: Room, actor: Role) -> list[str]:
@@ -485,8 +486,10 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
         if op == "scribe.part_edit":
             args = {"id": source, draw(st.sampled_from(["name", "job", "fear"])): text()}
         else:
+            owner = room.parts[source].owner if source in room.parts else None
+            targets = [k for k, p in room.parts.items() if p.owner == owner and k != source]
             args = {"kind": draw(st.sampled_from(["protects", "polarized_with", "reacts_to"])),
-                    "source": source, "target": one_of(parts), "label": text()}
+                    "source": source, "target": one_of(targets, parts), "label": text()}
     elif op == "turn.start":
         args = {"speaker": draw(st.sampled_from(model.PARTNERS))}
     elif op == "turn.end":
