@@ -334,6 +334,8 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
     out = [op for op in ops if OPERATIONS[op].stage <= room.stage and has.get(op, True)
            and not (room.board.frozen and OPERATIONS[op].freezable)]
     out += [op for op in out for _ in range(EXTRA_WEIGHT.get(op, 1) - 1)]
+    if room.board.frozen and actor != "therapist" and room.stage >= 2:
+        out.append("part.add")  # now and then a partner does not notice the freeze
     return out or ["pause.raise" if actor != "therapist" else "freeze.set"]
 
 
@@ -569,7 +571,7 @@ def test_the_generator_reaches_every_op_and_refusal() -> None:
         nonlocal private_parts, private_checkins, private_needs, links
         world = Tracking.start(drafts)
         world.step("therapist", "stage.set", {"stage": data.draw(st.integers(1, 5))})
-        for _ in range(70):
+        for _ in range(90):  # 63 ops to reach
             world.step(*draw_command(data, world))
             stages.add(world.room.stage)
         codes.update(world.codes)
