@@ -158,6 +158,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
             members = [
                 {"name": p["name"], "blend": p.get("blend"), "private": private(p["shared"]),
                  "by_therapist": bool(p.get("by_therapist")),
+                 "with_therapist": private(p["shared"]) and bool(p.get("with_therapist")),
                  "details": [(label, p[field]) for field, label in DETAIL_LABELS
                              if p.get(field)],
                  "feelings": feelings.get(str(p["id"]), [])}

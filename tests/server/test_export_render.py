@@ -278,3 +278,42 @@ def test_empty_board_renders_in_every_format() -> None:
             assert body and FILENAME.match(filename)
     html = render_export(export_for(room, "therapist", EXPORTED_AT), "html")[0].decode()
     assert "No agreements were written." in html and "No parts were shared." in html
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_the_moves_of_issue_11_are_in_every_copy(fmt: str) -> None:
+    board = Demo(drafts=False)
+    ids = board.ids
+    board.do("a", "part.details", id=ids["left"], burden="I'll be left", job="")
+    board.do("a", "part.details", id=ids["alarm"], job="Makes sure I am heard")
+    polarity = board.add("a", "link.add", "links", kind="polarized_with",
+                         source=ids["planner"], target=ids["alarm"], label="plan or shout")
+    board.do("a", "part.feel", id=ids["alarm"], other="annoyed")
+    board.do("a", "part.feel", id=ids["alarm"], qualities={"curiosity": True})
+    board.do("b", "checkin.set", scores=dict.fromkeys(SELF_QUALITIES, 8), note="later")
+    board.do("b", "request.answer", part=ids["left"], answer="lets_talk", note="how often?")
+    board.do("therapist", "turn.start", speaker="a")
+    board.do("a", "turn.speak", text="A part of me feels scared", part=ids["alarm"])
+    board.do("b", "turn.reflect", text="What I heard is scared")
+    board.do("a", "turn.confirm", heard=True)
+    uturn = board.add("therapist", "uturn.ask", "uturns", partner="b")
+    board.do("b", "uturn.answer", id=uturn, text="my wall went up")
+    board.do("b", "uturn.share", id=uturn)
+    scribed = board.add("therapist", "scribe.part_add", "parts", partner="b", name="Fixer")
+    board.do("b", "part.reveal", id=scribed)
+    board.do("a", "part.reveal", id=ids["a_draft"], to="therapist")
+    assert polarity in board.room.links
+    for role in ("therapist", "a"):
+        text = readable(rendered(board, role, fmt)[0], fmt)
+        for words in ("What it carries", "I'll be left", "Its job", "Makes sure I am heard",
+                      "The Planner is polarized with The Alarm", "plan or shout",
+                      "annoyed (another part)", "curiosity (Self)", "Self energy",
+                      "Earlier check-ins", "What Alex's own Self can offer: I can hold it",
+                      "Let's talk", "Alex spoke for The Alarm, Sam listened",
+                      "What I heard is scared", "Alex felt heard", "my wall went up",
+                      "written by the therapist"):
+            assert words in text, (role, words)
+    partner = readable(rendered(board, "a", fmt)[0], fmt)
+    assert "shared with your therapist only" in partner  # Alex's draft, first step
+    assert "shared with your therapist only" not in readable(
+        rendered(board, "therapist", fmt)[0], fmt)
