@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import os
 import random
 import re
+import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -47,7 +49,7 @@ from test_sentinel import (
 
 from client.errors import SessionEnded, SessionLost
 from client.http import end_session
-from rooms.actions import AgreementAdd, StageSet
+from rooms.actions import AgreementAdd, PartAdd, StageSet
 from server.local_redis import LocalRedis
 from server.store import END_LUA, TOUCH_LUA, Keys
 
@@ -195,6 +197,43 @@ async def test_a_primary_killed_under_steady_commands(
         await client.close()
     for server in servers:
         assert_log_clean(server)
+
+
+async def test_acked_writes_a_failover_lost_are_told_plainly(
+        server_factory, redis_url: str, redis_cluster: LocalCluster) -> None:
+    """Deterministic: the room's replica is paused and its link cut before three acked
+    commands, then its primary is killed, so the promoted replica lacks them. Every member
+    (on both processes) is told the room was lost; nobody sees a gap or a shorter board."""
+    servers = [await server_factory.start(SERVER_ENV), await server_factory.start(SERVER_ENV)]
+    origin = servers[0].base_url
+    room = await make_room(origin, 0)
+    members = [await join(room, "therapist", servers[0].base_url, origin),
+               await join(room, "a", servers[1].base_url, origin),
+               await join(room, "b", servers[0].base_url, origin)]
+    therapist, a, _ = members
+    await therapist.run(StageSet(stage=2))
+    await a.create(PartAdd(name="kept"))
+    primary = redis_cluster.node_of_key(Keys(room.id).meta)
+    [replica] = redis_cluster.replicas_of(primary)
+    with redis.Redis(port=primary.port) as client:
+        assert client.wait(1, 5000) == 1
+        os.kill(replica.pid, signal.SIGSTOP)
+        assert client.client_kill_filter(_type="replica") == 1
+    try:
+        for n in range(3):
+            await a.create(PartAdd(name=f"acked-then-lost-{n}"))  # on the primary only
+        for client in members:
+            await client.wait_seq(a.seq, timeout=WAIT)  # delivered on both processes
+    finally:
+        primary.kill()
+        os.kill(replica.pid, signal.SIGCONT)
+    await until(lambda: asyncio.to_thread(is_primary, replica), "the replica takes over",
+                within=60)
+    assert await asyncio.to_thread(seq_on, replica, room.id) < a.seq
+    for client in members:
+        reason = await client.wait_closed(timeout=WAIT)
+        assert isinstance(reason, SessionLost), f"{client.role}: {reason!r}"
+        assert client.anomalies == [], f"{client.role} saw a gap: {client.anomalies[:5]}"
 
 
 # -- a slot moved --------------------------------------------------------------------------
