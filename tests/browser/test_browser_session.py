@@ -258,6 +258,12 @@ def test_a_whole_session_in_three_browsers(server, open_person, artifacts: Path)
     expect(item.locator(".privacy-line")).to_have_text("Shared with everyone")
     expect(b.locator("#needs-list")).to_contain_text(NEED)
     expect(b.locator("#needs-help")).not_to_contain_text("not yet shared")
+    # IFIO's order: what Alex's own Self can offer the part comes before the request.
+    expect(item).to_contain_text("Before asking Sam, write what your own Self can offer")
+    item.get_by_label("What can your own Self offer The one who gets left?").fill(
+        "I can remind it that I am here")
+    item.get_by_role("button", name="Save what your Self offers").click()
+    alex.saved()
     item.get_by_label("What would you like to ask Sam?").fill(REQUEST)
     item.get_by_role("button", name="Ask Sam").click()
     alex.saved()
