@@ -3,7 +3,8 @@
 // parts drawn as arrows.
 
 import { $, clear, h, svg } from "./dom.js";
-import { KIND_LABELS } from "./rules.js";
+import { LINK_LOOKS, scribeMark, sharePart, visibilityText } from "./ifs.js";
+import { KIND_LABELS, LINK_KIND_LABELS } from "./rules.js";
 
 const ICONS = {
   manager: "M8 1 L14 3 V8 C14 11.5 11.5 14 8 15 C4.5 14 2 11.5 2 8 V3 Z",
@@ -141,7 +142,8 @@ export class Board {
     const mine = part.owner === app.role;
     const movable = this.canMove(part);
     const spotlit = board.spotlight === part.id;
-    const sig = JSON.stringify([part.name, part.kind, part.owner, part.shared, part.blend, app.role,
+    const sig = JSON.stringify([part.name, part.kind, part.owner, part.shared, part.with_therapist,
+      part.by_therapist, part.blend, app.role,
       app.stage, board.frozen, spotlit, app.ui.selected === part.id, app.partnerName(part.owner),
       app.settings.therapist_sees_drafts, movable]);
     const pos = this.position(part);
@@ -161,13 +163,15 @@ export class Board {
     li.classList.toggle("remote-moving", this.remote.has(part.id));
 
     const owner = mine ? "Your part" : `${app.partnerName(part.owner)}'s part`;
-    const privacy = part.shared ? null : app.privacyText(part.owner);
+    const privacy = part.shared ? null : visibilityText(app, part);
     const bits = [
       h("span", { class: "part-kind" }, kindIcon(part.kind), h("span", { text: KIND_LABELS[part.kind] || part.kind })),
       h("span", { class: "part-name", text: part.name }),
       h("span", { class: "part-owner", text: owner }),
     ];
     if (privacy) bits.push(h("span", { class: "part-privacy", text: privacy }));
+    const scribe = scribeMark(app, part);
+    if (scribe) bits.push(h("span", { class: "part-scribe", text: scribe }));
     if (part.blend !== null && part.blend !== undefined) {
       bits.push(h("span", { class: "part-blend", text: `Blended ${part.blend} of 10` }));
     }
@@ -175,7 +179,7 @@ export class Board {
     const focused = card.handle === document.activeElement;
     clear(card.handle);
     card.handle.append(...bits);
-    const label = [part.name, KIND_LABELS[part.kind], owner, privacy || "shared",
+    const label = [part.name, KIND_LABELS[part.kind], owner, privacy || "shared", scribe,
       part.blend !== null && part.blend !== undefined ? `blended ${part.blend} of 10` : null,
       spotlit ? "in the spotlight" : null].filter(Boolean).join(", ");
     card.handle.setAttribute("aria-label", label);
@@ -193,7 +197,7 @@ export class Board {
       card.actions.append(h("button", {
         type: "button", class: "small primary", text: "Share",
         "aria-label": `Share ${part.name}`, dataset: { focus: `share-${part.id}` },
-        onclick: () => app.send("part.reveal", { id: part.id, confirm: true }),
+        onclick: () => sharePart(app, part),
       }));
     } else if (mine && part.shared && app.can("part.withdraw")) {
       card.actions.append(h("button", {
@@ -417,13 +421,18 @@ export class Board {
         x: (start.x + end.x) / 2 + (dy / length) * bend,
         y: (start.y + end.y) / 2 - (dx / length) * bend,
       };
-      const reacts = link.kind === "reacts_to";
+      const look = LINK_LOOKS[link.kind] || LINK_LOOKS.protects;
       this.lines.append(svg("path", {
         d: `M${start.x.toFixed(1)},${start.y.toFixed(1)} Q${control.x.toFixed(1)},${control.y.toFixed(1)} ${end.x.toFixed(1)},${end.y.toFixed(1)}`,
-        class: reacts ? "link link-reacts" : "link link-protects",
-        "marker-end": reacts ? "url(#arrow-reacts)" : "url(#arrow-protects)",
-        "data-link": link.id,
+        class: `link ${look.cls}`, "marker-end": look.marker, "data-link": link.id,
       }));
+      // The kind in words at the curve's middle (its label too), readable without colour.
+      const words = link.kind === "polarized_with" || link.kind === "allied_with" || link.label
+        ? [LINK_KIND_LABELS[link.kind], link.label].filter(Boolean).join(": ") : "";
+      if (words) {
+        this.lines.append(svg("text", { x: ((start.x + end.x) / 2 + control.x) / 2, y: ((start.y + end.y) / 2 + control.y) / 2,
+          class: "link-label", "text-anchor": "middle" }, words.slice(0, 40)));
+      }
     }
   }
 }

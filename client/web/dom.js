@@ -60,6 +60,22 @@ export function show(el, visible) {
   el.hidden = !visible;
 }
 
+// A labelled form control, with an optional help line it is described by.
+export function field(label, control, help) {
+  const id = control.id || uid("f");
+  control.id = id;
+  const helpEl = help ? h("p", { class: "help", id: `${id}-help`, text: help }) : null;
+  if (helpEl) control.setAttribute("aria-describedby", helpEl.id);
+  return h("div", { class: "field" }, h("label", { for: id, text: label }), control, helpEl);
+}
+
+const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+
+export function timeOf(at) {
+  const when = new Date(at * 1000);
+  return h("time", { class: "when", datetime: when.toISOString(), text: TIME.format(when) });
+}
+
 let uniqueCounter = 0;
 export function uid(prefix) {
   uniqueCounter += 1;

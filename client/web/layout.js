@@ -8,14 +8,14 @@ const TASKS = {
   partner: {
     1: ["agreements"],
     2: ["add-part-panel", "my-parts"],
-    3: ["my-parts", "links-panel"],
+    3: ["my-parts", "turns-panel", "links-panel"],
     4: ["checkin-panel"],
     5: ["requests-panel", "needs-panel", "home-panel"],
   },
   therapist: {
     1: ["agreements", "couple-panel"],
-    2: ["couple-panel"],
-    3: ["couple-panel", "links-panel"],
+    2: ["couple-panel", "scribe-panel"],
+    3: ["couple-panel", "turns-panel", "scribe-panel", "links-panel"],
     4: ["checkin-panel", "couple-panel"],
     5: ["needs-panel", "home-panel", "couple-panel"],
   },
@@ -23,9 +23,9 @@ const TASKS = {
 
 // Where the rest goes, in this order.
 const REST = {
-  partner: ["agreements", "add-part-panel", "my-parts", "links-panel", "checkin-panel",
+  partner: ["agreements", "add-part-panel", "my-parts", "turns-panel", "links-panel", "checkin-panel",
     "requests-panel", "needs-panel", "home-panel", "export-panel"],
-  therapist: ["couple-panel", "notes-panel", "agreements", "links-panel", "checkin-panel",
+  therapist: ["couple-panel", "turns-panel", "scribe-panel", "notes-panel", "agreements", "links-panel", "checkin-panel",
     "needs-panel", "home-panel", "settings-panel", "export-panel"],
 };
 

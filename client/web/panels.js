@@ -2,21 +2,14 @@
 // agreements, links, the Self check-in, needs and requests, the therapist's
 // tools and export. Each render is keyed, so typing and focus survive updates.
 
-import { $, drafts, h, reconcile, replaceChildren, uid } from "./dom.js";
+import { $, drafts, field, h, reconcile, replaceChildren, timeOf, uid } from "./dom.js";
 import { kindIcon } from "./board.js";
-import { ANSWER_LABELS, COLOR, KIND_LABELS, KINDS, SELF_QUALITIES, SELF_QUALITY_LABELS } from "./rules.js";
+import { linkLabelForm, partItems, partSig, shareButtons, sharePart, visibilityText } from "./ifs.js";
+import { ANSWER_LABELS, COLOR, KIND_LABELS, KINDS, LINK_KIND_LABELS, SELF_QUALITIES, SELF_QUALITY_LABELS } from "./rules.js";
 
 const byName = (p, q) => p.name.localeCompare(q.name) || (p.id < q.id ? -1 : 1);
 // In the order they were made: the core gives each its `order` (the seq that made it).
 const inOrder = (p, q) => (p.order ?? 0) - (q.order ?? 0) || (p.id < q.id ? -1 : 1);
-
-function field(label, control, help) {
-  const id = control.id || uid("f");
-  control.id = id;
-  const helpEl = help ? h("p", { class: "help", id: `${id}-help`, text: help }) : null;
-  if (helpEl) control.setAttribute("aria-describedby", helpEl.id);
-  return h("div", { class: "field" }, h("label", { for: id, text: label }), control, helpEl);
-}
 
 // An item's text edited in place; `editing` names the app.ui field that says which item is open.
 function inlineEditForm(app, { key, label, text, rows, op, id, editing, help }) {
@@ -60,7 +53,7 @@ export function renderPartPanel(app) {
   const mine = part.owner === app.role;
   const parts = Object.values(app.view.colls.parts);
   const sig = JSON.stringify([part, app.role, app.stage, app.board.frozen, app.board.spotlight,
-    mine ? parts.map((p) => [p.id, p.name, p.owner, p.shared]) : null, app.view.colls.partners]);
+    mine ? parts.map((p) => [p.id, p.name, p.owner, p.shared]) : null, app.view.colls.partners, partSig(app, part)]);
   panel.hidden = false;
   if (panel.dataset.sig === sig) return;
   panel.dataset.sig = sig;
@@ -69,7 +62,7 @@ export function renderPartPanel(app) {
   const owner = mine ? "Your part" : `${app.partnerName(part.owner)}'s part`;
   items.push(h("p", { class: "part-summary" }, kindIcon(part.kind),
     ` ${KIND_LABELS[part.kind]} · ${owner} · `,
-    part.shared ? "shared with everyone" : app.privacyText(part.owner)));
+    visibilityText(app, part)));
   if (part.blend !== null && part.blend !== undefined) {
     items.push(h("p", { text: `Blended ${part.blend} of 10.` }));
   }
@@ -92,15 +85,7 @@ export function renderPartPanel(app) {
       });
       items.push(form);
     }
-    const row = h("div", { class: "actions" });
-    if (!part.shared && app.can("part.reveal")) {
-      row.append(h("button", { type: "button", class: "primary", text: "Share this part",
-        dataset: { focus: "panel-share" }, onclick: () => app.send("part.reveal", { id: part.id, confirm: true }) }));
-    }
-    if (part.shared && app.can("part.withdraw")) {
-      row.append(h("button", { type: "button", text: "Take this part back",
-        dataset: { focus: "panel-share" }, onclick: () => app.send("part.withdraw", { id: part.id }) }));
-    }
+    const row = h("div", { class: "actions" }, shareButtons(app, part));
     if (app.can("part.remove")) {
       row.append(h("button", { type: "button", class: "danger", text: "Remove this part",
         dataset: { focus: "panel-remove" },
@@ -134,8 +119,12 @@ export function renderPartPanel(app) {
       const theirs = parts.filter((p) => p.owner !== part.owner && p.shared).sort(byName);
       items.push(linkForm(app, part, "protects", "This part protects…", own,
         "Add another of your parts first."));
-      items.push(linkForm(app, part, "reacts_to", "This part reacts to…", theirs,
-        `${app.partnerName(app.other(part.owner))} has not shared a part yet.`));
+      items.push(linkForm(app, part, "reacts_to", "This part reacts to…", [...theirs, ...own],
+        "Add another part first."));
+      items.push(linkForm(app, part, "polarized_with", "This part is polarized with…", own,
+        "Add another of your parts first."));
+      items.push(linkForm(app, part, "allied_with", "This part is allied with…", own,
+        "Add another of your parts first."));
     }
   } else if (app.role === "therapist" && part.shared) {
     const spotlit = app.board.spotlight === part.id;
@@ -143,6 +132,7 @@ export function renderPartPanel(app) {
       text: spotlit ? "Take it out of the spotlight" : "Put it in the spotlight",
       onclick: () => app.send("spotlight.set", { part: spotlit ? null : part.id }) })));
   }
+  items.push(...partItems(app, part));
   items.push(h("div", { class: "actions" }, h("button", { type: "button", text: "Close",
     dataset: { focus: "panel-close" }, onclick: () => app.selectPart(null) })));
   replaceChildren(body, items);
@@ -186,7 +176,7 @@ export function renderMyParts(app) {
           h("span", { class: "help", text: ` ${KIND_LABELS[p.kind]} · ${p.shared ? "shared" : app.privacyText(p.owner)}${blend}` })));
       if (!p.shared && canReveal) {
         li.append(h("button", { type: "button", class: "small", text: "Share", "aria-label": `Share ${p.name}`,
-          dataset: { focus: `list-share-${p.id}` }, onclick: () => app.send("part.reveal", { id: p.id, confirm: true }) }));
+          dataset: { focus: `list-share-${p.id}` }, onclick: () => sharePart(app, p) }));
       } else if (p.shared && canWithdraw) {
         li.append(h("button", { type: "button", class: "small", text: "Take back", "aria-label": `Take back ${p.name}`,
           dataset: { focus: `list-share-${p.id}` }, onclick: () => app.send("part.withdraw", { id: p.id }) }));
@@ -278,9 +268,10 @@ export function renderLinks(app) {
   reconcile($("links-list"), links, (l) => l.id,
     (l) => JSON.stringify([l, parts[l.source]?.name, parts[l.target]?.name, app.can("link.remove"), app.view.colls.partners]),
     (l) => {
-      const words = `${partLabel(app, parts[l.source])} ${l.kind === "protects" ? "protects" : "reacts to"} ${partLabel(app, parts[l.target])}`;
-      const li = h("li", { class: `item link-item ${l.kind === "protects" ? "is-protects" : "is-reacts"}` },
-        h("span", { text: words }));
+      const words = `${partLabel(app, parts[l.source])} ${LINK_KIND_LABELS[l.kind]} ${partLabel(app, parts[l.target])}`;
+      const li = h("li", { class: `item link-item is-${l.kind}` },
+        h("span", { text: l.label ? `${words}: “${l.label}”` : words }));
+      if (l.owner === app.role && app.can("link.edit")) li.append(linkLabelForm(app, l, words));
       if (l.owner === app.role && app.can("link.remove")) {
         li.append(h("button", { type: "button", class: "small", text: "Remove",
           "aria-label": `Remove the arrow: ${words}`, dataset: { focus: `unlink-${l.id}` },
@@ -658,13 +649,6 @@ export function renderCouple(app) {
   lock.setAttribute("aria-pressed", app.board.frozen ? "true" : "false");
   lock.textContent = app.board.frozen ? "Unlock the board" : "Lock the board";
   $("spotlight-clear").hidden = !app.board.spotlight;
-}
-
-const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-
-function timeOf(at) {
-  const when = new Date(at * 1000);
-  return h("time", { class: "when", datetime: when.toISOString(), text: TIME.format(when) });
 }
 
 export function renderNotes(app) {

@@ -3,6 +3,7 @@
 import { RoomClient } from "./connection.js";
 import { $, clear, drafts, h, reconcile, replaceChildren } from "./dom.js";
 import { Board } from "./board.js";
+import { renderScribe, renderSelf, renderTurns } from "./ifs.js";
 import { arrange } from "./layout.js";
 import {
   renderAgreements, renderCheckins, renderCouple, renderLinks, renderMyParts, renderNeeds, renderNotes,
@@ -188,6 +189,9 @@ class App {
     renderAgreements(this);
     renderLinks(this);
     renderCheckins(this);
+    renderSelf(this);
+    renderTurns(this);
+    renderScribe(this);
     renderNeeds(this);
     renderCouple(this);
     renderNotes(this);

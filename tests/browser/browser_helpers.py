@@ -148,7 +148,10 @@ class Person:
         self.saved()
 
     def share(self, name: str) -> None:
+        exile = "kind-exile" in (self.card(name).get_attribute("class") or "")
         self.card(name).get_by_role("button", name=f"Share {name}", exact=True).click()
+        if exile:  # sharing an exile asks gently first
+            confirm(self, "Share it")
         expect(self.card(name)).not_to_have_class(re.compile(r"\bprivate\b"))
 
     def take_back(self, name: str) -> None:

@@ -1,0 +1,192 @@
+"""Parts work the IFS way, as the three people see it in one session (one room):
+
+- "How do you feel toward this part?" with a Self quality and another feeling that becomes
+  a new part, polarized with the first: the link drawn and named, the answer kept with its
+  time, nothing of it reaching the other partner while the part is private.
+- Sharing in two steps (the therapist first), and an exile shared after a gentle question.
+- A full speaker/listener turn seen by all three, swapped and ended; a U-turn answered
+  privately.
+- A part the therapist wrote as scribe, accepted by its partner.
+- Each partner's Self on the board, sized by the latest check-in, private until shared,
+  with the change over the session.
+Each step is axe clean and photographed at phone and desktop size into tests/artifacts/ifs/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from browser_helpers import Person, axe_scan, confirm, join_three, move_to_stage
+from playwright.sync_api import expect
+
+
+def axe_clean(*people: Person) -> None:
+    for person, found in zip(people, axe_scan(*(p.page for p in people)), strict=True):
+        said = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in found]
+        assert not found, f"{person.label}: {said}"
+
+
+def turn_text(person: Person):  # type: ignore[no-untyped-def]
+    return person.page.locator("#turns-panel")
+
+
+def roles(person: Person):  # type: ignore[no-untyped-def]
+    return turn_text(person).locator(".turn-open .turn-roles")
+
+
+def orb_size(person: Person, partner: str) -> float:
+    orb = person.page.locator(f"#self-row .self-{partner} .self-orb")
+    box = orb.bounding_box()
+    assert box
+    return box["width"]
+
+
+def open_part(person: Person, name: str) -> None:
+    """Open a part's panel from its card with the keyboard (a new part is placed beside the
+    first and may cover part of its card)."""
+    person.card(name).locator(".part-handle").focus()
+    person.page.keyboard.press("Enter")
+    expect(person.page.locator("#part-panel-title")).to_have_text(name)
+
+
+def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None:  # type: ignore[no-untyped-def]
+    shots = artifacts / "ifs"
+    therapist, alex, sam = join_three(open_person, room)
+    a, s, t = alex.page, sam.page, therapist.page
+    move_to_stage(therapist, [alex, sam], 2)
+    alex.add_part("The Critic", "manager")
+    alex.add_part("The Hidden One", "exile")
+    move_to_stage(therapist, [alex, sam], 3)
+
+    # ------------------------------------------------ feel-toward offers a new part
+    alex.select("The Critic")
+    form = a.locator("#part-panel form.feel-form")
+    expect(form.locator("legend").first).to_have_text("How do you feel toward The Critic?")
+    expect(form.locator(".new-part-offer")).to_be_hidden()
+    form.get_by_label("Curiosity").check()
+    form.get_by_label("Or another feeling, in your words").fill("annoyed")
+    expect(form.locator(".new-part-offer")).to_be_visible()
+    form.get_by_label("Add it to the board as a new part").check()
+    expect(form.get_by_label("Its name")).to_have_value("The part that feels annoyed")
+    form.get_by_label("Its name").fill("The Annoyed One")
+    form.get_by_label("How it is linked").select_option("polarized_with")
+    form.get_by_role("button", name="Save how I feel").click()
+    expect(alex.card("The Annoyed One")).to_have_count(1)
+    history = a.locator("#part-panel .feelings-list li")
+    expect(history).to_have_count(1)
+    expect(form.get_by_label("Or another feeling, in your words")).to_have_value("")
+    expect(history).to_contain_text(
+        re.compile(r"\d\d:\d\d(\s?[AP]M)? Self: curiosity · Another part: annoyed"))
+    expect(a.locator("#links-list")).to_contain_text("The Annoyed One is polarized with The Critic")
+    expect(a.locator("#link-lines .link-polarized")).to_have_count(1)
+    expect(a.locator("#link-lines text.link-label")).to_have_text("is polarized with")
+    # The therapist sees drafts in this room, and the feeling with them.
+    open_part(therapist, "The Critic")
+    expect(t.locator("#part-panel .feelings-list")).to_contain_text("Another part: annoyed")
+    axe_clean(alex, therapist)
+    alex.shoot(shots, "feel-toward-alex")
+    therapist.shoot(shots, "feel-toward-therapist")
+
+    # ------------------------------------------------ sharing in two steps; an exile gently
+    open_part(alex, "The Critic")
+    a.get_by_role("button", name="Share with your therapist first").click()
+    expect(alex.card("The Critic").locator(".part-privacy")).to_have_text(
+        "Only you and your therapist can see this")
+    alex.saved()
+    expect(sam.card("The Critic")).to_have_count(0)
+    a.locator("#part-panel").get_by_role("button", name="Share with everyone").click()
+    expect(sam.card("The Critic")).to_have_count(1)
+    sam.select("The Critic")
+    expect(s.locator("#part-panel .feelings h3")).to_have_text("How Alex felt toward it")
+    alex.card("The Hidden One").get_by_role("button", name="Share The Hidden One").click()
+    assert "This is a tender part" in confirm(alex, "Share it")
+    expect(sam.card("The Hidden One")).to_have_count(1)
+    sam.assert_never_seen(["The Annoyed One"])
+
+    # ------------------------------------------------ a full speaker/listener turn
+    t.get_by_role("button", name="Give the floor to Alex").click()
+    for person in (therapist, alex, sam):
+        expect(roles(person)).to_contain_text("Alex speaks, Sam listens")
+    expect(turn_text(alex)).to_contain_text("A part of me feels … when …")
+    turn_text(alex).get_by_label("For which part").select_option(label="The Critic")
+    spoken = "A part of me feels scared when you are late."
+    turn_text(alex).get_by_label("What the part says").fill(spoken)
+    turn_text(alex).get_by_role("button", name="Speak for this part").click()
+    expect(turn_text(sam).locator(".turn-spoken")).to_have_text(f"Alex (for The Critic): {spoken}")
+    expect(turn_text(sam)).to_contain_text("What I heard is …")
+    reflected = "What I heard is that a part of you gets scared."
+    turn_text(sam).get_by_label("What I heard is…").fill(reflected)
+    turn_text(sam).get_by_role("button", name="Reflect back").click()
+    expect(turn_text(alex).locator(".turn-reflection")).to_contain_text("a part of you gets scared")
+    alex.shoot(shots, "turn-confirm-alex")
+    turn_text(alex).get_by_role("button", name="Yes, I felt heard").click()
+    for person in (therapist, alex, sam):
+        expect(turn_text(person).locator(".turn-heard")).to_have_text("Alex felt heard.")
+    axe_clean(therapist, alex, sam)
+    therapist.shoot(shots, "turn-heard-therapist")
+    sam.shoot(shots, "turn-heard-sam")
+    t.get_by_role("button", name="Swap speaker and listener").click()
+    for person in (therapist, alex, sam):
+        expect(roles(person)).to_contain_text("Sam speaks, Alex listens")
+    t.get_by_role("button", name="End the turn").click()
+    for person in (therapist, alex, sam):
+        expect(turn_text(person).locator(".past-turns summary")).to_have_text("Earlier turns (2)")
+    expect(t.get_by_role("button", name="Give the floor to Sam")).to_be_visible()
+
+    # ------------------------------------------------ a U-turn, answered privately
+    turn_text(therapist).get_by_label("Invite").select_option(label="Sam")
+    turn_text(therapist).get_by_role("button", name="Send the U-turn prompt").click()
+    uturn = turn_text(sam).locator(".uturn")
+    expect(uturn).to_contain_text("What is happening inside you right now?")
+    answer = "My Distancer wants to leave the room."
+    uturn.get_by_label("Your answer").fill(answer)
+    uturn.get_by_role("button", name="Save my answer").click()
+    expect(turn_text(therapist).locator(".uturn-answer")).to_have_text(answer)
+    sam.saved()
+    alex.assert_never_seen(["My Distancer wants"])
+
+    # ------------------------------------------------ the therapist as scribe
+    scribe = t.locator("#scribe-panel")
+    scribe.get_by_label("For").select_option(label="Sam")
+    scribe.get_by_label("The part's name").fill("The Worrier")
+    scribe.get_by_role("button", name="Write this part for them").click()
+    mark = sam.card("The Worrier").locator(".part-scribe")
+    therapist_mark = therapist.card("The Worrier").locator(".part-scribe")
+    expect(mark).to_have_text("Written by your therapist")
+    expect(therapist_mark).to_have_text("Written by you for them")
+    sam.select("The Worrier")
+    expect(s.locator("#part-panel .scribe-note")).to_be_visible()
+    axe_clean(sam)
+    sam.shoot(shots, "scribe-sam")
+    s.get_by_role("button", name="Keep it as mine").click()
+    expect(mark).to_have_count(0)
+    expect(therapist_mark).to_have_count(0)
+    alex.saved()
+    alex.assert_never_seen(["The Worrier"])
+
+    # ------------------------------------------------ Self on the board
+    move_to_stage(therapist, [alex, sam], 4)
+    expect(a.locator("#self-row")).to_be_hidden()
+    a.click("#checkin-form button[type=submit]")
+    orb = a.locator("#self-row .self-a .self-orb")
+    expect(orb).to_have_attribute("data-energy", "5.0")
+    expect(t.locator("#self-row .self-a .self-orb")).to_have_attribute("data-energy", "5.0")
+    first = orb_size(alex, "a")
+    for slider in a.locator("#checkin-sliders input[type=range]").all():
+        slider.focus()
+        a.keyboard.press("End")
+    a.click("#checkin-form button[type=submit]")
+    expect(orb).to_have_attribute("data-energy", "10.0")
+    assert orb_size(alex, "a") > first * 1.5
+    expect(a.locator("#self-row .self-a .self-history li")).to_have_count(2)
+    alex.saved()
+    expect(s.locator("#self-row .self-a .self-orb")).to_have_count(0)
+    a.click("#checkin-share")
+    expect(s.locator("#self-row .self-a .self-orb")).to_have_attribute("data-energy", "10.0")
+    s.locator("#self-row .self-a .self-history summary").click()
+    expect(s.locator("#self-row .self-a .self-history li")).to_have_count(2)
+    axe_clean(therapist, alex, sam)
+    alex.shoot(shots, "self-alex")
+    sam.shoot(shots, "self-sam")
+    therapist.shoot(shots, "self-therapist")
