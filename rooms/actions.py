@@ -255,6 +255,10 @@ class PartWithdraw(Command, frozen=True):
     to: WithdrawTo = "owner"
 
 
+class PartTidy(Command, frozen=True):
+    op = "part.tidy"
+
+
 class PartBlend(Command, frozen=True):
     op = "part.blend"
     id: Id

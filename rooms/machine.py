@@ -17,6 +17,7 @@ from typing import NamedTuple, TypeVar
 import msgspec
 
 from . import actions as a
+from . import geometry
 from .errors import BadRequest, Forbidden, Frozen, LimitExceeded, NotFound, StageLocked
 from .model import (
     PART_DETAILS,
@@ -352,7 +353,17 @@ def _new_part(room: Room, owner: Partner, name: str, kind: PartKind, x: float, y
     if sum(1 for p in room.parts.values() if p.owner == owner) >= _limits(room).parts_per_partner:
         raise LimitExceeded("No more parts can be added.", field="parts")
     name = clean_text(name, _limits(room).name_length, field, single_line=True)
+    x, y = _settled(room, owner, None, geometry.Position(x, y))
     return Part(ctx.new_id(), owner, name, kind, x, y)
+
+
+def _settled(room: Room, owner: Partner, moving: str | None,
+             wanted: geometry.Position) -> geometry.Position:
+    """Where a card of `owner` dropped at `wanted` comes to rest: the nearest free spot on
+    the owner's side, among the owner's own cards only (rooms/geometry.py says why)."""
+    others = (geometry.Position(p.x, p.y) for p in room.parts.values()
+              if p.owner == owner and p.id != moving)
+    return geometry.settle(owner, wanted, others)
 
 
 def _put_part(room: Room, part: Part) -> Room:
@@ -371,7 +382,24 @@ def _part_edit(room: Room, actor: Role, cmd: a.PartEdit, ctx: Context) -> Room:
 
 def _part_move(room: Room, actor: Role, cmd: a.PartMove, ctx: Context) -> Room:
     part = _own_part(room, actor, cmd.id)
-    return _put_part(room, replace(part, x=cmd.x, y=cmd.y))
+    x, y = _settled(room, part.owner, part.id, geometry.Position(cmd.x, cmd.y))
+    if (x, y) == (part.x, part.y):
+        return room
+    return _put_part(room, replace(part, x=x, y=y))
+
+
+def _part_tidy(room: Room, actor: Role, cmd: a.PartTidy, ctx: Context) -> Room:
+    owner = _partner(actor)
+    own = {k: v for k, v in room.parts.items() if v.owner == owner}
+    protects = [(v.source, v.target) for v in room.links.values()
+                if v.owner == owner and v.kind == "protects"]
+    layout = geometry.tidy(owner, sorted(own), protects,
+                           {k: geometry.Position(v.x, v.y) for k, v in own.items()})
+    moved = {k: replace(own[k], x=x, y=y) for k, (x, y) in layout.items()
+             if (x, y) != (own[k].x, own[k].y)}
+    if not moved:
+        return room
+    return replace(room, parts={**room.parts, **moved})
 
 
 def _part_remove(room: Room, actor: Role, cmd: a.PartRemove, ctx: Context) -> Room:
@@ -843,6 +871,7 @@ _HANDLERS: dict[type[a.Command], Callable[..., Room]] = {
     a.PartReveal: _part_reveal,
     a.PartRevealAll: _part_reveal_all,
     a.PartWithdraw: _part_withdraw,
+    a.PartTidy: _part_tidy,
     a.PartBlend: _part_blend,
     a.PartFeel: _part_feel,
     a.LinkAdd: _link_add,

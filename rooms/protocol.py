@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple, TypeVar, get_args
 
+from . import geometry
 from .errors import CLOSES, ERRORS, Busy, Close
 from .model import PART_KINDS, ROLES, SELF_QUALITIES, Answer, LinkKind, PartKind
 from .stages import FIRST_STAGE, LAST_STAGE, OPERATIONS, SENTENCE_STEMS, UTURN_PROMPT
@@ -94,6 +95,7 @@ def document() -> dict[str, Any]:
             for code, cls in ERRORS.items()
         },
         "backoff": BACKOFF._asdict(),
+        "board": geometry.document(),
         "closes": {
             str(code): {"name": Close(code).name.lower(), "then": rule.then,
                         "meaning": rule.meaning}

@@ -62,6 +62,7 @@ OPERATIONS: dict[str, Rule] = {
     "part.reveal": Rule(PARTNERS, 2, freezable=True),
     "part.reveal_all": Rule(PARTNERS, 2, freezable=True),
     "part.withdraw": Rule(PARTNERS, 2, freezable=True),
+    "part.tidy": Rule(PARTNERS, 2, freezable=True),
     # stage 3: Unblending
     "part.blend": Rule(PARTNERS, 3, freezable=True),
     "part.feel": Rule(PARTNERS, 3, freezable=True),

@@ -300,7 +300,8 @@ def sc_partner_update(s: Session) -> Scenario:
 def sc_part_add(s: Session) -> Scenario:
     def check(s: Session, old: Room, ev: views.Event) -> None:
         (new_id,) = set(s.room.parts)
-        part = model.Part(new_id, "b", "The Critic", "manager", 0.1, 0.9)
+        # Dropped on the other partner's side: it rests on the nearest slot of its own.
+        part = model.Part(new_id, "b", "The Critic", "manager", 0.6, 0.9951)
         assert s.room.parts[new_id] == part
         assert changed(ev, "parts") == {new_id: normalised(part)}
     return "b", {"name": "The Critic", "kind": "manager", "x": 0.1, "y": 0.9}, check
@@ -319,8 +320,9 @@ def sc_part_move(s: Session) -> Scenario:
     part = s.part("a")
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
-        assert (s.room.parts[part].x, s.room.parts[part].y) == (1.0, 0.0)
-        assert changed(ev, "parts")[part]["x"] == 1.0
+        # As far right as partner a's side goes.
+        assert (s.room.parts[part].x, s.room.parts[part].y) == (0.4, 0.0)
+        assert changed(ev, "parts")[part]["x"] == 0.4
     return "a", {"id": part, "x": 1, "y": 0.0}, check
 
 
@@ -412,6 +414,19 @@ def sc_part_withdraw(s: Session) -> Scenario:
         assert s.room.parts[part].shared is False
         assert changed(ev, "parts")[part]["shared"] is False
     return "b", {"id": part}, check
+
+
+def sc_part_tidy(s: Session) -> Scenario:
+    exile, protector = s.part("b", "Small"), s.part("b", "Guard")
+    s.do("b", "part.move", id=protector, x=1, y=1)
+    theirs = s.part("a", "Elsewhere")
+
+    def check(s: Session, old: Room, ev: views.Event) -> None:
+        parts = s.room.parts
+        assert set(changed(ev, "parts")) <= {exile, protector}
+        assert parts[theirs] == old.parts[theirs]
+        assert parts[protector].y == parts[exile].y == 0.0  # no links: one row, at the top
+    return "b", {}, check
 
 
 def sc_part_blend(s: Session) -> Scenario:
@@ -607,6 +622,7 @@ SCENARIOS: dict[str, Callable[[Session], Scenario]] = {
     "part.reveal": sc_part_reveal,
     "part.reveal_all": sc_part_reveal_all,
     "part.withdraw": sc_part_withdraw,
+    "part.tidy": sc_part_tidy,
     "part.blend": sc_part_blend,
     "link.add": sc_link_add,
     "part.feel": sc_part_feel,
@@ -825,6 +841,7 @@ BAD_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("part.details", {"name": "x"}, "args"),
     ("part.withdraw", {"to": "everyone"}, "to"),
     ("part.reveal_all", {"all": True}, "args"),
+    ("part.tidy", {"all": True}, "args"),
     ("part.withdraw", {"id": {}}, "id"),
     ("part.blend", {"level": 11}, "level"),
     ("part.blend", {"level": -1}, "level"),
