@@ -129,20 +129,21 @@ def tidy(partner: Partner, parts: Sequence[str], protects: Iterable[tuple[str, s
 
     for part in sorted(parts):
         level(part, frozenset())
-    grid = slots(partner)
-    columns = len({slot.left for slot in grid})
+    lefts = sorted({slot.left for slot in slots(partner)})
+    columns = len(lefts)
     order = sorted(parts, key=lambda p: (-depth[p], current[p].x, current[p].y, p))
-    placed: dict[str, Position] = {}
-    row = column = 0
-    previous_depth = None
+    rows: list[list[str]] = []
     for part in order:
-        if previous_depth is not None and (depth[part] != previous_depth or column == columns):
-            row, column = row + 1, 0
-        previous_depth = depth[part]
-        lefts = sorted({slot.left for slot in grid})
-        wanted = position(Box(lefts[column], row * _STEP_Y))
-        placed[part] = settle(partner, wanted, placed.values())
-        column += 1
+        if not rows or depth[rows[-1][0]] != depth[part] or len(rows[-1]) == columns:
+            rows.append([])
+        rows[-1].append(part)
+    placed: dict[str, Position] = {}
+    for number, row in enumerate(rows):
+        # Each row leans toward the middle of the board, where the partners' parts meet.
+        first = columns - len(row) if partner == "a" else 0
+        for column, part in enumerate(row, start=first):
+            wanted = position(Box(lefts[column], number * _STEP_Y))
+            placed[part] = settle(partner, wanted, placed.values())
     return placed
 
 

@@ -4,7 +4,7 @@
 
 import { $, clear, h, svg } from "./dom.js";
 import { LINK_LOOKS, scribeMark, sharePart, visibilityText } from "./ifs.js";
-import { KIND_LABELS, LINK_KIND_LABELS } from "./rules.js";
+import { BOARD, KIND_LABELS, LINK_KIND_LABELS } from "./rules.js";
 
 const ICONS = {
   manager: "M8 1 L14 3 V8 C14 11.5 11.5 14 8 15 C4.5 14 2 11.5 2 8 V3 Z",
@@ -15,6 +15,19 @@ const ICONS = {
 const KEY_STEPS = {
   ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1],
 };
+// The board in its own units, the same on every screen: 1000 wide.
+export const UNITS_W = 1000;
+export const UNITS_H = UNITS_W / BOARD.aspect;
+const CARD_W = BOARD.card_w * UNITS_W;
+const CARD_H = BOARD.card_h * UNITS_H;
+// One arrow press moves a card by one place of the grid cards rest on.
+const KEY_STEP_X = (BOARD.card_w + BOARD.gap) / (1 - BOARD.card_w);
+const KEY_STEP_Y = (BOARD.card_h + BOARD.gap * BOARD.aspect) / (1 - BOARD.card_h);
+// Under this width (in CSS pixels) card texts are too small to read: phones start zoomed in.
+const READABLE_PX = 800;
+const ZOOMS = [1, 1.5, 2, 3];
+const ARROW = { length: 16, half: 7, clear: 3 };
+const LABEL = { size: 15, pad: 3, charW: 0.56 };
 const KEY_COMMIT_MS = 350;
 const REMOTE_DRAG_TTL_MS = 2000;
 
@@ -30,8 +43,19 @@ export class Board {
   constructor(app) {
     this.app = app;
     this.board = $("board");
+    this.surface = $("surface");
     this.cardsEl = $("cards");
     this.lines = $("link-lines");
+    this.heads = $("link-heads");
+    for (const layer of [$("link-layer"), $("link-marks")]) {
+      layer.setAttribute("viewBox", `0 0 ${UNITS_W} ${UNITS_H.toFixed(2)}`);
+    }
+    this.surface.style.setProperty("--aspect", String(BOARD.aspect));
+    this.surface.style.setProperty("--card-w", `${BOARD.card_w * 100}%`);
+    this.surface.style.setProperty("--card-h", `${BOARD.card_h * 100}%`);
+    this.zoom = null; // a factor of the board's width; null: the default for this screen
+    $("zoom-in").addEventListener("click", () => this.setZoom(1));
+    $("zoom-out").addEventListener("click", () => this.setZoom(-1));
     this.cards = new Map(); // part id -> {li, handle, body, actions, sig}
     this.local = new Map(); // part id -> {x, y, seq}: this page's own moves not yet in the view
     this.remote = new Map(); // part id -> {x, y, timer}: another person's live drag
@@ -39,10 +63,61 @@ export class Board {
     this.drag = null;
     this.suppressClick = false;
     this.linkFrame = 0;
-    window.addEventListener("resize", () => this.drawLinks());
-    if (typeof ResizeObserver === "function") {
-      new ResizeObserver(() => this.drawLinks()).observe(this.board);
+    this.startedFor = null;
+    this.frameWidth = 0;
+    const resized = () => {
+      if (this.board.clientWidth === this.frameWidth) return;
+      this.frameWidth = this.board.clientWidth;
+      this.applyZoom();
+    };
+    window.addEventListener("resize", resized);
+    if (typeof ResizeObserver === "function") new ResizeObserver(resized).observe(this.board);
+    this.applyZoom();
+  }
+
+  // ---------------------------------------------------------------- zoom and pan
+
+  // The zoom levels of this screen: the whole board fits at 1; on a narrow screen the first
+  // level is the one where cards are readable.
+  zooms() {
+    const width = this.board.clientWidth || READABLE_PX;
+    const readable = Math.max(1, READABLE_PX / width);
+    return readable > 1 ? [1, ...ZOOMS.map((z) => z * readable).filter((z) => z <= 4)] : ZOOMS;
+  }
+
+  applyZoom() {
+    const levels = this.zooms();
+    // By default: readable (a phone) or the whole board (wider screens).
+    const narrow = (this.board.clientWidth || READABLE_PX) < READABLE_PX;
+    const wanted = this.zoom === null ? levels[narrow ? 1 : 0] : this.zoom;
+    const chosen = levels.reduce((best, z) => (Math.abs(z - wanted) < Math.abs(best - wanted) ? z : best));
+    this.current = chosen;
+    this.surface.style.width = `${(chosen * 100).toFixed(2)}%`;
+    // Zoomed in from the start: a partner starts on their own side, the therapist between.
+    const role = this.app.role;
+    if (chosen > 1 && role && this.startedFor !== role && this.board.clientWidth) {
+      this.startedFor = role;
+      const spare = this.board.scrollWidth - this.board.clientWidth;
+      this.board.scrollLeft = role === "a" ? 0 : role === "b" ? spare : spare / 2;
     }
+    this.board.classList.toggle("zoomed", chosen > 1.001);
+    $("zoom-out").disabled = chosen <= levels[0] + 1e-6;
+    $("zoom-in").disabled = chosen >= levels[levels.length - 1] - 1e-6;
+    this.scheduleLinks();
+  }
+
+  setZoom(direction) {
+    const levels = this.zooms();
+    const at = levels.findIndex((z) => z >= this.current - 1e-6);
+    const next = Math.min(levels.length - 1, Math.max(0, (at < 0 ? 0 : at) + direction));
+    const frame = this.board;
+    // Keep the middle of what is shown in the middle.
+    const midX = (frame.scrollLeft + frame.clientWidth / 2) / frame.scrollWidth;
+    const midY = (frame.scrollTop + frame.clientHeight / 2) / frame.scrollHeight;
+    this.zoom = levels[next];
+    this.applyZoom();
+    frame.scrollLeft = midX * frame.scrollWidth - frame.clientWidth / 2;
+    frame.scrollTop = midY * frame.scrollHeight - frame.clientHeight / 2;
   }
 
   reset() {
@@ -54,6 +129,7 @@ export class Board {
     this.cards.clear();
     clear(this.cardsEl);
     clear(this.lines);
+    clear(this.heads);
     this.drag = null;
   }
 
@@ -78,6 +154,7 @@ export class Board {
 
   render() {
     const app = this.app;
+    if (this.startedFor !== app.role) this.applyZoom();
     const view = app.view;
     for (const [id, entry] of this.local) {
       if (entry.seq !== null && view.seq >= entry.seq) this.local.delete(id);
@@ -164,18 +241,13 @@ export class Board {
 
     const owner = mine ? "Your part" : `${app.partnerName(part.owner)}'s part`;
     const privacy = part.shared ? null : visibilityText(app, part);
-    const bits = [
-      h("span", { class: "part-kind" }, kindIcon(part.kind), h("span", { text: KIND_LABELS[part.kind] || part.kind })),
-      h("span", { class: "part-name", text: part.name }),
-      h("span", { class: "part-owner", text: owner }),
-    ];
+    const blended = part.blend !== null && part.blend !== undefined;
+    const top = h("span", { class: "part-kind" }, kindIcon(part.kind), h("span", { text: KIND_LABELS[part.kind] || part.kind }));
+    if (blended) top.append(h("span", { class: "part-blend", text: `Blended ${part.blend} of 10` }));
+    const bits = [top, h("span", { class: "part-name", text: part.name })];
     if (privacy) bits.push(h("span", { class: "part-privacy", text: privacy }));
     const scribe = scribeMark(app, part);
     if (scribe) bits.push(h("span", { class: "part-scribe", text: scribe }));
-    if (part.blend !== null && part.blend !== undefined) {
-      bits.push(h("span", { class: "part-blend", text: `Blended ${part.blend} of 10` }));
-    }
-    if (spotlit) bits.push(h("span", { class: "part-spot", text: "In the spotlight" }));
     const focused = card.handle === document.activeElement;
     clear(card.handle);
     card.handle.append(...bits);
@@ -221,38 +293,14 @@ export class Board {
     }
   }
 
-  // x and y (0..1) place the card anywhere inside the board, edge to edge: the card's own
-  // point at the same fraction of its size sits at that fraction of the board.
+  // x and y (0..1) put the card's top-left corner at that fraction of the board's free room
+  // (rooms/geometry.py): the card never sticks out.
   place(card, pos) {
-    card.li.style.left = `${pos.x * 100}%`;
-    card.li.style.top = `${pos.y * 100}%`;
-    card.li.style.transform = `translate(${-pos.x * 100}%, ${-pos.y * 100}%)`;
-  }
-
-  // A place on this partner's side where a new card covers no other card, if there is one.
-  freeSpot(partner) {
-    const area = this.cardsEl.getBoundingClientRect();
-    // The biggest card sets the spacing (a private card, with its note, is taller).
-    const shown = Array.from(this.cardsEl.querySelectorAll("li.part"));
-    const cardW = shown.length ? Math.max(...shown.map((li) => li.offsetWidth)) : 150;
-    const cardH = shown.length ? Math.max(...shown.map((li) => li.offsetHeight)) : 110;
-    const freeW = Math.max(1, area.width - cardW);
-    const freeH = Math.max(1, area.height - cardH);
-    const taken = Array.from(this.cards.values(), (card) => this.position(card.part));
-    const step = Math.min(0.5, (cardW + 8) / freeW);
-    const columns = [0, step, 2 * step].filter((x) => x <= 0.45).map((x) => (partner === "a" ? x : 1 - x));
-    const rowStep = Math.min(1, (cardH + 8) / freeH);
-    const rows = [];
-    for (let y = 0; y <= 1.0001; y += rowStep) rows.push(Math.min(1, y));
-    for (const x of columns) {
-      for (const y of rows) {
-        const free = taken.every((t) =>
-          Math.abs(t.x - x) * freeW > cardW + 4 || Math.abs(t.y - y) * freeH > cardH + 4);
-        if (free) return { x: round(x), y: round(y) };
-      }
-    }
-    const count = taken.length;
-    return { x: partner === "a" ? 0.1 : 0.9, y: round((count * 0.13) % 1) };
+    card.li.dataset.x = String(pos.x);
+    card.li.dataset.y = String(pos.y);
+    card.li.classList.toggle("unsaved", this.local.has(card.part.id));
+    card.li.style.left = `${(pos.x * (1 - BOARD.card_w) * 100).toFixed(3)}%`;
+    card.li.style.top = `${(pos.y * (1 - BOARD.card_h) * 100).toFixed(3)}%`;
   }
 
   // ---------------------------------------------------------------- moving
@@ -287,8 +335,8 @@ export class Board {
   // The position that puts the card's top-left corner at (left, top) in page pixels.
   cardPositionAt(card, left, top) {
     const area = this.cardsEl.getBoundingClientRect();
-    const freeW = area.width - card.li.offsetWidth;
-    const freeH = area.height - card.li.offsetHeight;
+    const freeW = area.width * (1 - BOARD.card_w);
+    const freeH = area.height * (1 - BOARD.card_h);
     return {
       x: freeW > 0 ? (left - area.left) / freeW : 0.5,
       y: freeH > 0 ? (top - area.top) / freeH : 0.5,
@@ -352,9 +400,10 @@ export class Board {
     if (!step || event.altKey || event.ctrlKey || event.metaKey) return;
     if (!this.canMove(card.part)) return;
     event.preventDefault();
-    const size = event.shiftKey ? 0.1 : 0.025;
+    const times = event.shiftKey ? 2 : 1;
     const pos = this.position(card.part);
-    const entry = this.setLocal(card, pos.x + step[0] * size, pos.y + step[1] * size);
+    const entry = this.setLocal(card, pos.x + step[0] * KEY_STEP_X * times,
+      pos.y + step[1] * KEY_STEP_Y * times);
     const id = card.part.id;
     this.app.client.drag(id, entry.x, entry.y);
     clearTimeout(this.keyTimers.get(id));
@@ -396,49 +445,118 @@ export class Board {
     });
   }
 
+  // A card's box in board units, where this page shows it.
+  boxOf(card) {
+    const pos = this.position(card.part);
+    const left = pos.x * (UNITS_W - CARD_W);
+    const top = pos.y * (UNITS_H - CARD_H);
+    return { left, top, right: left + CARD_W, bottom: top + CARD_H };
+  }
+
+  // Links in board units, so every screen draws the same picture: the line under the cards,
+  // the arrowhead and the label above them, each outside every card (cards rest GAP apart
+  // and an arrowhead stays within GAP of the card it points at).
   drawLinks() {
     clear(this.lines);
+    clear(this.heads);
     const view = this.app.view;
     if (!view) return;
-    const origin = this.board.getBoundingClientRect();
-    const links = Object.values(view.colls.links).sort((p, q) => (p.id < q.id ? -1 : 1));
+    const boxes = Array.from(this.cards.values(), (card) => this.boxOf(card));
+    const taken = [];
+    const links = Object.values(view.colls.links).sort(inOrder);
     for (const link of links) {
       const source = this.cards.get(link.source);
       const target = this.cards.get(link.target);
       if (!source || !target) continue;
-      const a = source.li.getBoundingClientRect();
-      const b = target.li.getBoundingClientRect();
-      const ca = { x: a.left + a.width / 2 - origin.left, y: a.top + a.height / 2 - origin.top };
-      const cb = { x: b.left + b.width / 2 - origin.left, y: b.top + b.height / 2 - origin.top };
-      const start = edgePoint(cb, ca, a.width / 2 + 3, a.height / 2 + 3);
-      const end = edgePoint(ca, cb, b.width / 2 + 6, b.height / 2 + 6);
+      const a = this.boxOf(source);
+      const b = this.boxOf(target);
+      const ca = centre(a);
+      const cb = centre(b);
+      const start = edgePoint(cb, ca, a, 2);
+      const end = edgePoint(ca, cb, b, ARROW.clear);
       const dx = end.x - start.x;
       const dy = end.y - start.y;
       const length = Math.hypot(dx, dy) || 1;
       // Bend each arrow to its own left, so two arrows between the same parts both show.
-      const bend = Math.min(40, length / 4);
+      const bend = Math.min(60, length / 4);
       const control = {
         x: (start.x + end.x) / 2 + (dy / length) * bend,
         y: (start.y + end.y) / 2 - (dx / length) * bend,
       };
       const look = LINK_LOOKS[link.kind] || LINK_LOOKS.protects;
-      this.lines.append(svg("path", {
-        d: `M${start.x.toFixed(1)},${start.y.toFixed(1)} Q${control.x.toFixed(1)},${control.y.toFixed(1)} ${end.x.toFixed(1)},${end.y.toFixed(1)}`,
-        class: `link ${look.cls}`, "marker-end": look.marker, "data-link": link.id,
-      }));
-      // The kind in words at the curve's middle (its label too), readable without colour.
-      const words = link.kind === "polarized_with" || link.kind === "allied_with" || link.label
-        ? [LINK_KIND_LABELS[link.kind], link.label].filter(Boolean).join(": ") : "";
-      if (words) {
-        this.lines.append(svg("text", { x: ((start.x + end.x) / 2 + control.x) / 2, y: ((start.y + end.y) / 2 + control.y) / 2,
-          class: "link-label", "text-anchor": "middle" }, words.slice(0, 40)));
+      const kind = look.cls.replace("link-", "");
+      const d = `M${f(start.x)},${f(start.y)} Q${f(control.x)},${f(control.y)} ${f(end.x)},${f(end.y)}`;
+      this.lines.append(svg("path", { d, class: `link ${look.cls}`, "data-link": link.id }));
+      const name = [LINK_KIND_LABELS[link.kind] || link.kind, link.label].filter(Boolean).join(": ").slice(0, 40);
+      const group = svg("g", { class: `link-mark link-mark-${kind}`, "data-link": link.id });
+      group.append(svg("title", {}, `${partName(this, link.source)} ${name} ${partName(this, link.target)}`));
+      if (look.marker) {
+        // The arrowhead points along the curve's last stretch, its tip just off the target.
+        const tx = end.x - control.x;
+        const ty = end.y - control.y;
+        const tl = Math.hypot(tx, ty) || 1;
+        const ux = tx / tl;
+        const uy = ty / tl;
+        const baseX = end.x - ux * ARROW.length;
+        const baseY = end.y - uy * ARROW.length;
+        const head = [[end.x, end.y], [baseX - uy * ARROW.half, baseY + ux * ARROW.half],
+          [baseX + uy * ARROW.half, baseY - ux * ARROW.half]];
+        group.append(svg("polygon", { class: `arrowhead arrow-${kind}`,
+          points: head.map(([x, y]) => `${f(x)},${f(y)}`).join(" "), "data-link": link.id }));
       }
+      const label = placeLabel(name, start, control, end, boxes, taken);
+      taken.push(label.box);
+      group.append(svg("text", { class: `link-label label-${kind}`, x: f(label.x), y: f(label.y),
+        "text-anchor": "middle", "dominant-baseline": "central", "data-link": link.id }, name));
+      this.heads.append(group);
     }
   }
 }
 
-// The point where the line from `from` to the centre `to` enters a box of half-size (hw, hh).
-function edgePoint(from, to, hw, hh) {
+const f = (value) => value.toFixed(1);
+const inOrder = (p, q) => (p.order ?? 0) - (q.order ?? 0) || (p.id < q.id ? -1 : p.id > q.id ? 1 : 0);
+const centre = (box) => ({ x: (box.left + box.right) / 2, y: (box.top + box.bottom) / 2 });
+
+function partName(board, id) {
+  const card = board.cards.get(id);
+  return card ? card.part.name : "";
+}
+
+function overlaps(p, q) {
+  return p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom;
+}
+
+// A place for a link's label on its curve (or beside it) that lies on no card and no other
+// label, inside the board.
+function placeLabel(text, start, control, end, boxes, taken) {
+  const width = text.length * LABEL.size * LABEL.charW + 2 * LABEL.pad;
+  const height = LABEL.size + 2 * LABEL.pad;
+  const at = (t) => ({
+    x: (1 - t) * (1 - t) * start.x + 2 * (1 - t) * t * control.x + t * t * end.x,
+    y: (1 - t) * (1 - t) * start.y + 2 * (1 - t) * t * control.y + t * t * end.y,
+  });
+  const tries = [];
+  for (const t of [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.15, 0.85]) tries.push(at(t));
+  const mid = at(0.5);
+  for (const [ox, oy] of [[0, -22], [0, 22], [-40, 0], [40, 0], [0, -44], [0, 44]]) {
+    tries.push({ x: mid.x + ox, y: mid.y + oy });
+  }
+  let best = null;
+  for (const p of tries) {
+    const x = Math.min(UNITS_W - width / 2, Math.max(width / 2, p.x));
+    const y = Math.min(UNITS_H - height / 2, Math.max(height / 2, p.y));
+    const box = { left: x - width / 2, right: x + width / 2, top: y - height / 2, bottom: y + height / 2 };
+    const hits = boxes.filter((b) => overlaps(box, b)).length * 10 + taken.filter((b) => overlaps(box, b)).length;
+    if (!best || hits < best.hits) best = { x, y, box, hits };
+    if (hits === 0) break;
+  }
+  return best;
+}
+
+// The point `gap` outside the box (around the centre `to`) where the line from `from` leaves it.
+function edgePoint(from, to, box, gap) {
+  const hw = (box.right - box.left) / 2 + gap;
+  const hh = (box.bottom - box.top) / 2 + gap;
   const dx = from.x - to.x;
   const dy = from.y - to.y;
   if (dx === 0 && dy === 0) return { x: to.x, y: to.y };

@@ -540,6 +540,8 @@ class App {
       if (color) $("board").style.setProperty(`--partner-${partner}`, color);
     }
     $("add-part-panel").hidden = !this.can("part.add");
+    $("tidy").hidden = !this.can("part.tidy")
+      || !Object.values(this.view.colls.parts).some((p) => p.owner === this.role);
     $("add-part-privacy").textContent = this.isPartner ? `${this.privacyText(this.role)} until you share it.` : "";
     let help;
     if (this.isPartner) {
@@ -616,6 +618,7 @@ class App {
     $("freeze-toggle").addEventListener("click", () => this.send("freeze.set", { frozen: !this.board.frozen }));
     $("spotlight-clear").addEventListener("click", () => this.send("spotlight.set", { part: null }));
     $("reveal-all").addEventListener("click", () => this.send("part.reveal_all", { confirm: true }));
+    $("tidy").addEventListener("click", () => this.send("part.tidy"));
     $("add-part").addEventListener("submit", (event) => {
       event.preventDefault();
       const input = $("part-name");
@@ -625,8 +628,8 @@ class App {
         input.focus();
         return;
       }
-      const { x, y } = this.boardView.freeSpot(this.role);
-      this.send("part.add", { name, kind: $("part-kind").value, x, y }).then(() => {
+      // The server puts it on the free place of this partner's side nearest the middle.
+      this.send("part.add", { name, kind: $("part-kind").value, x: 0.5, y: 0 }).then(() => {
         drafts.delete("new-part-name");
       }, () => {});
       input.value = "";
@@ -860,6 +863,7 @@ class App {
       "part.reveal": `${who} shared a part.`,
       "part.reveal_all": `${who} shared their parts.`,
       "part.withdraw": `${who} took a part back.`,
+      "part.tidy": `${who} tidied their side of the board.`,
       "part.blend": `${who} noted how blended they are with a part.`,
       "link.add": `${who} drew an arrow between parts.`,
       "link.remove": `${who} removed an arrow.`,

@@ -29,6 +29,9 @@ export const SELF_QUALITY_LABELS = labels(PROTOCOL.self_qualities);
 export const ANSWER_LABELS = labels(PROTOCOL.answers);
 export const COLOR = new RegExp(PROTOCOL.color_pattern);
 
+// The board's geometry (rooms/geometry.py): aspect, card_w, card_h, gap.
+export const BOARD = PROTOCOL.board;
+
 // Close codes by number: {name, then: "stop" | "wait" | "resume", meaning}.
 export const CLOSES = PROTOCOL.closes;
 

@@ -162,9 +162,20 @@ class Person:
         self.card(name).locator(".part-handle").click()
         expect(self.page.locator("#part-panel-title")).to_have_text(name)
 
+    def shown_position(self, name: str) -> tuple[str, str]:
+        """Where the card is drawn now (x, y as the page has them), saved or not."""
+        card = self.card(name)
+        return card.get_attribute("data-x") or "", card.get_attribute("data-y") or ""
+
     def position(self, name: str) -> tuple[str, str]:
-        left, top = self.card(name).evaluate("el => [el.style.left, el.style.top]")
-        return left, top
+        """Where the card rests once this page's own moves of it are saved."""
+        expect(self.card(name)).not_to_have_class(re.compile(r"\bunsaved\b"))
+        return self.shown_position(name)
+
+    def expect_position(self, name: str, position: tuple[str, str]) -> None:
+        card = self.card(name)
+        expect(card).to_have_attribute("data-x", position[0])
+        expect(card).to_have_attribute("data-y", position[1])
 
     def drag_by(self, name: str, dx: float, dy: float, *, release: bool = True) -> None:
         handle = self.card(name).locator(".part-handle")

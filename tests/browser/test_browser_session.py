@@ -162,8 +162,7 @@ def test_a_whole_session_in_three_browsers(server, open_person, artifacts: Path)
     after = alex.position("The Alarm")
     assert after != before
     for person in (sam, therapist):
-        expect(person.card("The Alarm")).to_have_attribute(
-            "style", re.compile(rf"left: {re.escape(after[0])}; top: {re.escape(after[1])}"))
+        person.expect_position("The Alarm", after)
     # Sam cannot move Alex's card.
     expect(sam.card("The Alarm")).not_to_have_class(re.compile(r"\bmovable\b"))
 

@@ -74,6 +74,7 @@ async def play_every_command(room: Trio, script: Script) -> set[str]:
     await do(a, "part.blend", id=hidden, level=9)
     await do(a, "link.add", kind="protects", source=alarm, target=hidden)
     await do(a, "link.add", kind="reacts_to", source=alarm, target=quiet)
+    await do(a, "part.tidy")
     back = new_id(await do(b, "link.add", kind="reacts_to", source=quiet, target=alarm))
     await do(b, "link.remove", id=back)
     await do(b, "link.add", kind="reacts_to", source=quiet, target=alarm)

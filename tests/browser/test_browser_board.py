@@ -1,0 +1,168 @@
+"""The board on every screen: one geometry, so a full board (both partners' parts, shared
+and private, protects and reacts-to links) has no two cards overlapping, every card and
+control takes its own taps, every arrowhead and label is inside the board and on no card,
+and the layout is the same for the three roles at any size. Phones: a touch drag moves a
+card without selecting text. Screenshots go to tests/artifacts/board/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axe_playwright_python.sync_playwright import Axe
+from browser_helpers import ARTIFACTS, Person, create_room, join_three, move_to_stage
+from playwright.sync_api import expect
+
+SIZES = [(360, 740), (390, 844), (768, 1024), (1280, 800), (1920, 1080)]
+SHOTS = ARTIFACTS / "board"
+IMPACTS = {"critical", "serious", "moderate", "minor"}
+
+JORDAN = [("The Scorekeeper", "manager"), ("The Storm", "firefighter"),
+          ("The Small One", "exile"), ("The Drifter", "unsure")]
+RILEY = [("The Wall", "firefighter"), ("The Helper", "manager"),
+         ("The Unseen", "exile"), ("The Secret Keeper", "manager")]
+PRIVATE = {"The Drifter", "The Secret Keeper"}
+
+# Everything the test checks, measured in the page: cards, their controls, link marks.
+MEASURE = """() => {
+  const r = (el) => { const b = el.getBoundingClientRect();
+    return {left: b.left, top: b.top, right: b.right, bottom: b.bottom}; };
+  const area = r(document.getElementById('cards-area'));
+  const cards = Array.from(document.querySelectorAll('#cards li.part')).map((li) => {
+    const b = r(li);
+    return {name: li.querySelector('.part-name').textContent, box: b,
+            rel: [(b.left - area.left) / (area.right - area.left),
+                  (b.top - area.top) / (area.bottom - area.top),
+                  (b.right - b.left) / (area.right - area.left)]};
+  });
+  const marks = [];
+  for (const g of document.querySelectorAll('#link-heads .link-mark')) {
+    for (const el of g.querySelectorAll('polygon, text')) {
+      marks.push({link: g.dataset.link, what: el.tagName, box: r(el)});
+    }
+  }
+  return {area, cards, marks};
+}"""
+
+# What a tap at the middle of each card, each card's control and each link mark reaches.
+HITS = """() => {
+  const missed = [];
+  const centre = (el) => {
+    if (el.tagName === 'polygon') {
+      const pts = el.points, m = el.getScreenCTM();
+      let x = 0, y = 0;
+      for (let i = 0; i < pts.length; i++) { x += pts[i].x; y += pts[i].y; }
+      const p = new DOMPoint(x / pts.length, y / pts.length).matrixTransform(m);
+      return [p.x, p.y];
+    }
+    const b = el.getBoundingClientRect();
+    return [(b.left + b.right) / 2, (b.top + b.bottom) / 2];
+  };
+  const targets = [...document.querySelectorAll('#cards .part-handle, #cards .part-actions button'),
+                   ...document.querySelectorAll('#link-heads polygon, #link-heads text')];
+  for (const el of targets) {
+    if (!el.getClientRects().length) continue;
+    el.scrollIntoView({block: 'center', inline: 'center'});
+    const [x, y] = centre(el);
+    const hit = document.elementFromPoint(x, y);
+    const ok = el.closest('.link-mark')
+      ? hit && hit.closest('.link-mark') && hit.closest('.link-mark').dataset.link === el.closest('.link-mark').dataset.link
+      : hit && (hit === el || el.contains(hit));
+    if (!ok) missed.push((el.getAttribute('aria-label') || el.textContent).slice(0, 40) + ' -> ' +
+                         (hit ? hit.tagName + '.' + hit.className : 'nothing'));
+  }
+  return missed;
+}"""
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (a["left"] < b["right"] - 0.5 and b["left"] < a["right"] - 0.5
+            and a["top"] < b["bottom"] - 0.5 and b["top"] < a["bottom"] - 0.5)
+
+
+def inside(inner: dict[str, float], outer: dict[str, float]) -> bool:
+    return (inner["left"] >= outer["left"] - 0.5 and inner["right"] <= outer["right"] + 0.5
+            and inner["top"] >= outer["top"] - 0.5 and inner["bottom"] <= outer["bottom"] + 0.5)
+
+
+def add_parts(person: Person, parts: list[tuple[str, str]]) -> None:
+    for name, kind in parts:
+        person.add_part(name, kind)
+        if name not in PRIVATE:
+            person.share(name)
+
+
+def draw(person: Person, source: str, kind: str, target: str) -> None:
+    person.select(source)
+    label = "This part protects…" if kind == "protects" else "This part reacts to…"
+    form = person.page.locator("#part-panel form.link-form").filter(has_text=label)
+    form.get_by_label(label).select_option(label=target)
+    count = person.page.locator("#link-heads .link-mark").count()
+    form.get_by_role("button", name="Draw the arrow").click()
+    expect(person.page.locator("#link-heads .link-mark")).to_have_count(count + 1)
+
+
+def check_geometry(person: Person, size: tuple[int, int]) -> list[list[float]]:
+    where = f"{person.label} at {size[0]}x{size[1]}"
+    found: dict[str, Any] = person.page.evaluate(MEASURE)
+    cards = found["cards"]
+    for one, two in ((p, q) for i, p in enumerate(cards) for q in cards[i + 1:]):
+        assert not overlap(one["box"], two["box"]), f"{where}: {one['name']} on {two['name']}"
+    assert found["marks"], f"{where}: no links drawn"
+    for mark in found["marks"]:
+        assert inside(mark["box"], found["area"]), f"{where}: a {mark['what']} outside the board"
+        for card in cards:
+            assert not overlap(mark["box"], card["box"]), \
+                f"{where}: a link's {mark['what']} lies on {card['name']}"
+    missed = person.page.evaluate(HITS)
+    assert not missed, f"{where}: taps that miss: {missed}"
+    return {c["name"]: c["rel"] for c in cards}  # type: ignore[return-value]
+
+
+def axe_violations(person: Person) -> list[str]:
+    results = Axe().run(person.page)
+    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:5]}"
+            for v in results.response["violations"] if v.get("impact") in IMPACTS]
+
+
+def test_a_full_board_is_the_same_and_untangled_on_every_screen(server, open_person) -> None:  # type: ignore[no-untyped-def]
+    links = create_room(server.base_url, a="Jordan", b="Riley")
+    therapist, jordan, riley = join_three(open_person, links, a="Jordan", b="Riley")
+    move_to_stage(therapist, [jordan, riley], 3)
+    add_parts(jordan, JORDAN)
+    add_parts(riley, RILEY)
+    draw(jordan, "The Scorekeeper", "protects", "The Small One")
+    draw(jordan, "The Storm", "protects", "The Small One")
+    draw(jordan, "The Drifter", "protects", "The Scorekeeper")  # private: Riley never sees it
+    draw(jordan, "The Storm", "reacts_to", "The Wall (Riley)")
+    draw(riley, "The Wall", "protects", "The Unseen")
+    draw(riley, "The Helper", "protects", "The Unseen")
+    draw(riley, "The Wall", "reacts_to", "The Storm (Jordan)")
+    for person in (jordan, riley):
+        person.page.click("#tidy")
+        person.saved()
+    expect(riley.page.locator("#link-heads .link-mark")).to_have_count(6)
+    expect(therapist.page.locator("#link-heads .link-mark")).to_have_count(7)
+    expect(riley.card("The Drifter")).to_have_count(0)
+
+    layouts: dict[str, dict[str, list[float]]] = {}
+    problems: dict[str, list[str]] = {}
+    for width, height in SIZES:
+        for person in (therapist, jordan, riley):
+            person.page.set_viewport_size({"width": width, "height": height})
+            layouts[f"{person.label} {width}"] = check_geometry(person, (width, height))
+            if violations := axe_violations(person):
+                problems[f"{person.label} {width}"] = violations
+    assert not problems, problems
+    # The relative layout is the same for every role at every size.
+    reference = layouts["therapist 1920"]
+    for key, layout in layouts.items():
+        for name, rel in layout.items():
+            assert all(abs(a - b) < 0.003 for a, b in zip(rel, reference[name], strict=True)), \
+                f"{key}: {name} is elsewhere than on the therapist's wide screen"
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for person in (therapist, jordan, riley):
+        role = person.label
+        for label, (width, height) in (("phone", (390, 844)), ("desktop", (1280, 800))):
+            person.page.set_viewport_size({"width": width, "height": height})
+            person.page.locator("#board-section").screenshot(path=SHOTS / f"{role}-{label}.png")
