@@ -15,6 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from rooms import cycle as cycle_picture
 from rooms.errors import BadRequest
 from rooms.protocol import ANSWER_LABELS, LINK_KIND_LABELS, SELF_QUALITY_LABELS
 from rooms.types import COLOR_PATTERN
@@ -276,6 +277,8 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
         "partners": partners,
         "within": within,
         "cycle": cycle,
+        "picture": cycle_picture.layout(parts, doc["links"]),
+        "colors": {p["key"]: p["color"] or "#5d666b" for p in partners},
         "needs": needs,
         "take_home": take_home,
         "turns": turns,

@@ -27,7 +27,8 @@ const KEY_STEP_Y = (BOARD.card_h + BOARD.gap * BOARD.aspect) / (1 - BOARD.card_h
 const READABLE_PX = 800;
 const ZOOMS = [1, 1.5, 2, 3];
 const ARROW = { length: 16, half: 7, clear: 3 };
-const LABEL = { size: 15, pad: 3, charW: 0.56 };
+// A label fits in the GAP between two cards (20 units).
+const LABEL = { size: 13, pad: 1.5, charW: 0.58 };
 const KEY_COMMIT_MS = 350;
 const REMOTE_DRAG_TTL_MS = 2000;
 
@@ -66,7 +67,7 @@ export class Board {
     this.startedFor = null;
     this.frameWidth = 0;
     const resized = () => {
-      if (this.board.clientWidth === this.frameWidth) return;
+      if (!this.board.isConnected || this.board.clientWidth === this.frameWidth) return;
       this.frameWidth = this.board.clientWidth;
       this.applyZoom();
     };

@@ -64,9 +64,10 @@ HITS = """() => {
     el.scrollIntoView({block: 'center', inline: 'center'});
     const [x, y] = centre(el);
     const hit = document.elementFromPoint(x, y);
-    const ok = el.closest('.link-mark')
-      ? hit && hit.closest('.link-mark') && hit.closest('.link-mark').dataset.link === el.closest('.link-mark').dataset.link
-      : hit && (hit === el || el.contains(hit));
+    const mark = el.closest('.link-mark');
+    const hitMark = hit && hit.closest('.link-mark');
+    const ok = mark ? hitMark && hitMark.dataset.link === mark.dataset.link
+                    : hit && (hit === el || el.contains(hit));
     if (!ok) missed.push((el.getAttribute('aria-label') || el.textContent).slice(0, 40) + ' -> ' +
                          (hit ? hit.tagName + '.' + hit.className : 'nothing'));
   }

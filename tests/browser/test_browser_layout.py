@@ -71,9 +71,10 @@ def rect(person: Person, selector: str) -> dict[str, float]:
 
 
 def label_is_whole(person: Person, selector: str) -> None:
-    """The side heading is not clipped, sits inside the board and above the cards' area."""
+    """The side heading is not clipped, sits inside the board (its surface, which a zoomed-in
+    phone pans) and above the cards' area."""
     label = rect(person, selector)
-    board = rect(person, "#board")
+    board = rect(person, "#surface")
     cards = rect(person, "#cards")
     clipped = person.page.locator(selector).evaluate(
         "el => el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1")

@@ -46,9 +46,10 @@ def test_a_drop_made_offline_lands_once_after_reconnecting(room, open_person) ->
     expect(sam.card("The Worrier")).to_have_class(re.compile(r"\bremote-moving\b"))
     alex.context.set_offline(True)
     expect(alex.status).to_contain_text("Reconnecting…")
-    box = alex.page.viewport_size
-    assert box
-    alex.page.mouse.move(box["width"] * 0.45, box["height"] * 0.55, steps=8)
+    # Dropped low on Alex's side, far from its place at the top.
+    area = alex.page.locator("#cards-area").bounding_box()
+    assert area
+    alex.page.mouse.move(area["x"] + 60, area["y"] + area["height"] * 0.8, steps=8)
     alex.page.mouse.up()
     dropped = alex.shown_position("The Worrier")
     assert dropped != start
