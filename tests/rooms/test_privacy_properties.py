@@ -40,7 +40,7 @@ from rooms import actions, machine, model, views
 from rooms.errors import RoomError
 from rooms.export import export_for
 from rooms.model import Limits, PartnerInfo, Role, Room
-from rooms.stages import OPERATIONS
+from rooms.stages import OPERATIONS, UTURN_PROMPT
 
 SMALL_LIMITS = Limits(parts_per_partner=6, name_length=24, text_length=40, agreements=4,
                       links_per_partner=5, notes=4, display_name_length=30)
@@ -128,7 +128,8 @@ def _fields(room: Room) -> Iterator[tuple[str, str, set[str], set[str]]]:
         texts = {turn.spoken, turn.reflection, turn.correction}
         yield "turns", key, {turn.id}, texts - {""}
     for key, uturn in room.uturns.items():
-        yield "uturns", key, {uturn.id}, {uturn.prompt, uturn.answer} - {""}
+        # The default prompt is the same words for everyone: not a secret.
+        yield "uturns", key, {uturn.id}, {uturn.prompt, uturn.answer} - {"", UTURN_PROMPT}
     for key, note in room.notes.items():
         yield "notes", key, {note.id}, {note.text}
 
@@ -305,7 +306,7 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
         "part.add": len(own) < SMALL_LIMITS.parts_per_partner,
         "part.edit": bool(own), "part.move": bool(own), "part.remove": bool(own),
         "part.blend": bool(own), "part.reveal": any(not p.shared for p in own),
-        "part.reveal_all": any(not p.shared for p in own),
+        "part.reveal_all": any(not p.shared for p in own), "part.tidy": len(own) > 1,
         "part.withdraw": any(p.shared or p.with_therapist for p in own),
         "part.details": bool(own), "part.feel": bool(own), "link.add": bool(own),
         "link.edit": any(v.owner == actor for v in room.links.values()),
