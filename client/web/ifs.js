@@ -4,7 +4,7 @@
 // Everything shown here is already filtered for this viewer by the server.
 
 import { $, drafts, field, h, replaceChildren, timeOf } from "./dom.js";
-import { KIND_LABELS, KINDS, LINK_KIND_LABELS, PROTOCOL, SELF_QUALITIES, SELF_QUALITY_LABELS } from "./rules.js";
+import { ANSWER_LABELS, KIND_LABELS, KINDS, LINK_KIND_LABELS, PROTOCOL, SELF_QUALITIES, SELF_QUALITY_LABELS } from "./rules.js";
 
 const inOrder = (p, q) => (p.order ?? 0) - (q.order ?? 0) || (p.id < q.id ? -1 : 1);
 
@@ -239,6 +239,17 @@ function feelForm(app, part) {
   });
   queueMicrotask(syncOffer);
   return form;
+}
+
+// ---------------------------------------------------------------- stage 5: answers revisited
+
+// A request's earlier answers, oldest first, so a "not yet" that became a yes is seen.
+export function answerHistory(need) {
+  const earlier = need.answers || [];
+  if (!earlier.length) return null;
+  return h("details", { class: "answer-history" }, h("summary", { text: `Earlier answers (${earlier.length})` }),
+    h("ol", {}, earlier.map((a) => h("li", {}, timeOf(a.at), ` ${ANSWER_LABELS[a.answer] || "No answer"}`,
+      a.note ? ` (“${a.note}”)` : "", a.request ? ` to: ${a.request}` : ""))));
 }
 
 // ---------------------------------------------------------------- links

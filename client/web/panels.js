@@ -4,7 +4,7 @@
 
 import { $, drafts, field, h, reconcile, replaceChildren, timeOf, uid } from "./dom.js";
 import { kindIcon } from "./board.js";
-import { linkLabelForm, partItems, partSig, shareButtons, sharePart, visibilityText } from "./ifs.js";
+import { answerHistory, linkLabelForm, partItems, partSig, shareButtons, sharePart, visibilityText } from "./ifs.js";
 import { ANSWER_LABELS, COLOR, KIND_LABELS, KINDS, LINK_KIND_LABELS, SELF_QUALITIES, SELF_QUALITY_LABELS } from "./rules.js";
 
 const byName = (p, q) => p.name.localeCompare(q.name) || (p.id < q.id ? -1 : 1);
@@ -559,7 +559,8 @@ function answerLine(app, need) {
   }
   return h("div", { class: `answer answer-${need.answer}` },
     h("p", {}, h("strong", { text: you ? "You answered: " : `${who} answered: ` }), ANSWER_LABELS[need.answer]),
-    need.answer_note ? h("p", { class: "answer-note" }, h("strong", { text: "With a note: " }), need.answer_note) : null);
+    need.answer_note ? h("p", { class: "answer-note" }, h("strong", { text: "With a note: " }), need.answer_note) : null,
+    answerHistory(need));
 }
 
 function otherNeedItem(app, part, need) {

@@ -190,3 +190,26 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     alex.shoot(shots, "self-alex")
     sam.shoot(shots, "self-sam")
     therapist.shoot(shots, "self-therapist")
+
+    # ------------------------------------------------ stage 5: an answer revisited
+    move_to_stage(therapist, [alex, sam], 5)
+    item = a.locator("#needs-list li.need").filter(has_text="The Critic")
+    item.get_by_label("What does The Critic need?").fill("To rest.")
+    item.get_by_role("button", name="Save the need").click()
+    item.get_by_role("button", name="Share what The Critic needs").click()
+    item.get_by_label("What can your own Self offer The Critic?").fill("My own patience.")
+    item.get_by_role("button", name="Save what your Self offers").click()
+    item.get_by_label("What would you like to ask Sam?").fill("Tell me when you will be late.")
+    item.get_by_role("button", name="Ask Sam").click()
+    theirs = s.locator("#requests-list li.need").filter(has_text="The Critic")
+    for answer in ("Not yet", "Yes"):
+        if answer == "Yes":  # revisited: changing the answer is folded once answered
+            theirs.locator(".change-answer summary").click()
+        theirs.get_by_label(answer).check()
+        theirs.locator("button[type=submit]").click()
+        expect(theirs).to_contain_text(f"You answered: {answer}")
+    history = a.locator("#needs-list .answer-history")
+    expect(history.locator("summary")).to_have_text("Earlier answers (1)")
+    history.locator("summary").click()
+    expect(history.locator("li")).to_contain_text("Not yet")
+    axe_clean(alex)
