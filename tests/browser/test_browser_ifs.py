@@ -80,7 +80,7 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
         re.compile(r"\d\d:\d\d(\s?[AP]M)? Self: curiosity · Another part: annoyed"))
     expect(a.locator("#links-list")).to_contain_text("The Annoyed One is polarized with The Critic")
     expect(a.locator("#link-lines .link-polarized")).to_have_count(1)
-    expect(a.locator("#link-lines text.link-label")).to_have_text("is polarized with")
+    expect(a.locator("#link-marks text.link-label")).to_have_text("is polarized with")
     # The therapist sees drafts in this room, and the feeling with them.
     open_part(therapist, "The Critic")
     expect(t.locator("#part-panel .feelings-list")).to_contain_text("Another part: annoyed")
