@@ -167,3 +167,45 @@ def test_a_full_board_is_the_same_and_untangled_on_every_screen(server, open_per
         for label, (width, height) in (("phone", (390, 844)), ("desktop", (1280, 800))):
             person.page.set_viewport_size({"width": width, "height": height})
             person.page.locator("#board-section").screenshot(path=SHOTS / f"{role}-{label}.png")
+
+
+def touch_drag(person: Person, start: tuple[float, float], end: tuple[float, float],
+               steps: int = 12) -> None:
+    """A finger put down at `start` and slid to `end` in small steps, as a touch screen
+    sends it (one CDP session: a touch must start and end on the same one)."""
+    cdp = person.page.context.new_cdp_session(person.page)
+    for i in range(steps + 1):
+        x = start[0] + (end[0] - start[0]) * i / steps
+        y = start[1] + (end[1] - start[1]) * i / steps
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart" if i == 0 else "touchMove",
+                                              "touchPoints": [{"x": x, "y": y, "id": 1}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+def test_a_touch_drag_on_a_phone_moves_the_card_and_selects_no_text(server, open_person) -> None:  # type: ignore[no-untyped-def]
+    links = create_room(server.base_url)
+    therapist, alex, _sam = join_three(open_person, links, phones=("a",))
+    move_to_stage(therapist, [alex], 2)
+    alex.add_part("The Watcher", "manager")
+    alex.add_part("The Runner", "firefighter")
+    before = alex.position("The Watcher")
+    handle = alex.card("The Watcher").locator(".part-handle")
+    handle.scroll_into_view_if_needed()
+    box = handle.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # The finger starts on the card's name (text a drag could select) and slides down and
+    # across, as a real drag does.
+    touch_drag(alex, (x, y), (x + 72, y + 144))
+    alex.saved()
+    after = alex.position("The Watcher")
+    assert after != before, "the touch drag did not move the card"
+    assert alex.page.evaluate("() => window.getSelection().toString()") == ""
+    # The move is committed, so the therapist's board shows the card where Alex left it.
+    expect(therapist.card("The Watcher")).to_have_attribute("data-x", after[0])
+    expect(therapist.card("The Watcher")).to_have_attribute("data-y", after[1])
+    found: dict[str, Any] = alex.page.evaluate(MEASURE)
+    names = [c["name"] for c in found["cards"]]
+    boxes = [c["box"] for c in found["cards"]]
+    assert not any(overlap(p, q) for i, p in enumerate(boxes) for q in boxes[i + 1:]), names
