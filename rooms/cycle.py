@@ -7,9 +7,9 @@ the upper row, the parts they protect below. Its parts are those of the "reacts 
 and, following "protects" links either way, the parts protecting or protected by them.
 
 `layout` takes only what the viewer already sees (the parts and links of their view or of
-their export), so the picture can never show more than the board does. The browser draws
-the same layout from its own view (client/web/cycle.js mirrors `layout`; a browser test
-holds the two to the same result).
+their export), so the picture can never show more than the board does. The browser's "Show
+the cycle" asks the server for it (server/api.py, drawn from the viewer's live view with the
+export's SVG markup, templates/_cycle.html.j2), so the layout has this one home.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Final
 WIDTH: Final = 1000
 NODE_W: Final = 240
 NODE_H: Final = 64
-ROW_GAP: Final = 28  # between two parts of one group
+ROW_GAP: Final = 60  # between two parts of one group: room for an arrow and its label
 BAND_GAP: Final = 90  # between the protectors' row and the protected parts' row
 MARGIN: Final = 40
 COLUMNS: Final = {"a": 200, "b": 800}  # centres of the two sides
@@ -61,8 +61,14 @@ def layout(parts: Mapping[str, Mapping[str, Any]], links: Iterable[Mapping[str, 
         part = parts[part_id]
         row = 0 if part["kind"] in PROTECTOR_KINDS or part_id in protectors else 1
         groups.setdefault((part["owner"], row), []).append(part_id)
+    # A protector of a protector sits above it, so no "protects" arrow runs behind a box.
+    depth = dict.fromkeys(members, 0)
+    for _ in members:  # one pass per part: enough for any chain; a protects loop stops there
+        for link in protects:
+            if link["source"] in depth and link["target"] in depth:
+                depth[link["source"]] = max(depth[link["source"]], depth[link["target"]] + 1)
     for group in groups.values():
-        group.sort(key=lambda p: (first_seen[p], parts[p]["name"], p))
+        group.sort(key=lambda p: (-depth[p], first_seen[p], parts[p]["name"], p))
     tallest = [max((len(groups.get((owner, row), [])) for owner in COLUMNS), default=0)
                for row in (0, 1)]
     band = [n * NODE_H + max(0, n - 1) * ROW_GAP for n in tallest]

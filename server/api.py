@@ -26,10 +26,11 @@ from rooms.export import export_for, room_from_export
 from rooms.machine import new_room
 from rooms.model import PARTNERS, ROLES, Partner, PartnerInfo, Role
 from rooms.protocol import document as protocol_document
+from rooms.views import snapshot_for
 from rooms.wire import field_of
 
 from . import metrics
-from .export_render import render_export
+from .export_render import render_cycle, render_export
 from .settings import Settings
 from .store import Auth, Store, new_entity_id, new_room_id, new_secret, secret_hash
 
@@ -93,6 +94,7 @@ class Api:
             Route("/api/rooms", self.create_room, methods=["POST"]),
             Route("/api/rooms/{room_id}/links/{partner}", self.replace_link, methods=["POST"]),
             Route("/api/rooms/{room_id}/export", self.export, methods=["POST"]),
+            Route("/api/rooms/{room_id}/cycle", self.cycle, methods=["POST"]),
             Route("/api/rooms/{room_id}/end", self.end, methods=["POST"]),
         ]
 
@@ -186,6 +188,21 @@ class Api:
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
         })
+
+    async def cycle(self, request: Request) -> Response:
+        return await self._guard(request, self._cycle)
+
+    async def _cycle(self, request: Request) -> Response:
+        """The viewer's protective cycle as SVG, drawn from their own live view only (what
+        their board shows); 204 when they see no "reacts to" link."""
+        auth = await self._auth(request)
+        room = await self.store.load(request.path_params["room_id"])
+        if room is None:
+            raise RoomEnded()
+        picture = render_cycle(snapshot_for(room, auth.role)["colls"])
+        if picture is None:
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        return Response(picture, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
     async def end(self, request: Request) -> Response:
         return await self._guard(request, self._end)

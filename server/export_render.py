@@ -66,6 +66,25 @@ def render_export(doc: dict[str, Any], fmt: str) -> tuple[bytes, str, str]:
     return body.encode("utf-8"), content_type, filename
 
 
+def render_cycle(colls: dict[str, dict[str, Any]]) -> bytes | None:
+    """The viewer's cycle picture as a standalone SVG (the export's markup), from the
+    collections of their own live view; None when they see no "reacts to" link."""
+    picture = cycle_picture.layout(colls["parts"], colls["links"].values())
+    if not picture["nodes"]:
+        return None
+    macro = _environment().get_template("_cycle.html.j2").module.cycle_svg  # type: ignore[attr-defined]
+    return str(macro(picture, _colors(colls["partners"]))).strip().encode("utf-8")
+
+
+def _colors(partners: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Each partner's own colour when it is a valid one, else a neutral grey."""
+    colors = {}
+    for key, info in partners.items():
+        color = str(info.get("color", ""))
+        colors[key] = color if _COLOR.match(color) else "#5d666b"
+    return colors
+
+
 def export_filename(doc: dict[str, Any], fmt: str) -> str:
     day = _when(doc.get("exported_at")).strftime("%Y-%m-%d")
     role = ROLE_WORDS.get(str(doc.get("viewer")), "export")
@@ -278,7 +297,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
         "within": within,
         "cycle": cycle,
         "picture": cycle_picture.layout(parts, doc["links"]),
-        "colors": {p["key"]: p["color"] or "#5d666b" for p in partners},
+        "colors": _colors(partners_doc),
         "needs": needs,
         "take_home": take_home,
         "turns": turns,

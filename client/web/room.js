@@ -3,6 +3,7 @@
 import { RoomClient } from "./connection.js";
 import { $, clear, drafts, h, reconcile, replaceChildren } from "./dom.js";
 import { Board } from "./board.js";
+import { CycleView } from "./cycle.js";
 import { renderScribe, renderSelf, renderTurns } from "./ifs.js";
 import { arrange } from "./layout.js";
 import {
@@ -80,6 +81,7 @@ class App {
     this.ui = { selected: null, preview: null, editingAgreement: null, editingNote: null };
     this.renderQueued = false;
     this.boardView = new Board(this);
+    this.cycleView = new CycleView(this);
     this.wired = false;
     this.toastTimer = null;
     this.lastStatus = "connecting";
@@ -184,6 +186,7 @@ class App {
     this.renderRoomBar();
     this.renderBoardMeta();
     this.boardView.render();
+    this.cycleView.render();
     renderPartPanel(this);
     renderMyParts(this);
     renderAgreements(this);
@@ -951,6 +954,7 @@ function main() {
   });
   client.addEventListener("event", (e) => {
     app.boardView.onEvent(e.detail.event);
+    app.cycleView.onEvent();
     app.scheduleRender();
     if (!e.detail.replay) queueMicrotask(() => app.announceEvent(e.detail.event));
   });

@@ -320,6 +320,18 @@ def move_to_stage(therapist: Person, others: list[Person], number: int) -> None:
         expect(person.page.locator("#stage-title")).to_contain_text(f"Stage {number} of 5")
 
 
+def draw(person: Person, source: str, kind: str, target: str) -> None:
+    """``source`` protects / reacts to ``target`` (named as the part menu shows it), drawn
+    from the part panel; waits for the new arrow."""
+    person.select(source)
+    label = "This part protects…" if kind == "protects" else "This part reacts to…"
+    form = person.page.locator("#part-panel form.link-form").filter(has_text=label)
+    form.get_by_label(label).select_option(label=target)
+    count = person.page.locator("#link-heads .link-mark").count()
+    form.get_by_role("button", name="Draw the arrow").click()
+    expect(person.page.locator("#link-heads .link-mark")).to_have_count(count + 1)
+
+
 def confirm(person: Person, button: str) -> str:
     """Answer the page's confirm dialog with ``button``; returns what the dialog said."""
     dialog = person.page.locator("#confirm-dialog")

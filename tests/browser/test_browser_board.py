@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from axe_playwright_python.sync_playwright import Axe
-from browser_helpers import ARTIFACTS, Person, create_room, join_three, move_to_stage
+from browser_helpers import ARTIFACTS, Person, create_room, draw, join_three, move_to_stage
 from playwright.sync_api import expect
 
 SIZES = [(360, 740), (390, 844), (768, 1024), (1280, 800), (1920, 1080)]
@@ -90,16 +90,6 @@ def add_parts(person: Person, parts: list[tuple[str, str]]) -> None:
         person.add_part(name, kind)
         if name not in PRIVATE:
             person.share(name)
-
-
-def draw(person: Person, source: str, kind: str, target: str) -> None:
-    person.select(source)
-    label = "This part protects…" if kind == "protects" else "This part reacts to…"
-    form = person.page.locator("#part-panel form.link-form").filter(has_text=label)
-    form.get_by_label(label).select_option(label=target)
-    count = person.page.locator("#link-heads .link-mark").count()
-    form.get_by_role("button", name="Draw the arrow").click()
-    expect(person.page.locator("#link-heads .link-mark")).to_have_count(count + 1)
 
 
 def check_geometry(person: Person, size: tuple[int, int]) -> list[list[float]]:

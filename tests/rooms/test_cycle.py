@@ -99,3 +99,16 @@ def test_the_html_export_draws_the_viewers_cycle_and_nothing_more() -> None:
         [{"id": k, "kind": v.kind, "source": v.source, "target": v.target, "order": v.order}
          for k, v in s.room.links.items()])
     assert ids["hidden_a"] in {n["id"] for n in everything["nodes"]}
+
+
+def test_a_protector_of_a_protector_sits_above_it() -> None:
+    s = Session(stage=3, names=("Mira", "Tove"))
+    outer = s.part("a", "The Planner", kind="firefighter", shared=True)
+    inner = s.part("a", "The Critic", kind="manager", shared=True)
+    young = s.part("a", "The Little One", kind="exile", shared=True)
+    other = s.part("b", "The Shutter", kind="firefighter", shared=True)
+    s.link("a", "reacts_to", inner, other)  # seen first, yet its protector goes above it
+    s.link("a", "protects", inner, young)
+    s.link("a", "protects", outer, inner)
+    nodes = {node["id"]: node for node in picture_for(s, "b")["nodes"]}
+    assert nodes[outer]["y"] < nodes[inner]["y"] < nodes[young]["y"]
