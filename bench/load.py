@@ -75,6 +75,19 @@ class Refused(Exception):
     """The server answered the hello with something other than a welcome."""
 
 
+
+ADD_NAME = "Bench part "
+
+
+def add_name(x: float) -> str:
+    return f"{ADD_NAME}{x!r}"
+
+
+def added_x(name: object) -> float | None:
+    if isinstance(name, str) and name.startswith(ADD_NAME):
+        return float(name[len(ADD_NAME):])
+    return None
+
 @dataclass
 class Config:
     kind: str  # "relay" | "partsboard"
@@ -104,7 +117,7 @@ class Member:
     epoch: str | None = None
     last_seq: int = -1
     unacked: dict[str, bytes] = field(default_factory=dict)
-    part_x: dict[str, float] = field(default_factory=dict)
+    known_parts: set[str] = field(default_factory=set)
     dead: str | None = None
     drops: int = 0
     resumed_at: float = 0.0  # wall clock of the last successful re-welcome
@@ -237,7 +250,7 @@ class Worker:
         m.last_seq = int(welcome.get("seq") or 0)
         view = welcome.get("view") or {}
         parts = (view.get("colls") or {}).get("parts") or {}
-        m.part_x = {pid: p.get("x") for pid, p in parts.items()}
+        m.known_parts = set(parts)
 
     async def life(self, m: Member) -> None:
         """Read one member's frames; on a drop, resume (bounded attempts)."""
@@ -384,16 +397,16 @@ class Worker:
                 continue
             pid, value = change[1], change[2]
             if value is None:
-                m.part_x.pop(pid, None)
+                m.known_parts.discard(pid)
                 continue
-            x = value.get("x")
-            if m.part_x.get(pid) != x:
-                # moves and adds carry unique x values: seeing one land twice means a
-                # command was applied twice
-                if pid not in m.part_x and x in room.learnt and room.learnt[x] != pid:
-                    self.totals["x_dups"] += 1
-                m.part_x[pid] = x
-            if value.get("owner") == m.role:
+            # Adds carry a unique x in their name (the board settles positions, so the
+            # stored x is not the one sent): a new part named like one learnt already
+            # means an add was applied twice.
+            x = added_x(value.get("name"))
+            if x is not None and pid not in m.known_parts and room.learnt.get(x, pid) != pid:
+                self.totals["x_dups"] += 1
+            m.known_parts.add(pid)
+            if x is not None and value.get("owner") == m.role:
                 room.learnt.setdefault(x, pid)
                 if room.pending_add.get(x) == m.index:
                     del room.pending_add[x]
@@ -486,7 +499,7 @@ class Worker:
         elif len(room.extra[index]) < MAX_EXTRA_PARTS:
             x = self.next_x()
             room.pending_add[x] = index
-            self.command(m, PartAdd(name="Bench part", kind="manager", x=x, y=self.rng.random()))
+            self.command(m, PartAdd(name=add_name(x), kind="manager", x=x, y=self.rng.random()))
         else:
             pid = room.extra[index].pop(0)
             if pid in parts:
@@ -561,7 +574,7 @@ class Worker:
         async def add_and_reveal(index: int) -> None:
             x = self.next_x()
             await self.call(room.members[index],
-                            PartAdd(name="Bench part", kind="manager", x=x, y=0.5))
+                            PartAdd(name=add_name(x), kind="manager", x=x, y=0.5))
             for _ in range(400):  # the ack can come before the event: up to 20 s
                 if x in room.learnt:
                     break

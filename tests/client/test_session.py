@@ -21,7 +21,7 @@ from client import (
     replace_link,
 )
 from client.links import make_link
-from rooms import wire
+from rooms import geometry, wire
 from rooms.actions import (
     AgreementAck,
     AgreementAdd,
@@ -143,19 +143,24 @@ async def test_three_roles_every_command_round_trips(room: CreatedRoom) -> None:
         p2 = await a.create(PartAdd(name="The Sulker", kind="firefighter"))
         q1 = await b.create(PartAdd(name="The Fixer", kind="manager", x=0.8, y=0.2))
         q2 = await b.create(PartAdd(name="The Small One", kind="exile", x=0.9, y=0.9))
+        # Cards rest on the nearest free place of their owner's side (rooms/geometry.py).
+        first = geometry.settle("a", geometry.Position(0.1, 0.2), ())
         assert colls(a)["parts"][p1] == {
             "id": p1, "owner": "a", "name": "The Worrier", "kind": "manager",
-            "x": 0.1, "y": 0.2, "shared": False, "blend": None, **UNWRITTEN}
+            "x": first.x, "y": first.y, "shared": False, "blend": None, **UNWRITTEN}
         await b.wait_for(lambda v: v["counts"]["a"]["parts"] == 2)
         assert p1 not in colls(b)["parts"] and p1 not in colls(t)["parts"]
 
         await a.run(PartEdit(id=p1, name="The Worrier Too"))
         await a.run(PartEdit(id=p1, kind="exile"))
         await a.run(PartEdit(id=p1, kind="manager"))
+        p2_at = colls(a)["parts"][p2]
+        moved = geometry.settle("a", geometry.Position(0.3, 0.4),
+                                [geometry.Position(p2_at["x"], p2_at["y"])])
         await a.run(PartMove(id=p1, x=0.3, y=0.4))
         assert colls(a)["parts"][p1] == {
             "id": p1, "owner": "a", "name": "The Worrier Too", "kind": "manager",
-            "x": 0.3, "y": 0.4, "shared": False, "blend": None, **UNWRITTEN}
+            "x": moved.x, "y": moved.y, "shared": False, "blend": None, **UNWRITTEN}
         await a.run(PartReveal(id=p1))
         await b.wait_for(lambda v: v["colls"]["parts"].get(p1, {}).get("name") == "The Worrier Too")
         await a.drag(p1, 0.31, 0.41)

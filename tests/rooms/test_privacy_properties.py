@@ -284,7 +284,7 @@ THERAPIST_OPS = sorted(op for op, rule in OPERATIONS.items() if "therapist" in r
 PARTNER_OPS = sorted(op for op, rule in OPERATIONS.items() if "a" in rule.roles)
 # Part work is most of a session; the therapist moves the stage on often enough to reach 5.
 EXTRA_WEIGHT = {"part.add": 3, "part.reveal": 2, "link.add": 2, "need.set": 3, "need.reveal": 4,
-                "need.self": 3, "request.make": 4, "request.answer": 4, "stage.set": 3,
+                "need.self": 3, "request.make": 8, "request.answer": 10, "stage.set": 3,
                 "part.withdraw": 2, "need.withdraw": 2, "link.remove": 2, "turn.speak": 3,
                 "turn.reflect": 3, "turn.confirm": 4, "scribe.part_add": 2, "scribe.link_add": 3}
 
@@ -329,7 +329,8 @@ def useful_ops(room: Room, actor: Role) -> list[str]:
         "uturn.share": any(u.partner == actor and u.answer for u in room.uturns.values()),
         "need.reveal": any(n.owner == actor and not n.shared for n in needs),
         "need.withdraw": any(n.owner == actor and n.shared for n in needs),
-        "request.make": any(n.owner == actor and n.shared for n in needs),
+        "request.make": any(n.owner == actor and n.shared and n.self_offer is not None
+                            for n in needs),
         "request.answer": any(n.owner != actor and n.request and n.shared for n in needs),
     }
     out = [op for op in ops if OPERATIONS[op].stage <= room.stage and has.get(op, True)
@@ -522,7 +523,8 @@ def draw_command(data: st.DataObject, world: World) -> tuple[Role, str, dict[str
     elif op == "need.withdraw":
         args = {"part": one_of(own_shared_needs, list(room.needs))}
     elif op == "request.make":
-        args = {"part": one_of(own_shared_needs, list(room.needs)), "text": text()}
+        offered = [k for k in own_shared_needs if room.needs[k].self_offer is not None]
+        args = {"part": one_of(offered or own_shared_needs, list(room.needs)), "text": text()}
     elif op == "request.answer":
         args = {"part": one_of(asked, list(room.needs)),
                 "answer": draw(st.sampled_from(["yes", "not_yet", "lets_talk"])),
