@@ -284,7 +284,7 @@ THERAPIST_OPS = sorted(op for op, rule in OPERATIONS.items() if "therapist" in r
 PARTNER_OPS = sorted(op for op, rule in OPERATIONS.items() if "a" in rule.roles)
 # Part work is most of a session; the therapist moves the stage on often enough to reach 5.
 EXTRA_WEIGHT = {"part.add": 3, "part.reveal": 2, "link.add": 2, "need.set": 3, "need.reveal": 4,
-                "need.self": 3, "request.make": 8, "request.answer": 10, "stage.set": 3,
+                "need.self": 3, "request.make": 12, "request.answer": 24, "stage.set": 3,
                 "part.withdraw": 2, "need.withdraw": 2, "link.remove": 2, "turn.speak": 3,
                 "turn.reflect": 3, "turn.confirm": 4, "scribe.part_add": 2, "scribe.link_add": 3}
 
