@@ -56,3 +56,11 @@ async def make_room(store: Store, room_id: str = "r" * 22) -> str:
                               "b": PartnerInfo("Ben", "#445566")})
     await store.create(room, {})
     return room.id
+
+
+async def epoch_of(store: Store, room_id: str) -> str:
+    """The room's epoch as Redis holds it: a member joined under another epoch would be told
+    the room was lost by the next sweep."""
+    row = (await store.meta_seq_epoch([room_id]))[0]
+    assert row is not None
+    return str(row[1])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
-from hub_helpers import WAIT, Listener, make_room
+from hub_helpers import WAIT, Listener, epoch_of, make_room
 from redis.exceptions import RedisError
 
 from rooms.actions import parse_args
@@ -24,7 +24,8 @@ async def test_joins_waiting_on_a_failed_first_join_never_join_a_dead_room(
     await admin.rpush(state, "not a room")  # GET now fails: WRONGTYPE
     await admin.expire(state, 60)
     listeners = [Listener(str(n)) for n in range(3)]
-    results = await asyncio.gather(*(hub.join(room_id, "e", listener) for listener in listeners),
+    epoch = await epoch_of(hub.store, room_id)
+    results = await asyncio.gather(*(hub.join(room_id, epoch, listener) for listener in listeners),
                                    return_exceptions=True)
     assert all(isinstance(result, RedisError) for result in results), (
         "the room cannot be loaded, so no join may succeed")
@@ -41,9 +42,10 @@ async def test_a_member_joining_as_the_last_one_leaves_stays_subscribed(
         hub: Hub, admin: aioredis.Redis) -> None:
     room_id = await make_room(hub.store)
     first, second = Listener("first"), Listener("second")
-    live = await hub.join(room_id, "e", first)
+    epoch = await epoch_of(hub.store, room_id)
+    live = await hub.join(room_id, epoch, first)
     leaving = asyncio.create_task(hub.leave(live, first))
-    await hub.join(room_id, "e", second)
+    await hub.join(room_id, epoch, second)
     await leaving
     assert second in hub.rooms[room_id].members
     # The room's channel still delivers: the therapist's link replaced elsewhere closes it.
@@ -60,8 +62,9 @@ async def test_a_rooms_first_command_runs_on_the_room_its_first_join_loaded(
         return int(stats.get("cmdstat_get", {}).get("calls", 0))
 
     room_id = await make_room(hub.store)
+    epoch = await epoch_of(hub.store, room_id)
     before = await state_reads()
-    live = await hub.join(room_id, "e", Listener("first"))
+    live = await hub.join(room_id, epoch, Listener("first"))
     seq = await execute(live, "therapist", "c1", parse_args("note.add", {"text": "hello"}))
     assert seq == 1
     assert await state_reads() - before == 1, "the room was loaded again for its first command"
