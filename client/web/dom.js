@@ -101,19 +101,38 @@ export async function copyText(text, input) {
   }
 }
 
-// Values typed into inputs marked with data-key survive a re-render.
+// Values typed into inputs marked with data-key, check boxes ticked and options chosen survive
+// a re-render.
 export const drafts = new Map();
+const isCheckBox = (el) => el instanceof HTMLInputElement && el.type === "checkbox";
 document.addEventListener("input", (event) => {
   const target = event.target;
   if (target instanceof HTMLElement && target.dataset.key &&
-      (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement)) {
-    drafts.set(target.dataset.key, target.value);
+      (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
+       target instanceof HTMLSelectElement)) {
+    drafts.set(target.dataset.key, isCheckBox(target) ? target.checked : target.value);
   }
 });
 
+function setDraft(el, value) {
+  if (isCheckBox(el)) el.checked = value;
+  else if ("value" in el) el.value = value;
+}
+
 export function restoreDrafts(root) {
   for (const el of root.querySelectorAll("[data-key]")) {
-    if (drafts.has(el.dataset.key) && "value" in el) el.value = drafts.get(el.dataset.key);
+    if (drafts.has(el.dataset.key)) setDraft(el, drafts.get(el.dataset.key));
+  }
+}
+
+// Forget drafts once sent, and empty their inputs wherever the page now shows them (an
+// event may have drawn the form anew, from the drafts, before the answer came).
+export function forgetDrafts(keys) {
+  for (const key of keys) {
+    drafts.delete(key);
+    const el = document.querySelector(`[data-key="${CSS.escape(key)}"]`);
+    if (el instanceof HTMLSelectElement) el.selectedIndex = 0;
+    else if (el) setDraft(el, isCheckBox(el) ? false : "");
   }
 }
 

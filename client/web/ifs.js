@@ -3,7 +3,7 @@
 // change over the session, speaking for parts with a listener, and U-turn prompts.
 // Everything shown here is already filtered for this viewer by the server.
 
-import { $, drafts, field, h, replaceChildren, timeOf } from "./dom.js";
+import { $, drafts, field, forgetDrafts, h, replaceChildren, timeOf } from "./dom.js";
 import { ANSWER_LABELS, KIND_LABELS, KINDS, LINK_KIND_LABELS, PROTOCOL, SELF_QUALITIES, SELF_QUALITY_LABELS } from "./rules.js";
 
 const inOrder = (p, q) => (p.order ?? 0) - (q.order ?? 0) || (p.id < q.id ? -1 : 1);
@@ -186,14 +186,14 @@ function detailsForm(app, part, op) {
 
 function feelForm(app, part) {
   const boxes = SELF_QUALITIES.map((q) => {
-    const box = h("input", { type: "checkbox", name: q, value: q, dataset: { focus: `feel-${q}` } });
+    const box = h("input", { type: "checkbox", name: q, value: q, dataset: { key: `feel-${q}-${part.id}` } });
     return { q, box, el: h("label", { class: "check" }, box, ` ${SELF_QUALITY_LABELS[q]}`) };
   });
   const other = h("input", { type: "text", maxlength: 500, autocomplete: "off",
     dataset: { key: `feel-other-${part.id}` }, placeholder: "annoyed, afraid of it, wanting it gone…" });
-  const asPart = h("input", { type: "checkbox", dataset: { focus: "feel-as-part" } });
+  const asPart = h("input", { type: "checkbox", dataset: { key: `feel-as-part-${part.id}` } });
   const name = h("input", { type: "text", maxlength: 80, autocomplete: "off", dataset: { key: `feel-name-${part.id}` } });
-  const kind = h("select", { dataset: { focus: "feel-link" } },
+  const kind = h("select", { dataset: { key: `feel-link-${part.id}` } },
     ["reacts_to", "polarized_with"].map((k) => h("option", { value: k, text: `It ${LINK_KIND_LABELS[k]} ${part.name}` })));
   const offer = h("fieldset", { class: "new-part-offer" },
     h("legend", { text: "This feeling may be another part" }),
@@ -205,7 +205,10 @@ function feelForm(app, part) {
   };
   other.addEventListener("input", syncOffer);
   asPart.addEventListener("change", () => {
-    if (asPart.checked && !name.value.trim()) name.value = `The part that feels ${other.value.trim()}`.slice(0, 80);
+    if (asPart.checked && !name.value.trim()) {
+      name.value = `The part that feels ${other.value.trim()}`.slice(0, 80);
+      drafts.set(name.dataset.key, name.value);
+    }
     syncOffer();
   });
   const form = h("form", { class: "form feel-form" },
@@ -225,12 +228,7 @@ function feelForm(app, part) {
       args.new_link = kind.value;
     }
     app.send("part.feel", args).then(() => {
-      // The panel may have been drawn anew by the answer's event: clear the form on the page.
-      for (const key of [`feel-other-${part.id}`, `feel-name-${part.id}`]) {
-        drafts.delete(key);
-        const input = document.querySelector(`[data-key="${CSS.escape(key)}"]`);
-        if (input) input.value = "";
-      }
+      forgetDrafts([...boxes.map((b) => b.box), asPart, other, name, kind].map((el) => el.dataset.key));
       form.reset();
       syncOffer();
       const shown = document.querySelector("#part-panel .new-part-offer");

@@ -71,11 +71,25 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     expect(form.get_by_label("Its name")).to_have_value("The part that feels annoyed")
     form.get_by_label("Its name").fill("The Annoyed One")
     form.get_by_label("How it is linked").select_option("polarized_with")
+    # The therapist writes a part for Alex meanwhile: its event draws Alex's panel anew, and
+    # what Alex ticked, typed and chose is still there.
+    form.evaluate("f => { f.dataset.drawn = 'before'; }")
+    scribe = t.locator("#scribe-panel")
+    scribe.get_by_label("For").select_option(label="Alex")
+    scribe.get_by_label("The part's name").fill("The Planner")
+    scribe.get_by_role("button", name="Write this part for them").click()
+    expect(alex.card("The Planner")).to_have_count(1)
+    expect(form).not_to_have_attribute("data-drawn", "before")
+    expect(form.get_by_label("Curiosity")).to_be_checked()
+    expect(form.get_by_label("Add it to the board as a new part")).to_be_checked()
+    expect(form.get_by_label("Its name")).to_have_value("The Annoyed One")
+    expect(form.get_by_label("How it is linked")).to_have_value("polarized_with")
     form.get_by_role("button", name="Save how I feel").click()
     expect(alex.card("The Annoyed One")).to_have_count(1)
     history = a.locator("#part-panel .feelings-list li")
     expect(history).to_have_count(1)
     expect(form.get_by_label("Or another feeling, in your words")).to_have_value("")
+    expect(form.get_by_label("Curiosity")).not_to_be_checked()
     expect(history).to_contain_text(
         re.compile(r"\d\d:\d\d(\s?[AP]M)? Self: curiosity · Another part: annoyed"))
     expect(a.locator("#links-list")).to_contain_text("The Annoyed One is polarized with The Critic")
@@ -147,7 +161,6 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     alex.assert_never_seen(["My Distancer wants"])
 
     # ------------------------------------------------ the therapist as scribe
-    scribe = t.locator("#scribe-panel")
     scribe.get_by_label("For").select_option(label="Sam")
     scribe.get_by_label("The part's name").fill("The Worrier")
     scribe.get_by_role("button", name="Write this part for them").click()
