@@ -568,6 +568,11 @@ function otherNeedItem(app, part, need) {
   const li = h("li", { class: "item need" },
     h("h3", { class: "need-part" }, kindIcon(part.kind), ` ${part.name} (${owner})`),
     h("p", {}, h("strong", { text: "Needs: " }), need.text), need.shared ? null : needPrivacy(app, need));
+  // IFIO's order, seen by all: what the owner's own Self offers the part comes before the request.
+  if (need.self_offer) {
+    li.append(h("p", { class: "self-offer" }, h("strong", { text: `${owner}'s Self offers this part: ` }),
+      need.self_offer));
+  }
   if (!need.request) return li;
   const asked = app.role === "therapist" ? `${owner} asks ${app.partnerName(otherOf(part.owner))}: ` : `${owner} asks you: `;
   li.append(h("p", {}, h("strong", { text: asked }), need.request));

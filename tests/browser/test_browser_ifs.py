@@ -215,6 +215,13 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     item.get_by_label("What would you like to ask Sam?").fill("Tell me when you will be late.")
     item.get_by_role("button", name="Ask Sam").click()
     theirs = s.locator("#requests-list li.need").filter(has_text="The Critic")
+    # What Alex's own Self offers comes first, for Sam and the therapist, then the request.
+    asked = t.locator("#needs-list li.need").filter(has_text="The Critic")
+    offer = "Alex's Self offers this part: "
+    for item, request in ((theirs, "Alex asks you: "), (asked, "Alex asks Sam: ")):
+        expect(item.locator(".self-offer")).to_have_text(f"{offer}My own patience.")
+        text = item.inner_text()
+        assert text.index(offer) < text.index(request), text
     for answer in ("Not yet", "Yes"):
         if answer == "Yes":  # revisited: changing the answer is folded once answered
             theirs.locator(".change-answer summary").click()
@@ -225,4 +232,5 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     expect(history.locator("summary")).to_have_text("Earlier answers (1)")
     history.locator("summary").click()
     expect(history.locator("li")).to_contain_text("Not yet")
-    axe_clean(alex)
+    axe_clean(alex, sam)
+    sam.shoot(shots, "request-sam")
