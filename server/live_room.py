@@ -45,6 +45,13 @@ log = logging.getLogger("partsboard.room")
 
 RECENT_EVENTS = 256
 
+# The few audiences there are, shared by every part of every room rather than one set each.
+_AUDIENCES: dict[Audience, Audience] = {}
+
+
+def _shared(audience: Audience) -> Audience:
+    return _AUDIENCES.setdefault(audience, audience)
+
 _ENDED_FRAME = wire.encode(wire.ended())
 _LOST_FRAME = wire.encode(wire.refusal(RoomLost()))
 _RELINKED_FRAME = wire.encode(wire.refusal(RoomEnded("This link was replaced by your therapist.")))
@@ -84,7 +91,7 @@ class LiveRoom:
         """Take a freshly loaded room as the point delivery continues from."""
         self.room = room
         self.delivered = room.seq
-        self._parts = {key: (part.owner, audience)
+        self._parts = {key: (part.owner, _shared(audience))
                        for key, part, audience in entities(room, "parts")}
         self._learn_board(room.board.stage, room.board.frozen)
 
@@ -146,7 +153,8 @@ class LiveRoom:
                 if change.value is None:
                     self._parts.pop(change.id, None)
                 else:
-                    self._parts[change.id] = (change.value["owner"], frozenset(change.audience))
+                    self._parts[change.id] = (change.value["owner"],
+                                              _shared(frozenset(change.audience)))
             elif change.coll == "room" and change.id == "board":
                 self._learn_board(change.value["stage"], change.value["frozen"])
         frames: dict[Role, bytes] = {}

@@ -1,11 +1,14 @@
 """One websocket connection's life: handshake, then a reader, a runner and a writer.
 
 The handshake authenticates the hello, joins the room's LiveRoom through the hub
-and sends the welcome. Then three tasks: the reader decodes the client's frames
-as they come (drags go straight to the LiveRoom) and queues commands with the
-time they arrived; the runner runs them in order (server/commands.py; the whole
-path is drawn in server/live_room.py); the writer drains a queue of encoded
-frames.
+and sends the welcome. Then tasks: the reader decodes the client's frames as they
+come (drags go straight to the LiveRoom) and queues commands with the time they
+arrived; the runner runs them in order (server/commands.py; the whole path is
+drawn in server/live_room.py); the writer drains a queue of encoded frames.
+
+Thousands of connections sit idle most of the time, so an idle one holds little:
+two tasks (the runner exists only while commands wait), plain lists and futures
+rather than asyncio queues and events (an empty deque costs 760 bytes), slots.
 
 A command that waited longer than the commit wait (queued here, for its room's
 lock or for a commit slot) is answered `busy`, which costs almost nothing, so a
@@ -25,7 +28,6 @@ SERVER_BEHIND_FACTOR times as many frames.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
@@ -34,6 +36,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms import wire
@@ -68,6 +71,8 @@ BUSY_EPISODE = 10.0  # seconds a connection answers busy while waiting for the f
 class TokenBucket:
     """Burst up to `burst`, refilled at `rate` per second."""
 
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
         self.burst = burst
@@ -85,6 +90,11 @@ class TokenBucket:
 
 
 class Connection:
+    __slots__ = ("busy_first", "busy_pause", "busy_until", "close_code", "close_frame",
+                 "commands", "done", "drag_flood", "drags", "hub", "last_seq", "live",
+                 "outbox", "patience", "presence_id", "received", "role", "room_id", "runner",
+                 "secret_hash", "sending", "settings", "store", "unsent", "writer_idle", "ws")
+
     def __init__(self, websocket: WebSocket, settings: Settings, store: Store,
                  hub: Hub) -> None:
         self.ws = websocket
@@ -97,7 +107,10 @@ class Connection:
         self.secret_hash = ""
         self.presence_id = ""
         self.last_seq = -1
-        self.queue: asyncio.Queue[tuple[int | None, bytes]] = asyncio.Queue()
+        # Frames for the writer in order, and how many of those it took are not sent yet.
+        self.outbox: list[tuple[int | None, bytes]] = []
+        self.unsent = 0
+        self.writer_idle: asyncio.Future[None] | None = None  # the writer waits for a frame
         # True while the writer waits inside a send: only a socket that takes no more
         # (its reader stopped reading) makes a send wait.
         self.sending = False
@@ -108,23 +121,24 @@ class Connection:
         # Patience for refused frames: a burst of mistakes is forgiven, a stream is not.
         self.patience = TokenBucket(settings.strike_rate, settings.bad_frames_allowed)
         # Commands as they arrived: when, the frame, and whether the rate limit refused it
-        # (answered in its turn, so that every command is answered in the order sent).
-        self.received: collections.deque[tuple[float, wire.Cmd, bool]] = collections.deque()
-        self.command_arrived = asyncio.Event()
+        # (answered in its turn, so that every command is answered in the order sent), and
+        # the task running them while there are any.
+        self.received: list[tuple[float, wire.Cmd, bool]] = []
+        self.runner: asyncio.Task[None] | None = None
         # The busy episode: the first command answered busy, the pause asked for, the end.
         self.busy_first: str | None = None
         self.busy_pause = 0.0
         self.busy_until = 0.0
         self.close_code: int | None = None
         self.close_frame: bytes | None = None
-        self.done = asyncio.Event()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # ------------------------------------------------------------ Member protocol
 
     def push(self, seq: int | None, frame: bytes) -> None:
         if self.close_code is not None:
             return
-        queued = self.queue.qsize()
+        queued = len(self.outbox) + self.unsent
         if queued >= self.settings.send_queue:
             if self.sending or queued >= self.settings.send_queue * SERVER_BEHIND_FACTOR:
                 metrics.SLOW_CONSUMERS.inc()
@@ -132,13 +146,20 @@ class Connection:
                 return
             if queued == self.settings.send_queue:
                 metrics.SERVER_BEHIND.inc()
-        self.queue.put_nowait((seq, frame))
+        self.outbox.append((seq, frame))
+        idle, self.writer_idle = self.writer_idle, None
+        if idle is not None and not idle.done():
+            idle.set_result(None)
 
     def shut(self, code: int, frame: bytes | None = None) -> None:
         if self.close_code is None:
             self.close_code = code
             self.close_frame = frame
-        self.done.set()
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
     # ------------------------------------------------------------ life
 
@@ -152,35 +173,44 @@ class Connection:
                 await self.hub.leave(self.live, self)
 
     async def _serve(self) -> None:
+        if await self._greet():
+            await self._live()
+
+    async def _greet(self) -> bool:
+        """Handshake and welcome (True once sent). Its own frame, so that nothing of the
+        welcome stays referenced for the connection's life."""
         try:
             welcome = await self._handshake()
         except RoomError as error:
             await self._refuse(error)
-            return
+            return False
         except TimeoutError:
             await self._refuse(BadFrame("No hello arrived in time."))
-            return
+            return False
         except (RedisError, OSError) as error:
             log.warning("handshake failed (%s)", type(error).__name__)
             await self._refuse(RoomError())
-            return
+            return False
         except WebSocketDisconnect:
-            return
+            return False
         try:
             await self.ws.send_bytes(wire.encode(welcome))
-            tasks = (asyncio.create_task(self._read()), asyncio.create_task(self._run_commands()),
-                     asyncio.create_task(self._write()))
-            await self.done.wait()
-            self.command_arrived.set()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            if self.close_code is not None:
-                await self._close(self.close_code, self.close_frame)
         except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
+            return False
+        return True
+
+    async def _live(self) -> None:
+        tasks = (asyncio.create_task(self._read()), asyncio.create_task(self._write()))
+        try:
+            await asyncio.shield(self.done)
+        finally:
+            for task in (*tasks, self.runner):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+        if self.close_code is not None:
+            await self._close(self.close_code, self.close_frame)
 
     async def _accept(self) -> bool:
         origin = self.ws.headers.get("origin")
@@ -262,35 +292,47 @@ class Connection:
             await asyncio.wait_for(self.ws.close(code=code), 1.0)
 
     async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                seq, frame = await self.queue.get()
-                if seq is not None:
-                    if seq <= self.last_seq:
-                        continue
-                    self.last_seq = seq
-                self.sending = True
-                await self.ws.send_bytes(frame)
-                self.sending = False
+                if not self.outbox:
+                    self.writer_idle = loop.create_future()
+                    await self.writer_idle
+                await self._send_outbox()
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.done.set()
+            self._finish()
+
+    async def _send_outbox(self) -> None:
+        batch, self.outbox = self.outbox, []
+        self.unsent = len(batch)
+        for seq, frame in batch:
+            self.unsent -= 1
+            if seq is not None:
+                if seq <= self.last_seq:
+                    continue
+                self.last_seq = seq
+            self.sending = True
+            await self.ws.send_bytes(frame)
+            self.sending = False
 
     async def _read(self) -> None:
         try:
-            while True:
-                message = await self.ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                await self._on_frame(message.get("bytes") or message.get("text") or b"")
-                if self.close_code is not None:
-                    break
+            while await self._take(await self.ws.receive()):
+                pass
         except asyncio.CancelledError:
             raise
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
-        self.done.set()
+        self._finish()
+
+    async def _take(self, message: Message) -> bool:
+        """One message from the client; False once the connection ends."""
+        if message["type"] == "websocket.disconnect":
+            return False
+        await self._on_frame(message.get("bytes") or message.get("text") or b"")
+        return self.close_code is None
 
     def _strike(self) -> None:
         if not self.patience.take():
@@ -317,23 +359,27 @@ class Connection:
     def _receive_command(self, frame: wire.Cmd) -> None:
         limited = not self.commands.take()
         self.received.append((time.monotonic(), frame, limited))
-        self.command_arrived.set()
+        if self.runner is None:
+            self.runner = asyncio.create_task(self._run_commands())
         if limited:
             self._strike()
 
     async def _run_commands(self) -> None:
-        # The connection's end wakes this loop too: it stops even if a cancellation was
-        # lost on the way (one that met a time-out in the same step).
-        while not self.done.is_set():
-            await self.command_arrived.wait()
-            while self.received and not self.done.is_set():
-                arrived, frame, limited = self.received.popleft()
-                if limited:
-                    metrics.command_result("-", "rate_limited").inc()
-                    self.push(None, wire.encode(wire.refusal(RateLimited(), frame.id)))
-                elif not self._busy_episode(frame.id):
-                    await self._on_command(frame, arrived)
-            self.command_arrived.clear()
+        try:
+            while self.received:
+                batch, self.received = self.received, []
+                for arrived, frame, limited in batch:
+                    # The connection's end stops this loop too, even if a cancellation was
+                    # lost on the way (one that met a time-out in the same step).
+                    if self.done.done():
+                        return
+                    if limited:
+                        metrics.command_result("-", "rate_limited").inc()
+                        self.push(None, wire.encode(wire.refusal(RateLimited(), frame.id)))
+                    elif not self._busy_episode(frame.id):
+                        await self._on_command(frame, arrived)
+        finally:
+            self.runner = None
 
     def _busy_episode(self, command_id: str) -> bool:
         """Answer busy when an earlier command of this connection was and has not come
