@@ -341,8 +341,10 @@ def _rebuild(doc: ExportDoc, *, room_id: str, epoch: str, now: float, limits: Li
         return part_ids[old]
 
     for link in in_order(doc.links):
-        built.make(link.owner, "link.add", "links", link.id, kind=link.kind,
-                   source=part_id(link.source), target=part_id(link.target),
+        # A link the therapist drew keeps its mark the same way as its part.
+        built.make("therapist" if link.by_therapist else link.owner,
+                   "scribe.link_add" if link.by_therapist else "link.add", "links", link.id,
+                   kind=link.kind, source=part_id(link.source), target=part_id(link.target),
                    label=link.label)
     for feeling in in_order(doc.feelings):
         built.make(feeling.owner, "part.feel", "feelings", feeling.id, at=feeling.at,

@@ -449,8 +449,13 @@ def _part_withdraw(room: Room, actor: Role, cmd: a.PartWithdraw, ctx: Context) -
 
 
 def _part_accept(room: Room, actor: Role, cmd: a.PartAccept, ctx: Context) -> Room:
+    # Keeping a part keeps the links the therapist drew from it: they are the partner's too.
     part = _own_part(room, actor, cmd.id)
-    return _put_part(room, replace(part, by_therapist=False)) if part.by_therapist else room
+    if not part.by_therapist:
+        return room
+    links = {key: replace(link, by_therapist=False) if link.by_therapist and link.source == part.id
+             else link for key, link in room.links.items()}
+    return replace(_put_part(room, replace(part, by_therapist=False)), links=links)
 
 
 # The therapist as scribe: what they write for a partner is that partner's, seen by the
@@ -488,7 +493,7 @@ def _scribe_link_add(room: Room, actor: Role, cmd: a.ScribeLinkAdd, ctx: Context
             target.owner != source.owner and not target.shared):
         raise NotFound(field="target")
     return _add_link(room, source.owner, cmd.kind, source, target, _label(room, cmd.label),
-                     ctx)
+                     ctx, by_therapist=True)
 
 
 def _part_details(room: Room, actor: Role, cmd: a.PartDetails, ctx: Context) -> Room:
@@ -526,7 +531,7 @@ def _link_add(room: Room, actor: Role, cmd: a.LinkAdd, ctx: Context) -> Room:
 
 
 def _add_link(room: Room, owner: Partner, kind: LinkKind, source: Part, target: Part,
-              label: str, ctx: Context) -> Room:
+              label: str, ctx: Context, *, by_therapist: bool = False) -> Room:
     # A part reacts to a part of either partner; the other kinds stay within one person.
     if kind != "reacts_to" and target.owner != owner:
         raise BadRequest("This kind of link joins two of your own parts.", field="target")
@@ -541,7 +546,7 @@ def _add_link(room: Room, owner: Partner, kind: LinkKind, source: Part, target: 
     if len(own_links) >= _limits(room).links_per_partner:
         raise LimitExceeded("No more links can be added.", field="links")
     link = Link(ctx.new_id(), owner, kind, source.id, target.id, order=_order(room),
-                label=label)
+                label=label, by_therapist=by_therapist)
     return replace(room, links=_with(room.links, link.id, link))
 
 

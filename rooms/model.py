@@ -128,6 +128,7 @@ class Link(Struct, frozen=True):
     target: Id
     order: Order = 0
     label: Text = ""
+    by_therapist: bool = False  # drawn by the therapist as scribe, until its part is accepted
 
 
 class Feeling(Struct, frozen=True):

@@ -223,6 +223,7 @@ def present(doc: dict[str, Any]) -> dict[str, Any]:
             "source_owner": names.get(source["owner"], ""),
             "target_owner": names.get(target["owner"], ""),
             "label": link.get("label", ""),
+            "by_therapist": bool(link.get("by_therapist")),
             "private": private(bool(source["shared"]) and bool(target["shared"])),
         }
         (cycle if source["owner"] != target["owner"] else within).append(sentence)

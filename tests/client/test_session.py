@@ -197,7 +197,7 @@ async def test_three_roles_every_command_round_trips(room: CreatedRoom) -> None:
         await b.wait_for(lambda v: {protects, cycle} <= v["colls"]["links"].keys())
         assert colls(b)["links"][cycle] == {
             "id": cycle, "owner": "a", "kind": "reacts_to", "source": p1, "target": q1,
-            "order": colls(b)["links"][protects]["order"] + 1, "label": ""}
+            "order": colls(b)["links"][protects]["order"] + 1, "label": "", "by_therapist": False}
         await a.run(LinkRemove(id=protects))
         await b.wait_for(lambda v: protects not in v["colls"]["links"])
         await a.wait_for(lambda v: back in v["colls"]["links"])

@@ -382,8 +382,8 @@ def sc_scribe_link_add(s: Session) -> Scenario:
 
     def check(s: Session, old: Room, ev: views.Event) -> None:
         (link,) = s.room.links.values()
-        assert (link.owner, link.kind, link.source, link.target) == (
-            "a", "polarized_with", source, target)
+        assert (link.owner, link.kind, link.source, link.target, link.by_therapist) == (
+            "a", "polarized_with", source, target, True)
     return "therapist", {"kind": "polarized_with", "source": source, "target": target}, check
 
 

@@ -342,9 +342,17 @@ def test_what_the_therapist_writes_is_the_partners_until_they_share_it() -> None
     theirs = s.part("b", "Quiet", shared=True)
     ev = s.do("therapist", "scribe.link_add", kind="reacts_to", source=part, target=theirs)
     assert views.event_for(ev, "b")["hidden"] is True
-    # The partner changes it, accepts it (the mark goes), and shares it when ready.
+    (link,) = s.room.links
+    assert s.view("a")["colls"]["links"][link]["by_therapist"] is True
+    other = s.do("therapist", "scribe.part_add", partner="a", name="The Other").changes[0].id
+    s.do("therapist", "scribe.link_add", kind="protects", source=other, target=part)
+    # The partner changes it, accepts it (the mark goes, from the links drawn from it too,
+    # not from those drawn from a part not yet accepted), and shares it when ready.
     s.do("a", "part.edit", id=part, name="My Rescuer")
-    s.do("a", "part.accept", id=part)
+    ev = s.do("a", "part.accept", id=part)
+    assert {c.id: c.value["by_therapist"] for c in ev.changes if c.coll == "links"} == {
+        link: False}
+    assert [v.by_therapist for v in s.room.links.values() if v.source == other] == [True]
     assert s.refuse("therapist", "scribe.part_edit", NotFound, id=part,
                     name="x").field == "id"  # accepted: the partner's own now
     s.do("a", "part.reveal", id=part)
@@ -399,6 +407,8 @@ def test_details_and_labels_continue_into_a_new_room() -> None:
     s.do("b", "request.answer", part=young, answer="not_yet")
     s.do("b", "request.answer", part=young, answer="yes", note="gladly")
     scribed = s.do("therapist", "scribe.part_add", partner="b", name="Fixer").changes[0].id
+    drawn = s.do("therapist", "scribe.link_add", kind="reacts_to", source=scribed,
+                 target=guard).changes[0].id
     s.do("b", "part.reveal", id=scribed)
     held = s.part("b", "Held back", kind="manager")
     s.do("b", "part.reveal", id=held, to="therapist")
@@ -415,8 +425,10 @@ def test_details_and_labels_continue_into_a_new_room() -> None:
                                                         order=room.needs[young].order)
     assert room.parts[guard] == s.room.parts[guard]
     assert room.links[link].label == "near / far"
+    assert (room.links[link].by_therapist, room.links[drawn].by_therapist) == (False, True)
     assert [(f.at, f.qualities, f.other) for f in room.feelings.values()] == [
         (f.at, f.qualities, f.other) for f in s.room.feelings.values()]
     again = export_for(room, "therapist", 5.0)
     assert again["parts"] == doc["parts"]
-    assert [(k["kind"], k["label"]) for k in again["links"]] == [("polarized_with", "near / far")]
+    assert [(k["kind"], k["label"]) for k in again["links"]] == [
+        ("polarized_with", "near / far"), ("reacts_to", "")]

@@ -300,6 +300,8 @@ def test_the_moves_of_issue_11_are_in_every_copy(fmt: str) -> None:
     board.do("b", "uturn.answer", id=uturn, text="my wall went up")
     board.do("b", "uturn.share", id=uturn)
     scribed = board.add("therapist", "scribe.part_add", "parts", partner="b", name="Fixer")
+    board.add("therapist", "scribe.link_add", "links", kind="reacts_to", source=scribed,
+              target=ids["alarm"])
     board.do("b", "part.reveal", id=scribed)
     board.do("a", "part.reveal", id=ids["a_draft"], to="therapist")
     assert polarity in board.room.links
@@ -313,6 +315,8 @@ def test_the_moves_of_issue_11_are_in_every_copy(fmt: str) -> None:
                       "What I heard is scared", "Alex felt heard", "my wall went up",
                       "written by the therapist"):
             assert words in text, (role, words)
+        assert re.search(r"Fixer \(Sam\) reacts to The Alarm \(Alex\)\W*written by the therapist",
+                         text), role
     partner = readable(rendered(board, "a", fmt)[0], fmt)
     assert "shared with your therapist only" in partner  # Alex's draft, first step
     assert "shared with your therapist only" not in readable(
