@@ -63,16 +63,19 @@ export function visibilityText(app, part) {
 
 // ---------------------------------------------------------------- the therapist as scribe
 
-export function scribeMark(app, part) {
-  if (!part.by_therapist) return null;
-  return part.owner === app.role ? "Written by your therapist" : "Written by you for them";
+// A part or a link the therapist wrote for a partner.
+export function scribeMark(app, item) {
+  if (!item.by_therapist) return null;
+  return item.owner === app.role ? "Written by your therapist" : "Written by you for them";
 }
 
 function scribeItems(app, part) {
   if (!part.by_therapist) return [];
   if (part.owner === app.role && app.can("part.accept")) {
+    const drawn = Object.values(app.view.colls.links).filter((l) => l.by_therapist && l.source === part.id).length;
+    const what = drawn === 0 ? "this part" : `this part and ${drawn === 1 ? "the link" : "the links"} drawn from it`;
     return [h("div", { class: "scribe-note" },
-      h("p", { text: "Your therapist wrote this part for you. Is it yours? Keep it, change it or remove it." }),
+      h("p", { text: `Your therapist wrote ${what} for you. Is it yours? Keep it, change it or remove it.` }),
       h("button", { type: "button", class: "primary", text: "Keep it as mine", dataset: { focus: "part-accept" },
         onclick: () => app.send("part.accept", { id: part.id }) }))];
   }

@@ -4,7 +4,9 @@
 
 import { $, drafts, field, h, reconcile, replaceChildren, timeOf, uid } from "./dom.js";
 import { kindIcon } from "./board.js";
-import { answerHistory, linkLabelForm, partItems, partSig, shareButtons, sharePart, visibilityText } from "./ifs.js";
+import {
+  answerHistory, linkLabelForm, partItems, partSig, scribeMark, shareButtons, sharePart, visibilityText,
+} from "./ifs.js";
 import { ANSWER_LABELS, COLOR, KIND_LABELS, KINDS, LINK_KIND_LABELS, SELF_QUALITIES, SELF_QUALITY_LABELS } from "./rules.js";
 
 const byName = (p, q) => p.name.localeCompare(q.name) || (p.id < q.id ? -1 : 1);
@@ -52,8 +54,11 @@ export function renderPartPanel(app) {
   }
   const mine = part.owner === app.role;
   const parts = Object.values(app.view.colls.parts);
+  // Links are drawn from one's own part, or by the therapist from a part they wrote as scribe.
+  const linkOp = mine ? "link.add" : part.by_therapist ? "scribe.link_add" : null;
+  const drawing = linkOp !== null && app.can(linkOp);
   const sig = JSON.stringify([part, app.role, app.stage, app.board.frozen, app.board.spotlight,
-    mine ? parts.map((p) => [p.id, p.name, p.owner, p.shared]) : null, app.view.colls.partners, partSig(app, part)]);
+    drawing ? parts.map((p) => [p.id, p.name, p.owner, p.shared]) : null, app.view.colls.partners, partSig(app, part)]);
   panel.hidden = false;
   if (panel.dataset.sig === sig) return;
   panel.dataset.sig = sig;
@@ -113,32 +118,39 @@ export function renderPartPanel(app) {
         h("div", { class: "slider-row" }, h("span", { class: "help", text: "0 separate" }), slider,
           h("span", { class: "help", text: "10 fully blended" }), output)));
     }
-
-    if (app.can("link.add")) {
-      const own = parts.filter((p) => p.owner === part.owner && p.id !== part.id).sort(byName);
-      const theirs = parts.filter((p) => p.owner !== part.owner && p.shared).sort(byName);
-      items.push(linkForm(app, part, "protects", "This part protects…", own,
-        "Add another of your parts first."));
-      items.push(linkForm(app, part, "reacts_to", "This part reacts to…", [...theirs, ...own],
-        "Add another part first."));
-      items.push(linkForm(app, part, "polarized_with", "This part is polarized with…", own,
-        "Add another of your parts first."));
-      items.push(linkForm(app, part, "allied_with", "This part is allied with…", own,
-        "Add another of your parts first."));
-    }
   } else if (app.role === "therapist" && part.shared) {
     const spotlit = app.board.spotlight === part.id;
     items.push(h("div", { class: "actions" }, h("button", { type: "button", dataset: { focus: "panel-spot" },
       text: spotlit ? "Take it out of the spotlight" : "Put it in the spotlight",
       onclick: () => app.send("spotlight.set", { part: spotlit ? null : part.id }) })));
   }
+  if (drawing) items.push(...linkForms(app, part, linkOp));
   items.push(...partItems(app, part));
   items.push(h("div", { class: "actions" }, h("button", { type: "button", text: "Close",
     dataset: { focus: "panel-close" }, onclick: () => app.selectPart(null) })));
   replaceChildren(body, items);
 }
 
-function linkForm(app, part, kind, label, targets, emptyText) {
+function linkForms(app, part, op) {
+  const parts = Object.values(app.view.colls.parts);
+  const own = parts.filter((p) => p.owner === part.owner && p.id !== part.id).sort(byName);
+  const theirs = parts.filter((p) => p.owner !== part.owner && p.shared).sort(byName);
+  const whose = op === "link.add" ? "your" : `${app.partnerName(part.owner)}'s`;
+  const forms = [];
+  if (op === "scribe.link_add") {
+    forms.push(h("p", { class: "help", text: `What you draw from it is ${whose} too, marked as written by you, until ` +
+      `${app.partnerName(part.owner)} keeps the part.` }));
+  }
+  forms.push(linkForm(app, op, part, "protects", "This part protects…", own, `Add another of ${whose} parts first.`));
+  forms.push(linkForm(app, op, part, "reacts_to", "This part reacts to…", [...theirs, ...own], "Add another part first."));
+  forms.push(linkForm(app, op, part, "polarized_with", "This part is polarized with…", own,
+    `Add another of ${whose} parts first.`));
+  forms.push(linkForm(app, op, part, "allied_with", "This part is allied with…", own,
+    `Add another of ${whose} parts first.`));
+  return forms;
+}
+
+function linkForm(app, op, part, kind, label, targets, emptyText) {
   if (!targets.length) {
     return h("div", { class: "field" }, h("p", { class: "label", text: label }),
       h("p", { class: "help", text: emptyText }));
@@ -149,7 +161,7 @@ function linkForm(app, part, kind, label, targets, emptyText) {
     h("button", { type: "submit", text: "Draw the arrow", dataset: { focus: `link-${kind}-go` } }));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    app.send("link.add", { kind, source: part.id, target: select.value });
+    app.send(op, { kind, source: part.id, target: select.value });
   });
   return form;
 }
@@ -271,6 +283,8 @@ export function renderLinks(app) {
       const words = `${partLabel(app, parts[l.source])} ${LINK_KIND_LABELS[l.kind]} ${partLabel(app, parts[l.target])}`;
       const li = h("li", { class: `item link-item is-${l.kind}` },
         h("span", { text: l.label ? `${words}: “${l.label}”` : words }));
+      const scribe = scribeMark(app, l);
+      if (scribe) li.append(h("em", { class: "link-scribe", text: scribe }));
       if (l.owner === app.role && app.can("link.edit")) li.append(linkLabelForm(app, l, words));
       if (l.owner === app.role && app.can("link.remove")) {
         li.append(h("button", { type: "button", class: "small", text: "Remove",

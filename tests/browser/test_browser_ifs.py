@@ -102,6 +102,29 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     alex.shoot(shots, "feel-toward-alex")
     therapist.shoot(shots, "feel-toward-therapist")
 
+    # ------------------------------------------------ a link the therapist draws as scribe
+    open_part(therapist, "The Planner")
+    protects = t.locator("#part-panel form.link-form").filter(has_text="This part protects…")
+    protects.get_by_label("This part protects…").select_option(label="The Critic (Alex)")
+    protects.get_by_role("button", name="Draw the arrow").click()
+    alex_link = a.locator("#links-list li").filter(has_text="protects The Critic")
+    therapist_link = t.locator("#links-list li").filter(has_text="protects The Critic")
+    expect(alex_link.locator(".link-scribe")).to_have_text("Written by your therapist")
+    expect(therapist_link.locator(".link-scribe")).to_have_text("Written by you for them")
+    # Alex can change or remove it as any link of theirs, and keeps it with its part.
+    expect(alex_link.get_by_role("button", name="Save label")).to_be_visible()
+    expect(alex_link.get_by_role("button", name=re.compile("^Remove the arrow"))).to_be_visible()
+    open_part(alex, "The Planner")
+    expect(a.locator("#part-panel .scribe-note")).to_contain_text(
+        "Your therapist wrote this part and the link drawn from it for you.")
+    axe_clean(alex, therapist)
+    alex.shoot(shots, "scribe-link-alex")
+    therapist.shoot(shots, "scribe-link-therapist")
+    a.locator("#part-panel").get_by_role("button", name="Keep it as mine").click()
+    expect(alex_link.locator(".link-scribe")).to_have_count(0)
+    expect(therapist_link.locator(".link-scribe")).to_have_count(0)
+    expect(alex.card("The Planner").locator(".part-scribe")).to_have_count(0)
+
     # ------------------------------------------------ sharing in two steps; an exile gently
     open_part(alex, "The Critic")
     a.get_by_role("button", name="Share with your therapist first").click()
@@ -116,7 +139,7 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     alex.card("The Hidden One").get_by_role("button", name="Share The Hidden One").click()
     assert "This is a tender part" in confirm(alex, "Share it")
     expect(sam.card("The Hidden One")).to_have_count(1)
-    sam.assert_never_seen(["The Annoyed One"])
+    sam.assert_never_seen(["The Annoyed One", "The Planner"])
 
     # ------------------------------------------------ a full speaker/listener turn
     t.get_by_role("button", name="Give the floor to Alex").click()
