@@ -350,8 +350,9 @@ def _part_add(room: Room, actor: Role, cmd: a.PartAdd, ctx: Context) -> Room:
 
 def _new_part(room: Room, owner: Partner, name: str, kind: PartKind, x: float, y: float,
               ctx: Context, field: str) -> Part:
-    if sum(1 for p in room.parts.values() if p.owner == owner) >= _limits(room).parts_per_partner:
-        raise LimitExceeded("No more parts can be added.", field="parts")
+    most = _limits(room).parts_per_partner
+    if sum(1 for p in room.parts.values() if p.owner == owner) >= most:
+        raise LimitExceeded(f"This side of the board is full ({most} parts).", field="parts")
     name = clean_text(name, _limits(room).name_length, field, single_line=True)
     x, y = _settled(room, owner, None, geometry.Position(x, y))
     return Part(ctx.new_id(), owner, name, kind, x, y)

@@ -55,7 +55,9 @@ class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
 
 
 class Limits(Struct, frozen=True):
-    parts_per_partner: int = 60
+    # A side of the board has 15 places (rooms/geometry.py); a 16th card would have to lie
+    # on another, so no room allows more.
+    parts_per_partner: int = 15
     name_length: int = 80
     text_length: int = 2000
     agreements: int = 30

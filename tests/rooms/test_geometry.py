@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from rooms_helpers import Session
 
 from rooms import geometry
+from rooms.errors import LimitExceeded
 from rooms.geometry import CARD_H, CARD_W, HEIGHT, Position
 from rooms.model import Partner, Room
 
@@ -59,6 +60,14 @@ def test_a_full_side_still_places_the_card_on_its_side() -> None:
                               {f"p{i}": Position(0, 0) for i in range(40)}).values())
     settled = geometry.settle("a", Position(0.9, 0.3), full)
     assert geometry.side("a")[0] <= geometry.box(settled).left <= geometry.side("a")[1] + 1e-6
+
+
+def test_a_room_takes_as_many_parts_as_a_side_has_places_and_no_more() -> None:
+    s = Session(stage=2)
+    for i in range(len(geometry.slots("a"))):
+        s.do("a", "part.add", name=f"p{i}", kind="manager", x=0.3, y=0.3)
+    assert_no_collisions(s.room)
+    assert s.refuse("a", "part.add", LimitExceeded, name="one more").field == "parts"
 
 
 @settings(max_examples=30, deadline=None)
@@ -126,16 +135,12 @@ def test_tidy_survives_a_protects_cycle_and_a_crowd() -> None:
     assert len({s.room.parts[p].y for p in ring}) == 3  # each above the one it protects
     for link in list(s.room.links):
         s.do("b", "link.remove", id=link)
-    for i in range(25):
+    for i in range(len(geometry.slots("b")) - len(ring)):
         s.part("b", f"more {i}")
     s.do("b", "part.tidy")
     on_side = [geometry.box(Position(p.x, p.y)).left >= 0.5 for p in s.room.parts.values()]
     assert all(on_side)
-    # The side holds 15 cards apart; the rest are placed anyway, on the side.
-    spots = {(p.x, p.y) for p in s.room.parts.values()}
-    apart = [q for q in spots if not any(overlap(Position(*q), Position(*r))
-                                         for r in spots if r != q)]
-    assert len(apart) >= 12  # all but the last row, where the overflow lands
+    assert_no_collisions(s.room)  # a full side: one card on each place
 
 
 def test_the_browser_gets_the_geometry_from_the_protocol_document() -> None:

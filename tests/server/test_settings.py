@@ -17,7 +17,7 @@ STAGES = [{"name": f"Step {n}", "guidance": f"What to do in step {n}."} for n in
 def test_defaults_and_overrides() -> None:
     default = Settings.from_env({})
     assert default.dev_mode and default.idle_ttl == 3 * 3600 and default.max_lifetime == 12 * 3600
-    assert default.limits.parts_per_partner == 60 and default.limits.text_length == 2000
+    assert default.limits.parts_per_partner == 15 and default.limits.text_length == 2000
     tuned = Settings.from_env({"PARTSBOARD_THERAPIST_KEY": "k", "PARTSBOARD_IDLE_TTL": "60",
                                "PARTSBOARD_ALLOWED_ORIGINS": "https://a.example, https://b.example/",
                                "PARTSBOARD_MAX_PARTS": "5"})
@@ -26,7 +26,7 @@ def test_defaults_and_overrides() -> None:
 
 
 @pytest.mark.parametrize("env", [{"PORT": "eighty"}, {"PARTSBOARD_IDLE_TTL": "-1"},
-                                 {"PARTSBOARD_MAX_PARTS": "0"},
+                                 {"PARTSBOARD_MAX_PARTS": "0"}, {"PARTSBOARD_MAX_PARTS": "16"},
                                  {"PARTSBOARD_STAGES_FILE": "/nonexistent/stages.json"}])
 def test_bad_configuration_is_refused_at_start_up(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
