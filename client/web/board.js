@@ -26,9 +26,14 @@ const KEY_STEP_Y = (BOARD.card_h + BOARD.gap * BOARD.aspect) / (1 - BOARD.card_h
 // Under this width (in CSS pixels) card texts are too small to read: phones start zoomed in.
 const READABLE_PX = 800;
 const ZOOMS = [1, 1.5, 2, 3];
-const ARROW = { length: 16, half: 7, clear: 3 };
+// An arrowhead, turned any way, must fit in the GAP (20 units) between its target and the
+// next card: clear + hypot(length, half) = 19.2.
+const ARROW = { length: 15, half: 6, clear: 3 };
 // A label fits in the GAP between two cards (20 units).
-const LABEL = { size: 13, pad: 1.5, charW: 0.58 };
+const LABEL = { size: 13, pad: 1.5, charW: 0.62 };
+const LABEL_SHIFTS = [[0, -22], [0, 22], [-40, 0], [40, 0], [-80, 0], [80, 0], [0, -44], [0, 44],
+  [-40, -22], [40, -22], [-40, 22], [40, 22], [-120, 0], [120, 0], [-80, -22], [80, -22],
+  [-80, 22], [80, 22]];
 const KEY_COMMIT_MS = 350;
 const REMOTE_DRAG_TTL_MS = 2000;
 
@@ -94,12 +99,14 @@ export class Board {
     const chosen = levels.reduce((best, z) => (Math.abs(z - wanted) < Math.abs(best - wanted) ? z : best));
     this.current = chosen;
     this.surface.style.width = `${(chosen * 100).toFixed(2)}%`;
-    // Zoomed in from the start: a partner starts on their own side, the therapist between.
+    // Zoomed in from the start: a partner starts on their own side next to the middle, where
+    // their first cards rest (rooms/geometry.py), the therapist on the middle.
     const role = this.app.role;
     if (chosen > 1 && role && this.startedFor !== role && this.board.clientWidth) {
       this.startedFor = role;
-      const spare = this.board.scrollWidth - this.board.clientWidth;
-      this.board.scrollLeft = role === "a" ? 0 : role === "b" ? spare : spare / 2;
+      const middle = this.board.scrollWidth / 2;
+      const view = this.board.clientWidth;
+      this.board.scrollLeft = role === "a" ? middle - view : role === "b" ? middle : middle - view / 2;
     }
     this.board.classList.toggle("zoomed", chosen > 1.001);
     $("zoom-out").disabled = chosen <= levels[0] + 1e-6;
@@ -536,11 +543,11 @@ function placeLabel(text, start, control, end, boxes, taken) {
     x: (1 - t) * (1 - t) * start.x + 2 * (1 - t) * t * control.x + t * t * end.x,
     y: (1 - t) * (1 - t) * start.y + 2 * (1 - t) * t * control.y + t * t * end.y,
   });
-  const tries = [];
-  for (const t of [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.15, 0.85]) tries.push(at(t));
-  const mid = at(0.5);
-  for (const [ox, oy] of [[0, -22], [0, 22], [-40, 0], [40, 0], [0, -44], [0, 44]]) {
-    tries.push({ x: mid.x + ox, y: mid.y + oy });
+  // On the curve first, then ever further beside it (along a row's gap, then a row away).
+  const along = [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.15, 0.85].map(at);
+  const tries = [...along];
+  for (const [ox, oy] of LABEL_SHIFTS) {
+    for (const p of along.slice(0, 5)) tries.push({ x: p.x + ox, y: p.y + oy });
   }
   let best = null;
   for (const p of tries) {

@@ -75,6 +75,17 @@ HITS = """() => {
 }"""
 
 
+# Whether the board is zoomed in and the named card lies within the board's visible frame.
+IN_VIEW = """(name) => {
+  const frame = document.getElementById('board');
+  const card = Array.from(document.querySelectorAll('#cards li.part'))
+    .find((li) => li.querySelector('.part-name').textContent === name);
+  const f = frame.getBoundingClientRect(), c = card.getBoundingClientRect();
+  return {zoomed: frame.scrollWidth > frame.clientWidth + 1,
+          inside: c.left >= f.left - 0.5 && c.right <= f.right + 0.5};
+}"""
+
+
 def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     return (a["left"] < b["right"] - 0.5 and b["left"] < a["right"] - 0.5
             and a["top"] < b["bottom"] - 0.5 and b["top"] < a["bottom"] - 0.5)
@@ -104,6 +115,9 @@ def check_geometry(person: Person, size: tuple[int, int]) -> list[list[float]]:
         for card in cards:
             assert not overlap(mark["box"], card["box"]), \
                 f"{where}: a link's {mark['what']} lies on {card['name']}"
+    labels = [m for m in found["marks"] if m["what"] == "text"]
+    for one, two in ((p, q) for i, p in enumerate(labels) for q in labels[i + 1:]):
+        assert not overlap(one["box"], two["box"]), f"{where}: two link labels overlap"
     missed = person.page.evaluate(HITS)
     assert not missed, f"{where}: taps that miss: {missed}"
     return {c["name"]: c["rel"] for c in cards}  # type: ignore[return-value]
@@ -175,10 +189,19 @@ def touch_drag(person: Person, start: tuple[float, float], end: tuple[float, flo
 
 def test_a_touch_drag_on_a_phone_moves_the_card_and_selects_no_text(server, open_person) -> None:  # type: ignore[no-untyped-def]
     links = create_room(server.base_url)
-    therapist, alex, _sam = join_three(open_person, links, phones=("a",))
-    move_to_stage(therapist, [alex], 2)
+    therapist, alex, sam = join_three(open_person, links, phones=("a", "b"))
+    move_to_stage(therapist, [alex, sam], 2)
     alex.add_part("The Watcher", "manager")
     alex.add_part("The Runner", "firefighter")
+    sam.add_part("The Guard", "manager")
+    # A phone opens zoomed in on its partner's own side (a on the left, b on the right), so
+    # each sees their own new card without panning.
+    for person, name in ((alex, "The Watcher"), (sam, "The Guard")):
+        shown = person.page.evaluate(IN_VIEW, name)
+        assert shown["zoomed"] and shown["inside"], f"{person.label}: {shown}"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        person.page.locator("#board-section").screenshot(
+            path=SHOTS / f"{person.label.split()[0]}-phone-start.png")
     before = alex.position("The Watcher")
     handle = alex.card("The Watcher").locator(".part-handle")
     handle.scroll_into_view_if_needed()
