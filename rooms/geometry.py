@@ -79,6 +79,12 @@ def _apart(card: Box, other: Box) -> bool:
             or abs(card.top - other.top) >= _STEP_Y - _EPS)
 
 
+def apart(one: Position, other: Position) -> bool:
+    """Whether two cards at these positions lie GAP apart or more (so neither covers the
+    other)."""
+    return _apart(box(one), box(other))
+
+
 def slots(partner: Partner) -> list[Box]:
     """The places a card of this partner can rest: a grid on their side, GAP apart, rows
     from the top, columns from the middle of the board outwards (a partner's first cards

@@ -349,22 +349,36 @@ def _part_add(room: Room, actor: Role, cmd: a.PartAdd, ctx: Context) -> Room:
 
 
 def _new_part(room: Room, owner: Partner, name: str, kind: PartKind, x: float, y: float,
-              ctx: Context, field: str) -> Part:
+              ctx: Context, field: str, placed_by: Role | None = None) -> Part:
     most = _limits(room).parts_per_partner
     if sum(1 for p in room.parts.values() if p.owner == owner) >= most:
         raise LimitExceeded(f"This side of the board is full ({most} parts).", field="parts")
     name = clean_text(name, _limits(room).name_length, field, single_line=True)
-    x, y = _settled(room, owner, None, geometry.Position(x, y))
+    x, y = _settled(room, owner, None, geometry.Position(x, y), placed_by)
     return Part(ctx.new_id(), owner, name, kind, x, y)
 
 
-def _settled(room: Room, owner: Partner, moving: str | None,
-             wanted: geometry.Position) -> geometry.Position:
+def _settled(room: Room, owner: Partner, moving: str | None, wanted: geometry.Position,
+             placed_by: Role | None = None) -> geometry.Position:
     """Where a card of `owner` dropped at `wanted` comes to rest: the nearest free spot on
-    the owner's side, among the owner's own cards only (rooms/geometry.py says why)."""
+    the owner's side, among the owner's own cards only (rooms/geometry.py says why), and of
+    those only the ones `placed_by` can see, so the place tells them nothing of the rest."""
     others = (geometry.Position(p.x, p.y) for p in room.parts.values()
-              if p.owner == owner and p.id != moving)
+              if p.owner == owner and p.id != moving
+              and (placed_by is None or placed_by in part_audience(room, p)))
     return geometry.settle(owner, wanted, others)
+
+
+def _make_way(room: Room, newcomer: Part) -> Room:
+    """Moves any card of the newcomer's owner that lies where it came to rest (a card the
+    one who placed it could not see) to the nearest free place."""
+    for part in sorted(room.parts.values(), key=lambda p: p.id):
+        if part.id != newcomer.id and part.owner == newcomer.owner \
+                and not geometry.apart(geometry.Position(part.x, part.y),
+                                       geometry.Position(newcomer.x, newcomer.y)):
+            x, y = _settled(room, part.owner, part.id, geometry.Position(part.x, part.y))
+            room = _put_part(room, replace(part, x=x, y=y))
+    return room
 
 
 def _put_part(room: Room, part: Part) -> Room:
@@ -464,8 +478,10 @@ def _part_accept(room: Room, actor: Role, cmd: a.PartAccept, ctx: Context) -> Ro
 # they wrote and the partner has not yet accepted.
 
 def _scribe_part_add(room: Room, actor: Role, cmd: a.ScribePartAdd, ctx: Context) -> Room:
-    part = _new_part(room, cmd.partner, cmd.name, cmd.kind, cmd.x, cmd.y, ctx, "name")
-    return _put_part(room, replace(part, with_therapist=True, by_therapist=True))
+    part = _new_part(room, cmd.partner, cmd.name, cmd.kind, cmd.x, cmd.y, ctx, "name",
+                     placed_by=actor)
+    part = replace(part, with_therapist=True, by_therapist=True)
+    return _make_way(_put_part(room, part), part)
 
 
 def _scribed_part(room: Room, part_id: str, field: str) -> Part:

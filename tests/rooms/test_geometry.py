@@ -103,6 +103,28 @@ def test_where_a_card_settles_tells_nothing_of_the_other_partner(
     assert results[0] == results[1]
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(spot, st.booleans()), max_size=8), spot)
+def test_where_the_scribe_puts_a_part_tells_the_therapist_nothing_of_hidden_drafts(
+        partners: list[tuple[Position, bool]], wanted: Position) -> None:
+    """With drafts hidden from the therapist, a part the therapist writes for a partner lands
+    where it would if the partner's unshared parts were not there; an unshared card lying
+    there makes way, so nothing overlaps."""
+    results = []
+    for with_drafts in (False, True):
+        s = Session(stage=3, drafts=False)
+        # The shared ones first, so they lie in the same places in both rooms.
+        for where, shared in sorted(partners, key=lambda one: not one[1]):
+            if shared or with_drafts:
+                s.do("a", "part.move", id=s.part("a", shared=shared), x=where.x, y=where.y)
+        s.do("therapist", "scribe.part_add", partner="a", name="written", kind="manager",
+             x=wanted.x, y=wanted.y)
+        written = next(p for p in s.room.parts.values() if p.name == "written")
+        results.append((written.x, written.y))
+        assert_no_collisions(s.room)
+    assert results[0] == results[1]
+
+
 def test_tidy_puts_protectors_above_what_they_protect() -> None:
     s = Session(stage=3)
     exile = s.part("a", "Little one", kind="exile")
