@@ -30,6 +30,10 @@ ARROW_LENGTH: Final = 16
 ARROW_HALF: Final = 7
 ARROW_CLEAR: Final = 4
 BEND: Final = 60
+DETOUR: Final = 60  # how far beside its column an arrow runs past a box in its way
+LABEL_HALF_W: Final = 42  # half the width of "protects" or "reacts to" at the label's size
+LABEL_HALF_H: Final = 11
+CYCLE_KINDS: Final = frozenset({"protects", "reacts_to"})
 
 
 def layout(parts: Mapping[str, Mapping[str, Any]], links: Iterable[Mapping[str, Any]]
@@ -85,8 +89,9 @@ def layout(parts: Mapping[str, Mapping[str, Any]], links: Iterable[Mapping[str, 
                 "w": NODE_W, "h": NODE_H,
             })
     where = {node["id"]: node for node in nodes}
-    edges = [_edge(link, where[link["source"]], where[link["target"]])
-             for link in shown if link["source"] in where and link["target"] in where]
+    edges = [_edge(link, where[link["source"]], where[link["target"]], nodes)
+             for link in shown if link["kind"] in CYCLE_KINDS
+             and link["source"] in where and link["target"] in where]
     return {"width": WIDTH, "height": height, "nodes": nodes, "edges": edges}
 
 
@@ -102,26 +107,46 @@ def _edge_point(towards: tuple[float, float], node: Mapping[str, Any],
     return cx + dx * scale, cy + dy * scale
 
 
-def _edge(link: Mapping[str, Any], source: Mapping[str, Any],
-          target: Mapping[str, Any]) -> dict[str, Any]:
-    sx, sy = _edge_point((target["x"], target["y"]), source, 2)
-    ex, ey = _edge_point((source["x"], source["y"]), target, ARROW_CLEAR)
-    dx, dy = ex - sx, ey - sy
-    length = math.hypot(dx, dy) or 1
-    # Bent to its own left, so two arrows between the same parts both show.
-    bend = min(BEND, length / 4)
-    cx, cy = (sx + ex) / 2 + dy / length * bend, (sy + ey) / 2 - dx / length * bend
+def _edge(link: Mapping[str, Any], source: Mapping[str, Any], target: Mapping[str, Any],
+          nodes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    between = [node for node in nodes if node["x"] == source["x"] == target["x"]
+               and min(source["y"], target["y"]) < node["y"] < max(source["y"], target["y"])]
+    if between:
+        # Past a box of its own column (a protects loop closing, a protector of a part
+        # further down): out of the side facing the middle, round and back in.
+        inward = 1 if source["x"] < WIDTH / 2 else -1
+        side = source["x"] + inward * source["w"] / 2
+        sx, sy = side + inward * 2, source["y"]
+        ex, ey = side + inward * ARROW_CLEAR, target["y"]
+        # Up and down apart, so a pair of opposite arrows both show.
+        detour = DETOUR if ey > sy else 1.8 * DETOUR
+        cx, cy = side + inward * 2 * detour, (sy + ey) / 2
+    else:
+        sx, sy = _edge_point((target["x"], target["y"]), source, 2)
+        ex, ey = _edge_point((source["x"], source["y"]), target, ARROW_CLEAR)
+        dx, dy = ex - sx, ey - sy
+        length = math.hypot(dx, dy) or 1
+        # Bent to its own left, so two arrows between the same parts both show.
+        bend = min(BEND, length / 4)
+        cx, cy = (sx + ex) / 2 + dy / length * bend, (sy + ey) / 2 - dx / length * bend
     tx, ty = ex - cx, ey - cy
     tl = math.hypot(tx, ty) or 1
     ux, uy = tx / tl, ty / tl
     bx, by = ex - ux * ARROW_LENGTH, ey - uy * ARROW_LENGTH
     arrow = [(ex, ey), (bx - uy * ARROW_HALF, by + ux * ARROW_HALF),
              (bx + uy * ARROW_HALF, by - ux * ARROW_HALF)]
+    # The label on the curve's middle (t = 0.5 of the quadratic); between two boxes of one
+    # column, beside it on the side it bends to (so the labels of two opposite arrows part),
+    # and on a detour a little up or down by direction.
+    label_x, label_y = (sx + 2 * cx + ex) / 4, (sy + 2 * cy + ey) / 4
+    if between:
+        label_y += LABEL_HALF_H + 3 if ey < sy else -(LABEL_HALF_H + 3)
+    elif source["x"] == target["x"]:
+        label_x += math.copysign(LABEL_HALF_W + 6, cx - sx)
     return {
         "id": link["id"], "kind": link["kind"], "source": link["source"],
         "target": link["target"],
         "path": f"M{sx:.1f},{sy:.1f} Q{cx:.1f},{cy:.1f} {ex:.1f},{ey:.1f}",
         "arrow": " ".join(f"{x:.1f},{y:.1f}" for x, y in arrow),
-        # The curve's middle (t = 0.5 of the quadratic).
-        "label_x": round((sx + 2 * cx + ex) / 4, 1), "label_y": round((sy + 2 * cy + ey) / 4, 1),
+        "label_x": round(label_x, 1), "label_y": round(label_y, 1),
     }

@@ -112,3 +112,57 @@ def test_a_protector_of_a_protector_sits_above_it() -> None:
     s.link("a", "protects", outer, inner)
     nodes = {node["id"]: node for node in picture_for(s, "b")["nodes"]}
     assert nodes[outer]["y"] < nodes[inner]["y"] < nodes[young]["y"]
+
+
+def meet(one: tuple[float, ...], two: tuple[float, ...]) -> bool:
+    return one[0] < two[2] and two[0] < one[2] and one[1] < two[3] and two[1] < one[3]
+
+
+def crossed_boxes(picture: dict[str, Any]) -> list[tuple[str, str]]:
+    """(edge, node) for each curve that runs through a box other than its own two ends."""
+    crossed = []
+    for edge in picture["edges"]:
+        (sx, sy), (cx, cy), (ex, ey) = (tuple(map(float, point.split(","))) for point in
+                                        edge["path"].lstrip("M").replace(" Q", " ").split())
+        for node in picture["nodes"]:
+            if node["id"] in (edge["source"], edge["target"]):
+                continue
+            for step in range(51):
+                t = step / 50
+                x = (1 - t) ** 2 * sx + 2 * (1 - t) * t * cx + t * t * ex
+                y = (1 - t) ** 2 * sy + 2 * (1 - t) * t * cy + t * t * ey
+                if abs(x - node["x"]) < node["w"] / 2 and abs(y - node["y"]) < node["h"] / 2:
+                    crossed.append((edge["id"], node["name"]))
+                    break
+    return crossed
+
+
+def test_no_arrow_runs_through_a_box_of_its_column() -> None:
+    s = Session(stage=3, names=("Mira", "Tove"))
+    top = s.part("a", "The Planner", kind="firefighter", shared=True)
+    middle = s.part("a", "The Critic", kind="manager", shared=True)
+    young = s.part("a", "The Little One", kind="exile", shared=True)
+    other = s.part("b", "The Shutter", kind="firefighter", shared=True)
+    other_young = s.part("b", "The Hidden Kid", kind="exile", shared=True)
+    s.link("a", "reacts_to", middle, other)
+    s.link("a", "protects", top, middle)
+    s.link("a", "protects", middle, young)
+    s.link("a", "protects", young, top)  # a loop closing from the bottom to the top
+    s.link("a", "protects", top, young)  # past the box in between
+    s.link("b", "protects", other, other_young)
+    s.link("b", "reacts_to", other, top)
+    s.link("a", "polarized_with", top, middle)  # not part of the cycle: not drawn in it
+    picture = picture_for(s, "b")
+    assert len(picture["edges"]) == 7
+    assert crossed_boxes(picture) == []
+    labels = [(e["label_x"] - cycle.LABEL_HALF_W, e["label_y"] - cycle.LABEL_HALF_H,
+               e["label_x"] + cycle.LABEL_HALF_W, e["label_y"] + cycle.LABEL_HALF_H)
+              for e in picture["edges"]]
+    boxes = [(n["x"] - n["w"] / 2, n["y"] - n["h"] / 2, n["x"] + n["w"] / 2, n["y"] + n["h"] / 2)
+             for n in picture["nodes"]]
+    for i, label in enumerate(labels):
+        assert not any(meet(label, other) for other in labels[i + 1:] + boxes)
+    for edge in picture["edges"]:
+        for point in edge["arrow"].split():
+            x, y = map(float, point.split(","))
+            assert 0 <= x <= picture["width"] and 0 <= y <= picture["height"]
