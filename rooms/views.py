@@ -8,10 +8,11 @@ An entity of a collection is visible to exactly the roles of its audience.
 Every committed change becomes one Event listing each entity that changed in
 value or audience, with its audience before and after. `event_for` turns it
 into what one viewer may know: the new value where they are in the audience,
-a removal where they were and are no longer, and nothing otherwise. A viewer
-who may know nothing of the change gets a placeholder carrying only the
-sequence number, the actor's role and the public counts, so every viewer
-still receives every sequence number.
+a removal where they were and are no longer, and nothing otherwise, with the
+counts of what is not yet shared that they may know. A viewer who may know
+nothing of the change gets a placeholder carrying only the sequence number,
+the actor's role and those counts, so every viewer still receives every
+sequence number.
 """
 
 from __future__ import annotations
@@ -113,10 +114,20 @@ def entities(room: Room, coll: str) -> Iterator[tuple[str, Any, Audience]]:
         yield key, value, audience_of(room, coll, key, value)
 
 
+# Who may learn how many of each kind of a partner's items are not yet shared (SPEC §3:
+# those who may not see an item learn only that it exists). Everyone counts a partner's
+# parts, check-in and needs; the therapist alone counts their feelings toward parts and
+# their U-turn answers, of which the other partner learns nothing, not even that they exist.
+COUNT_AUDIENCE: dict[str, Audience] = {
+    "parts": EVERYONE, "checkin": EVERYONE, "needs": EVERYONE,
+    "feelings": THERAPIST_ONLY, "uturns": THERAPIST_ONLY,
+}
+
+
 def counts(room: Room) -> dict[str, dict[str, int]]:
-    """What anyone may know of what is not yet shared: numbers, never content."""
-    out: dict[str, dict[str, int]] = {p: {"parts": 0, "checkin": 0, "needs": 0}
-                                      for p in PARTNERS}
+    """Every count of what is not yet shared, per partner: numbers, never content. Each
+    viewer receives only the counts `counts_for` gives them."""
+    out: dict[str, dict[str, int]] = {p: dict.fromkeys(COUNT_AUDIENCE, 0) for p in PARTNERS}
     for part in room.parts.values():
         if not part.shared:
             out[part.owner]["parts"] += 1
@@ -126,7 +137,19 @@ def counts(room: Room) -> dict[str, dict[str, int]]:
     for need in room.needs.values():
         if not need.shared:
             out[need.owner]["needs"] += 1
+    for _, feeling, audience in entities(room, "feelings"):
+        if audience != EVERYONE:
+            out[feeling.owner]["feelings"] += 1
+    for _, uturn, audience in entities(room, "uturns"):
+        if uturn.answer and audience != EVERYONE:
+            out[uturn.partner]["uturns"] += 1
     return out
+
+
+def counts_for(all_counts: Mapping[str, Mapping[str, int]],
+               viewer: Role) -> dict[str, dict[str, int]]:
+    return {partner: {kind: n for kind, n in kinds.items() if viewer in COUNT_AUDIENCE[kind]}
+            for partner, kinds in all_counts.items()}
 
 
 def _wire(value: Any) -> Any:
@@ -138,7 +161,8 @@ def snapshot_for(room: Room, viewer: Role) -> dict[str, Any]:
     for coll in COLLECTIONS:
         colls[coll] = {key: _wire(value) for key, value, audience in entities(room, coll)
                        if viewer in audience}
-    return {"seq": room.seq, "viewer": viewer, "counts": counts(room), "colls": colls}
+    return {"seq": room.seq, "viewer": viewer, "counts": counts_for(counts(room), viewer),
+            "colls": colls}
 
 
 # Entities whose audience follows the parts they name, by collection.
@@ -194,15 +218,16 @@ def event_for(event: Event, viewer: Role) -> dict[str, Any]:
         for change in event.changes
         if viewer in change.audience or viewer in change.before
     ]
+    seen_counts = counts_for(event.counts, viewer)
     if not visible:
-        return {"seq": event.seq, "hidden": True, "owner": event.actor, "counts": event.counts}
+        return {"seq": event.seq, "hidden": True, "owner": event.actor, "counts": seen_counts}
     return {
         "seq": event.seq,
         "op": event.op,
         "actor": event.actor,
         "at": event.at,
         "changes": visible,
-        "counts": event.counts,
+        "counts": seen_counts,
     }
 
 

@@ -329,6 +329,28 @@ def test_a_u_turn_answer_is_private_to_that_partner_and_the_therapist() -> None:
     assert views.event_for(ev, "a")["changes"] == [["uturns", uturn.id, None]]
 
 
+# ------------------------------------------------------------------ not yet shared
+
+
+def test_the_therapist_alone_counts_feelings_and_u_turn_answers_not_yet_shared() -> None:
+    s = Session(stage=3, drafts=False)
+    part = s.part("a", "Hidden")  # the therapist does not see it: only how many
+    s.do("a", "part.feel", id=part, qualities={"calm": True})
+    s.do("a", "part.feel", id=part, other="cross")
+    uturn = s.do("therapist", "uturn.ask", partner="b").changes[0].id
+    assert (s.view("therapist")["counts"]["a"]["feelings"],
+            s.view("therapist")["counts"]["b"]["uturns"]) == (2, 0)  # asked, not answered
+    s.do("b", "uturn.answer", id=uturn, text="tight chest")
+    assert s.view("therapist")["counts"]["b"]["uturns"] == 1
+    for viewer in ("a", "b"):  # the partners' counts are what everyone may know
+        assert s.view(viewer)["counts"] == {p: {"parts": int(p == "a"), "checkin": 0, "needs": 0}
+                                            for p in ("a", "b")}
+    s.do("a", "part.reveal", id=part)
+    s.do("b", "uturn.share", id=uturn)
+    assert (s.view("therapist")["counts"]["a"]["feelings"],
+            s.view("therapist")["counts"]["b"]["uturns"]) == (0, 0)
+
+
 # ------------------------------------------------------------------ the therapist as scribe
 
 

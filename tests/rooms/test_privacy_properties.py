@@ -69,6 +69,13 @@ def expected_snapshot(room: Room, viewer: Role) -> dict[str, Any]:
         counts[checkin.owner]["checkin"] = int(not checkin.shared)
     for need in room.needs.values():
         counts[need.owner]["needs"] += not need.shared
+    if viewer == "therapist":  # the other partner learns nothing of these, not even a count
+        for partner in model.PARTNERS:
+            counts[partner] |= {"feelings": 0, "uturns": 0}
+        for feeling in room.feelings.values():
+            counts[feeling.owner]["feelings"] += not room.parts[feeling.part].shared
+        for uturn in room.uturns.values():
+            counts[uturn.partner]["uturns"] += bool(uturn.answer) and not uturn.shared
     colls = {
         "room": {"board": room.board, "settings": room.settings},
         "partners": room.partners,
@@ -608,6 +615,22 @@ def test_the_privacy_check_would_notice_a_leak() -> None:
     with pytest.raises(AssertionError, match="leaks"):
         assert_carries_none(encoded(leaky), hidden_ids | hidden_texts, "a leaky view")
     assert normalised(leaky) != expected_snapshot(world.room, "b")
+
+
+def test_the_properties_would_notice_a_count_the_other_partner_may_not_have(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plant a leak of how many feelings toward private parts a partner has (the count
+    alone, no content) to the other partner: the oracle check fails at once."""
+    def feel_toward_a_private_part(world: World) -> None:
+        world.step("therapist", "stage.set", {"stage": 3})
+        world.step("a", "part.add", {"name": world.token()})
+        (part_id,) = world.room.parts
+        world.step("a", "part.feel", {"id": part_id, "qualities": {"calm": True}})
+
+    feel_toward_a_private_part(World.start(drafts=True))  # fine as it is
+    monkeypatch.setitem(views.COUNT_AUDIENCE, "feelings", views.EVERYONE)
+    with pytest.raises(AssertionError):
+        feel_toward_a_private_part(World.start(drafts=True))
 
 
 def _a_need_written_and_shared_step_by_step(world: World) -> str:
