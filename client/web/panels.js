@@ -645,10 +645,20 @@ export function renderCouple(app) {
     }
     rows.push({ key: `ready-${partner}`, text: view.colls.ready[partner]
       ? `${name} is ready for the next step.` : `${name} has not said they are ready yet.` });
-    const unshared = view.counts[partner] ? view.counts[partner].parts : 0;
+    const counts = view.counts[partner] || {};
+    const unshared = counts.parts || 0;
     rows.push({ key: `count-${partner}`, text: unshared
       ? `${name} has ${unshared} ${unshared === 1 ? "part" : "parts"} not yet shared.`
       : `${name} has no parts waiting to be shared.` });
+    // Counted for the therapist alone: the other partner learns nothing of these.
+    if (counts.feelings) {
+      rows.push({ key: `feelings-${partner}`, text: `${name} has ${counts.feelings === 1
+        ? "1 feeling toward a part" : `${counts.feelings} feelings toward parts`} not yet shared.` });
+    }
+    if (counts.uturns) {
+      rows.push({ key: `uturns-${partner}`, text: `${name} has ${counts.uturns} U-turn ${counts.uturns === 1
+        ? "answer" : "answers"} not yet shared.` });
+    }
   }
   // Seeing it tells the partner so ("Your therapist has seen this"); clearing it is a second step.
   reconcile($("therapist-status"), rows, (r) => r.key, (r) => JSON.stringify(r), (r) => {

@@ -42,6 +42,16 @@ def orb_size(person: Person, partner: str) -> float:
     return box["width"]
 
 
+def counted_kinds(person: Person) -> set[str]:
+    """Every kind of item this person's frames ever counted."""
+    kinds: set[str] = set()
+    for frame in person.decoded_frames():
+        for holder in (frame, frame.get("view") or {}, *(frame.get("replay") or ())):
+            for counts in (holder.get("counts") or {}).values():
+                kinds |= set(counts)
+    return kinds
+
+
 def open_part(person: Person, name: str) -> None:
     """Open a part's panel from its card with the keyboard (a new part is placed beside the
     first and may cover part of its card)."""
@@ -95,9 +105,11 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     expect(a.locator("#links-list")).to_contain_text("The Annoyed One is polarized with The Critic")
     expect(a.locator("#link-lines .link-polarized")).to_have_count(1)
     expect(a.locator("#link-marks text.link-label")).to_have_text("is polarized with")
-    # The therapist sees drafts in this room, and the feeling with them.
+    # The therapist sees drafts in this room, and the feeling with them, and counts it.
     open_part(therapist, "The Critic")
     expect(t.locator("#part-panel .feelings-list")).to_contain_text("Another part: annoyed")
+    couple = t.locator("#therapist-status")
+    expect(couple).to_contain_text("Alex has 1 feeling toward a part not yet shared.")
     axe_clean(alex, therapist)
     alex.shoot(shots, "feel-toward-alex")
     therapist.shoot(shots, "feel-toward-therapist")
@@ -134,6 +146,7 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     expect(sam.card("The Critic")).to_have_count(0)
     a.locator("#part-panel").get_by_role("button", name="Share with everyone").click()
     expect(sam.card("The Critic")).to_have_count(1)
+    expect(couple).not_to_contain_text("feeling toward")
     sam.select("The Critic")
     expect(s.locator("#part-panel .feelings h3")).to_have_text("How Alex felt toward it")
     alex.card("The Hidden One").get_by_role("button", name="Share The Hidden One").click()
@@ -180,8 +193,13 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     uturn.get_by_label("Your answer").fill(answer)
     uturn.get_by_role("button", name="Save my answer").click()
     expect(turn_text(therapist).locator(".uturn-answer")).to_have_text(answer)
+    expect(couple).to_contain_text("Sam has 1 U-turn answer not yet shared.")
     sam.saved()
     alex.assert_never_seen(["My Distancer wants"])
+    # Neither partner is told how many feelings or U-turn answers the other keeps.
+    for person in (alex, sam):
+        assert counted_kinds(person) == {"parts", "checkin", "needs"}, person.label
+        person.assert_not_on_page(["feeling toward", "U-turn answer"])
 
     # ------------------------------------------------ the therapist as scribe
     scribe.get_by_label("For").select_option(label="Sam")
