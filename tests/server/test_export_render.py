@@ -85,7 +85,9 @@ class Demo:
         return event
 
     def add(self, actor: Role, op: str, coll: str, **args: Any) -> str:
-        (key,) = [c.id for c in self.do(actor, op, **args).changes if c.coll == coll]
+        before = set(getattr(self.room, coll))  # a new card may move others out of its way
+        (key,) = [c.id for c in self.do(actor, op, **args).changes
+                  if c.coll == coll and c.id not in before]
         return key
 
     def link(self, owner: Role, kind: str, source: str, target: str) -> None:
