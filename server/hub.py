@@ -34,6 +34,7 @@ from .store import (
     TAG_PRESENCE,
     TAG_RELINK,
     Keys,
+    Loaded,
     Store,
     decode_drag,
     room_of_channel,
@@ -82,7 +83,11 @@ class Hub:
 
     # ------------------------------------------------------------ members
 
-    async def join(self, room_id: str, epoch: str, member: Member) -> LiveRoom:
+    async def join(self, room_id: str, epoch: str, member: Member,
+                   since: int | None = None) -> tuple[LiveRoom, Loaded]:
+        """Join the member to the room here, and the room it starts from: the cached one
+        when it is what the members were last sent and no replay is asked, else read
+        fresh, with the events after `since`, in the presence join's round trip."""
         while True:
             live = self.rooms.get(room_id)
             if live is None:
@@ -96,8 +101,14 @@ class Hub:
                 live.members.add(member)
                 break
         metrics.CONNECTIONS.inc()
-        await self.presence.join(live, member)
-        return live
+        current = live.current_room() if since is None else None
+        try:
+            loaded = await self.presence.join(live, member, state=current is None,
+                                              since=since)
+        except BaseException:
+            await self._drop(live, member)
+            raise
+        return live, (current, None) if current is not None else loaded
 
     async def _open(self, room_id: str, epoch: str) -> LiveRoom:
         live = self.rooms[room_id] = LiveRoom(room_id, epoch, self.store)
@@ -116,14 +127,18 @@ class Hub:
         return live
 
     async def leave(self, live: LiveRoom, member: Member) -> None:
+        if await self._drop(live, member):
+            await self.presence.leave(live, member)
+
+    async def _drop(self, live: LiveRoom, member: Member) -> bool:
         if member not in live.members:
-            return
+            return False
         live.members.discard(member)
         metrics.CONNECTIONS.dec()
         if not live.members and self.rooms.get(live.id) is live:
             del self.rooms[live.id]
             await self.link.unsubscribe(Keys(live.id).channel)
-        await self.presence.leave(live, member)
+        return True
 
     # ------------------------------------------------------------ pub/sub
 

@@ -27,7 +27,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from .live_room import LiveRoom, Member
-from .store import Present, Store
+from .store import Loaded, Present, Store
 
 log = logging.getLogger("partsboard.presence")
 
@@ -47,8 +47,13 @@ class Presence:
     def member_id(self, role: str) -> str:
         return f"{self.store.origin}|{secrets.token_hex(6)}|{role}"
 
-    async def join(self, live: LiveRoom, member: Member) -> None:
-        self._show(live, await self.store.presence_join(live.id, member.presence_id, self.ttl))
+    async def join(self, live: LiveRoom, member: Member, *, state: bool = False,
+                   since: int | None = None) -> Loaded:
+        """Count the member in; reads the room too when asked (Store.presence_join)."""
+        present, loaded = await self.store.presence_join(live.id, member.presence_id, self.ttl,
+                                                         state=state, since=since)
+        self._show(live, present)
+        return loaded
 
     async def leave(self, live: LiveRoom, member: Member) -> None:
         with contextlib.suppress(RedisError, OSError):

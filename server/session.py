@@ -257,12 +257,9 @@ class Connection:
         if counts.get(self.role, 0) >= self.settings.connections_per_role:
             raise LimitExceeded("Too many connections for this role.")
         self.presence_id = self.hub.presence.member_id(self.role)
-        self.live = live = await self.hub.join(self.room_id, auth.epoch, self)
         since = resume.seq if resume is not None else None
-        blobs: list[bytes] | None = None
-        room = live.current_room() if since is None else None
-        if room is None:
-            room, blobs = await self.store.load_and_replay(self.room_id, since)
+        live, (room, blobs) = await self.hub.join(self.room_id, auth.epoch, self, since)
+        self.live = live
         if room is None:
             raise RoomEnded()
         view: dict[str, Any] | None = None

@@ -68,6 +68,10 @@ class DragMessage(msgspec.Struct, frozen=True, array_like=True):
     by: Role
 
 
+# A room as read for a member who joins: its state, and the events after the seq it
+# resumes from (None when not asked, or when the log no longer reaches back).
+Loaded = tuple[Room | None, list[bytes] | None]
+
 _room_encoder = msgspec.msgpack.Encoder()
 _room_decoder = msgspec.msgpack.Decoder(Room)
 _event_decoder = msgspec.msgpack.Decoder(Event)
@@ -406,21 +410,6 @@ class Store:
             values, members = await pipe.execute()
         return _match_secret(values, secret), _role_counts(members)
 
-    async def load_and_replay(self, room_id: str,
-                              since: int | None) -> tuple[Room | None, list[bytes] | None]:
-        """The room, and when `since` is given the events after it (None when the log
-        no longer reaches back): one round trip."""
-        keys = Keys(room_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(keys.state)
-            if since is not None:
-                pipe.xrange(keys.log, min=f"{since + 1}-1", max="+")
-            replies = await pipe.execute()
-        room = _room_decoder.decode(replies[0]) if replies[0] is not None else None
-        if since is None:
-            return room, None
-        return room, _events_after(replies[1], since)
-
     async def room_exists(self, room_id: str) -> bool:
         if not room_id or len(room_id) > 64:
             return False
@@ -550,9 +539,12 @@ class Store:
                 position += 1
         return present
 
-    async def presence_join(self, room_id: str, member: str, ttl_s: float) -> Present:
+    async def presence_join(self, room_id: str, member: str, ttl_s: float, *,
+                            state: bool = False,
+                            since: int | None = None) -> tuple[Present, Loaded]:
         """Add a connection to the room's presence, tell the other processes, and
-        return who is present now: one round trip."""
+        return who is present now, with (when asked) the room's state and the events
+        after `since` (None when the log no longer reaches back): one round trip."""
         keys = Keys(room_id)
         now_ms = _presence_clock()
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -561,8 +553,14 @@ class Store:
             pipe.pexpire(keys.presence, int(ttl_s * 3000))
             _read_present(pipe, keys, now_ms)
             pipe.spublish(keys.channel, TAG_PRESENCE)
+            if state:
+                pipe.get(keys.state)
+            if since is not None:
+                pipe.xrange(keys.log, min=f"{since + 1}-1", max="+")
             replies = await pipe.execute()
-        return _present(replies[3])
+        room = _room_decoder.decode(replies[5]) if state and replies[5] is not None else None
+        events = _events_after(replies[-1], since) if since is not None else None
+        return _present(replies[3]), (room, events)
 
     async def presence_leave(self, room_id: str, member: str) -> Present:
         keys = Keys(room_id)

@@ -1,5 +1,6 @@
-"""The hub in-process against a real Redis: joins that race a failure never go deaf, and a
-room is loaded once for its first member and its first command."""
+"""The hub in-process against a real Redis: joins that race a failure never go deaf, a
+join that fails leaves nothing behind, a room is loaded once for its first member and its
+first command, and a resuming member's room and replay come with its presence join."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rooms.actions import parse_args
 from rooms.errors import Close
 from server.commands import execute
 from server.hub import Hub
-from server.store import Keys
+from server.store import Keys, decode_event
 
 
 async def test_joins_waiting_on_a_failed_first_join_never_join_a_dead_room(
@@ -43,7 +44,7 @@ async def test_a_member_joining_as_the_last_one_leaves_stays_subscribed(
     room_id = await make_room(hub.store)
     first, second = Listener("first"), Listener("second")
     epoch = await epoch_of(hub.store, room_id)
-    live = await hub.join(room_id, epoch, first)
+    live, _ = await hub.join(room_id, epoch, first)
     leaving = asyncio.create_task(hub.leave(live, first))
     await hub.join(room_id, epoch, second)
     await leaving
@@ -64,7 +65,41 @@ async def test_a_rooms_first_command_runs_on_the_room_its_first_join_loaded(
     room_id = await make_room(hub.store)
     epoch = await epoch_of(hub.store, room_id)
     before = await state_reads()
-    live = await hub.join(room_id, epoch, Listener("first"))
+    live, _ = await hub.join(room_id, epoch, Listener("first"))
     seq = await execute(live, "therapist", "c1", parse_args("note.add", {"text": "hello"}))
     assert seq == 1
     assert await state_reads() - before == 1, "the room was loaded again for its first command"
+
+
+async def test_a_join_reads_the_room_and_the_events_after_its_seq_with_its_presence(
+        hub: Hub, admin: aioredis.Redis) -> None:
+    room_id = await make_room(hub.store)
+    epoch = await epoch_of(hub.store, room_id)
+    live, _ = await hub.join(room_id, epoch, Listener("first"))
+    for n in range(3):
+        await execute(live, "therapist", f"c{n}", parse_args("note.add", {"text": f"n{n}"}))
+    stats = await admin.info("commandstats")
+    _, (room, events) = await hub.join(room_id, epoch, Listener("resuming"), since=1)
+    assert room is not None and room.seq == 3
+    assert events is not None and [decode_event(blob).seq for blob in events] == [2, 3]
+    _, (cached, no_replay) = await hub.join(room_id, epoch, Listener("new"))
+    assert cached is live.room and no_replay is None, "a current cached room is not read again"
+    after = await admin.info("commandstats")
+    assert {name: after[name]["calls"] - stats.get(name, {"calls": 0})["calls"]
+            for name in ("cmdstat_get", "cmdstat_xrange")} == {"cmdstat_get": 1,
+                                                               "cmdstat_xrange": 1}
+
+
+async def test_a_join_whose_presence_fails_leaves_nothing_behind(
+        hub: Hub, admin: aioredis.Redis) -> None:
+    room_id = await make_room(hub.store)
+    epoch = await epoch_of(hub.store, room_id)
+    await admin.set(Keys(room_id).presence, "not a sorted set", ex=60)  # ZADD: WRONGTYPE
+    listener = Listener("member")
+    try:
+        await hub.join(room_id, epoch, listener)
+    except RedisError:
+        pass
+    else:
+        raise AssertionError("the presence join cannot succeed")
+    assert room_id not in hub.rooms, "the member was left in the room"

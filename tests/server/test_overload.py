@@ -110,7 +110,7 @@ async def test_heartbeat_and_sweep_never_wait_behind_a_full_pool(
     held = []
     try:
         room_id = await make_room(store)
-        live = await hub.join(room_id, "", Listener("member"))
+        live, _ = await hub.join(room_id, "", Listener("member"))
         member = next(iter(live.members)).presence_id
         joined = await admin.zscore(Keys(room_id).presence, member)
         # Commands hold every connection of the main pool (as a burst of them would).
