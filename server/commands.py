@@ -12,13 +12,14 @@ is drawn in server/live_room.py.
 Overload is answered, never waited out: a command waits at most `wait` seconds for
 its room's lock and for one of the process's commit slots (fewer than the Redis
 pool's connections, so commits never queue inside the pool); past that it gets
-`busy` with a pause to wait, and the client sends it again under the same id. Once
-it holds both, its Redis work is never cut short.
+`busy` with a pause to wait (CommitSlots.pause), and the client sends it again under
+the same id. Once it holds both, its Redis work is never cut short.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 import time
 from typing import NoReturn
@@ -36,20 +37,60 @@ MAX_ATTEMPTS = 8
 NOT_REPLICATED = "This change is not yet safe on a second server; it will be sent again."
 
 
+MAX_PAUSE = 5.0  # seconds; well under the clients' limit and the session's busy episode
+RATE_WINDOW = 0.5  # seconds over which the commit rate is sampled while commands queue
+RATE_TTL = 5.0  # seconds a sample counts: an old one says nothing of the load now
+
+
 class CommitSlots:
-    """How many commands of this process may be at work on Redis at once, and how long
-    one waits for its turn (room lock and slot together) before it is answered busy."""
+    """How many commands of this process may be at work on Redis at once, how long one
+    waits for its turn (room lock and slot together) before it is answered busy, and how
+    long a command answered busy should stay away.
+
+    The pause is the time the commands ahead of it take at the rate commits complete now:
+    those waiting for a turn and those told to come back and not yet due, over the
+    commit rate measured while commands queued. So under a long overload the clients
+    come back about when their turn comes (once or twice each) instead of every second;
+    jittered so that a crowd does not come back at one moment. Never under half the
+    commit wait (a room's lock held up by a slow Redis) nor over MAX_PAUSE."""
 
     def __init__(self, slots: int, wait: float) -> None:
         self.semaphore = asyncio.Semaphore(slots)
         self.wait = wait
+        self.waiting = 0  # commands waiting for their room's lock and a slot
+        self._away: list[float] = []  # heap: when each command answered busy is due back
+        self._rate = 0.0  # commits per second while commands queued (0: not measured)
+        self._rate_at = 0.0
+        self._finished = 0
+        self._mark = (time.monotonic(), 0)
+        self.queued = False  # a command waited or was answered busy since the mark
+
+    def finished(self) -> None:
+        self._finished += 1
+        now = time.monotonic()
+        since, count = self._mark
+        if now - since >= RATE_WINDOW:
+            if self.queued:
+                sample = (self._finished - count) / (now - since)
+                fresh = self._rate and now - self._rate_at < RATE_TTL
+                self._rate = (self._rate + sample) / 2 if fresh else sample
+                self._rate_at = now
+            self._mark, self.queued = (now, self._finished), False
 
     def pause(self) -> float:
-        # Spread the resends: a crowd told to come back at the same moment would be a crowd.
-        return round(self.wait * (0.5 + random.random()), 3)
+        """The pause for a command answered busy now (see the class)."""
+        self.queued = True
+        now = time.monotonic()
+        while self._away and self._away[0] <= now:
+            heapq.heappop(self._away)
+        ahead = self.waiting + len(self._away)
+        measured = self._rate and now - self._rate_at < RATE_TTL
+        base = ahead / self._rate if measured else self.wait
+        return round(min(MAX_PAUSE, max(self.wait / 2, base)) * random.uniform(0.75, 1.25), 3)
 
-    def busy(self) -> Busy:
-        return Busy(retry_after=self.pause())
+    def told(self, pause: float) -> None:
+        """A command was answered busy with this pause: it is away until then."""
+        heapq.heappush(self._away, time.monotonic() + pause)
 
 
 async def execute(live: LiveRoom, role: Role, command_id: str, command: Command,
@@ -62,7 +103,10 @@ async def execute(live: LiveRoom, role: Role, command_id: str, command: Command,
         async with lock:
             return await _execute(live, role, command_id, command)
     if waited >= slots.wait:
-        raise slots.busy()
+        raise Busy()
+    if lock.locked() or slots.semaphore.locked():
+        slots.queued = True
+    slots.waiting += 1
     try:
         async with asyncio.timeout(slots.wait - waited):
             await lock.acquire()
@@ -72,12 +116,15 @@ async def execute(live: LiveRoom, role: Role, command_id: str, command: Command,
                 lock.release()
                 raise
     except TimeoutError:
-        raise slots.busy() from None
+        raise Busy() from None
+    finally:
+        slots.waiting -= 1
     try:
         return await _execute(live, role, command_id, command)
     finally:
         slots.semaphore.release()
         lock.release()
+        slots.finished()
 
 
 async def _execute(live: LiveRoom, role: Role, command_id: str, command: Command) -> int:

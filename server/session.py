@@ -393,6 +393,7 @@ class Connection:
         if self.busy_first is None:
             self.busy_first, self.busy_pause = command_id, self.hub.commits.pause()
             self.busy_until = time.monotonic() + BUSY_EPISODE
+        self.hub.commits.told(self.busy_pause)
         metrics.BUSY.inc()
         metrics.command_result(op_label, "busy").inc()
         busy = Busy(retry_after=self.busy_pause)
