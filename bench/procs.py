@@ -121,25 +121,42 @@ def py_spy(pid: int, out: Path, seconds: float,
 
 
 LAG_METRIC = "partsboard_event_loop_lag_seconds"
+GC_METRIC = "partsboard_gc_pause_seconds"
 
 
-def loop_lag_buckets(*ports: int) -> dict[float, float]:
-    """The servers' event-loop lag histogram from their /metrics, summed: upper bound ->
-    cumulative count (empty when it cannot be read)."""
-    out: dict[float, float] = {}
+def metrics_texts(*ports: int) -> list[str]:
+    """The servers' /metrics (those that answer)."""
+    texts = []
     for port in ports:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
                                         timeout=5) as response:
-                text = response.read().decode()
+                texts.append(response.read().decode())
         except (OSError, urllib.error.URLError):
             continue
-        prefix = LAG_METRIC + '_bucket{le="'
+    return texts
+
+
+def histogram(texts: list[str], metric: str) -> dict[float, float]:
+    """A histogram from /metrics texts, summed over servers and labels: upper bound ->
+    cumulative count (empty when no server has it)."""
+    out: dict[float, float] = {}
+    prefix = metric + "_bucket{"
+    for text in texts:
         for line in text.splitlines():
             if line.startswith(prefix):
-                bound, value = line[len(prefix):].split('"}', 1)
-                out[float(bound)] = out.get(float(bound), 0.0) + float(value)
+                labels, value = line[len(prefix):].rsplit("} ", 1)
+                bound = float(labels.split('le="', 1)[1].split('"', 1)[0])
+                out[bound] = out.get(bound, 0.0) + float(value)
     return out
+
+
+def sample(texts: list[str], name: str) -> float:
+    """A sample's value summed over servers: 'x_count{generation="2"}' names one series,
+    'x_sum' sums every series of the name (whatever their labels)."""
+    starts = (name + " ",) if "{" in name else (name + " ", name + "{")
+    return sum(float(line.rsplit(" ", 1)[1]) for text in texts for line in text.splitlines()
+               if line.startswith(starts))
 
 
 def lag_between(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:

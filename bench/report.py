@@ -354,6 +354,7 @@ def shape_section(results: Results) -> list[str]:
                        f"{_num(_us_per_in(dr))} / {_num(_us_per_in(dp))} |")
         out.append("")
     out += lag_histogram(p)
+    out += gc_pauses(p)
     ro, po = _last(r, "overload"), _last(p, "overload")
     if ro or po:
         def check(d: dict[str, Any] | None, key: str) -> int | None:
@@ -420,6 +421,28 @@ def lag_histogram(system: dict[str, Any]) -> list[str]:
                  else "" for b in bounds]
         out.append(f"| {label} {d['offered']:.0f}/s | {lag['n']:.0f} | " + " | ".join(cells)
                    + " |")
+    return [*out, ""]
+
+
+def gc_pauses(system: dict[str, Any]) -> list[str]:
+    """Partsboard's garbage collections over each step of the shape (gc.callbacks), to
+    set beside its event-loop lag: a collection holds the loop for as long as it takes."""
+    steps = [(label, d) for label in ("first", "cmd", "drag", "overload")
+             for d in _steps(system, label) if "gc" in d]
+    if not steps:
+        return []
+    out = ["**Partsboard's garbage collections** in each step: how many (full ones: generation "
+           "2), the pause p99 / max (bucket bounds, ms), and the time they held the process.",
+           "", "| step | collections | full | pause p99 / max (ms) | paused in total (ms) "
+           "| share of the step |", "|---|---:|---:|---:|---:|---:|"]
+    for label, d in steps:
+        gc = d["gc"]
+        top = gc.get("max")
+        pause = ("-" if not gc.get("n") else
+                 f"{_num(gc['p99'])} / {'>1000' if top == float('inf') else _num(top)}")
+        share = gc["seconds"] / gc["window_s"] if gc.get("window_s") else 0.0
+        out.append(f"| {label} {d['offered']:.0f}/s | {gc['n']:.0f} | {gc['full']:.0f} | "
+                   f"{pause} | {1000 * gc['seconds']:.1f} | {share:.2%} |")
     return [*out, ""]
 
 

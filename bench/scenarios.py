@@ -185,7 +185,7 @@ class Bench:
                             run["duration"], cpus={OTHER_CPU} if self.pin else None)
                if self.profile and profile else None)
         meters = self.meters()
-        lag0 = procs.loop_lag_buckets(*self.service.ports)
+        metrics0 = procs.metrics_texts(*self.service.ports)
         busy0, t0 = procs.machine_busy_seconds(), time.monotonic()
         core0 = procs.machine_busy_seconds(SERVER_CPU)
         self.gen.send(self.gen.run_requests(**run))
@@ -194,8 +194,16 @@ class Bench:
         cpu = {k: m.stop() for k, m in meters.items()}
         if spy is not None:
             spy.wait(timeout=run["duration"] + 30)
-        lag = procs.lag_between(lag0, procs.loop_lag_buckets(*self.service.ports))
+        metrics1 = procs.metrics_texts(*self.service.ports)
         elapsed = time.monotonic() - t0
+        lag = procs.lag_between(procs.histogram(metrics0, procs.LAG_METRIC),
+                                procs.histogram(metrics1, procs.LAG_METRIC))
+        gc_pauses = procs.lag_between(procs.histogram(metrics0, procs.GC_METRIC),
+                                      procs.histogram(metrics1, procs.GC_METRIC))
+        gc_pauses.update(window_s=elapsed, **{
+            key: procs.sample(metrics1, name) - procs.sample(metrics0, name)
+            for key, name in (("seconds", procs.GC_METRIC + "_sum"),
+                              ("full", procs.GC_METRIC + '_count{generation="2"}'))})
         busy = (procs.machine_busy_seconds() - busy0) / elapsed
         if self.pin:  # the server's core, with whatever else ran on it
             cpu["core"] = (procs.machine_busy_seconds(SERVER_CPU) - core0) / elapsed
@@ -205,6 +213,7 @@ class Bench:
         d = digest(result)
         d["cpu"] = cpu
         d["loop_lag"] = lag
+        d["gc"] = gc_pauses
         d["rss_mib"], d["peak_rss_mib"] = (v / 1024 for v in self.service.memory_kib())
         d["wall"] = time.monotonic() - t0
         d["rate_in"] = sum(d["sent"].values()) / max(result["seconds"], 1e-9)

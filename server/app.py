@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket
 from . import metrics
 from .api import Api
 from .hub import Hub
-from .loop_lag import LoopLagMonitor
+from .loop_lag import GcPauses, LoopLagMonitor
 from .pages import page_routes
 from .redis_urls import RedisClient, make_client
 from .session import Connection
@@ -86,6 +86,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
               commit_wait=settings.commit_wait)
     api = Api(settings, store)
     lag = LoopLagMonitor(metrics.LOOP_LAG.observe)
+    gc_pauses = GcPauses(metrics.gc_pause)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -112,6 +113,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
                         "can reach this server can create rooms")
         await hub.start()
         lag.start()
+        gc_pauses.start()
         # Everything made so far lives as long as the process: keep it out of every
         # future collection, and collect the young generation less often.
         gc.collect()
@@ -120,6 +122,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
         try:
             yield
         finally:
+            gc_pauses.stop()
             await lag.stop()
             await hub.stop()
             await store.close()  # its clients too

@@ -1,4 +1,4 @@
-"""Event-loop lag: how late a timer runs after its due time.
+"""Event-loop lag: how late a timer runs after its due time; and garbage collections.
 
 Everything in a process shares one event loop, so anything that holds it (a long
 computation, a collection, a big pipeline parsed in one go) delays every other
@@ -6,15 +6,23 @@ connection by as much. A timer due every `interval` measures that delay directly
 it cannot run before the loop is free again. The samples go to a Prometheus
 histogram (`partsboard_event_loop_lag_seconds` in /metrics); the benchmark reads
 it before and after each step.
+
+The lag cannot say what held the loop. Garbage collections are timed on their own
+(gc.callbacks, around each one) into `partsboard_gc_pause_seconds` per generation, so
+a lag that matches a collection's pause can be told from other stalls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import time
 from collections.abc import Callable
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+GC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+              0.5, 1.0)
 
 
 class LoopLagMonitor:
@@ -38,3 +46,24 @@ class LoopLagMonitor:
             due = loop.time() + self.interval
             await asyncio.sleep(self.interval)
             self.observe(max(loop.time() - due, 0.0))
+
+
+class GcPauses:
+    """Times every garbage collection: observe(generation, seconds) after each one."""
+
+    def __init__(self, observe: Callable[[int, float], None]) -> None:
+        self.observe = observe
+        self._started = 0.0
+
+    def start(self) -> None:
+        gc.callbacks.append(self._timed)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._timed)
+
+    def _timed(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.observe(info["generation"], time.perf_counter() - self._started)

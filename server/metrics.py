@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from .loop_lag import LAG_BUCKETS
+from .loop_lag import GC_BUCKETS, LAG_BUCKETS
 
 CONNECTIONS = Gauge("partsboard_connections", "Open websocket connections in this process")
 COMMANDS = Counter("partsboard_commands_total", "Commands handled", ["op", "result"])
@@ -41,6 +41,15 @@ LOOP_LAG = Histogram(
     "How late a timer ran after its due time: how long the event loop was held",
     buckets=LAG_BUCKETS,
 )
+GC_PAUSE = Histogram(
+    "partsboard_gc_pause_seconds", "How long each garbage collection held the process",
+    ["generation"], buckets=GC_BUCKETS,
+)
+_GC_PAUSES = tuple(GC_PAUSE.labels(str(generation)) for generation in range(3))
+
+
+def gc_pause(generation: int, seconds: float) -> None:
+    _GC_PAUSES[generation].observe(seconds)
 
 
 @cache

@@ -72,6 +72,7 @@ def test_fixed_rate_shape_arrives_once_everywhere(results: scenarios.Results, ki
         assert d["caught_up_s"] is not None and d["delivered_s"] is not None
         assert d["delivered_s"] <= d["caught_up_s"]
         assert d["loop_lag"]["n"] > 0, "the server's event-loop lag histogram was not read"
+        assert d["gc"]["window_s"] > 0 and d["gc"]["n"] >= d["gc"]["full"] >= 0
     if kind == "partsboard":
         assert shape["overload"][0]["presence_wrong"] == 0
 
@@ -101,6 +102,7 @@ def test_report_puts_both_systems_side_by_side(results: scenarios.Results,
     assert "2 rooms (6 connections)" in text
     assert "### Recovery storm" in text
     assert "### Fixed-rate shape (issue 13)" in text and "### Targets (issue 13)" in text
+    assert "**Partsboard's garbage collections**" in text
     out = tmp_path / "performance.md"
     out.write_text(f"# Title\n\nintro\n\n{report.BEGIN}\nold\n{report.END}\n\n## Profile\nkept\n")
     report.write(results, out)

@@ -1,13 +1,15 @@
-"""The event-loop lag monitor: a loop held for a while shows as lag, and /metrics serves it."""
+"""The event-loop lag monitor: a loop held for a while shows as lag; every garbage collection
+is timed by its generation; /metrics serves both."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import httpx
 
-from server.loop_lag import LoopLagMonitor
+from server.loop_lag import GcPauses, LoopLagMonitor
 
 HOLD = 0.15
 
@@ -34,6 +36,22 @@ async def test_a_held_loop_is_recorded_as_lag() -> None:
     assert max(samples) >= HOLD - 0.01
 
 
+def test_every_garbage_collection_is_timed_by_its_generation() -> None:
+    pauses: list[tuple[int, float]] = []
+    monitor = GcPauses(lambda generation, seconds: pauses.append((generation, seconds)))
+    monitor.start()
+    try:
+        gc.collect(0)
+        gc.collect()
+    finally:
+        monitor.stop()
+    assert {0, 2} <= {generation for generation, _ in pauses}
+    assert all(0 <= seconds < 60 for _, seconds in pauses)
+    timed = len(pauses)
+    gc.collect()
+    assert len(pauses) == timed, "a collection was timed after the monitor stopped"
+
+
 async def test_metrics_serve_the_loop_lag_histogram(server) -> None:
     async with httpx.AsyncClient() as http:
         for _ in range(200):
@@ -43,4 +61,5 @@ async def test_metrics_serve_the_loop_lag_histogram(server) -> None:
             if counts and float(counts[0].rsplit(" ", 1)[1]) > 0:
                 break
     assert 'partsboard_event_loop_lag_seconds_bucket{le="0.005"}' in text
+    assert 'partsboard_gc_pause_seconds_bucket{generation="2",le="0.001"}' in text
     assert float(counts[0].rsplit(" ", 1)[1]) > 0
