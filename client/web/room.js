@@ -389,6 +389,7 @@ class App {
       if (this.endingSince !== null) {
         this.endingSince = null;
         clearInterval(this.endingTimer);
+        $("ending-time").textContent = "";
         this.announce("The session goes on.");
       }
       return;

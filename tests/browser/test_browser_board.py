@@ -86,6 +86,17 @@ IN_VIEW = """(name) => {
 }"""
 
 
+# For each link form of the part panel: its select and button side by side on one row,
+# both full tap targets.
+LINK_FORM_ROWS = """() => Array.from(
+    document.querySelectorAll('#part-panel form.link-form'), (form) => {
+  const s = form.querySelector('select').getBoundingClientRect();
+  const b = form.querySelector('button').getBoundingClientRect();
+  return s.right <= b.left && s.top < b.bottom && b.top < s.bottom
+    && b.height >= 44 && s.height >= 44;
+})"""
+
+
 def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     return (a["left"] < b["right"] - 0.5 and b["left"] < a["right"] - 0.5
             and a["top"] < b["bottom"] - 0.5 and b["top"] < a["bottom"] - 0.5)
@@ -165,7 +176,13 @@ def test_a_full_board_is_the_same_and_untangled_on_every_screen(server, open_per
             assert all(abs(a - b) < 0.003 for a, b in zip(rel, reference[name], strict=True)), \
                 f"{key}: {name} is elsewhere than on the therapist's wide screen"
 
+    # On a phone the part panel stays short: each link form is one row under its label.
+    jordan.page.set_viewport_size({"width": 360, "height": 740})
+    jordan.select("The Storm")
+    rows = jordan.page.evaluate(LINK_FORM_ROWS)
+    assert len(rows) == 4 and all(rows), rows
     SHOTS.mkdir(parents=True, exist_ok=True)
+    jordan.page.locator("#part-panel").screenshot(path=SHOTS / "jordan-phone-part-panel.png")
     for person in (therapist, jordan, riley):
         role = person.label
         for label, (width, height) in (("phone", (390, 844)), ("desktop", (1280, 800))):

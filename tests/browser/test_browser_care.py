@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from browser_helpers import Person, confirm, join_three, move_to_stage
@@ -163,8 +164,11 @@ def test_the_ending_moment_is_called_off_or_closes_by_itself(room, open_person) 
     confirm(therapist, "End the session")
     expect(t.locator("#ending-time")).to_contain_text("It closes by itself in 2:00")
     expect(sam.page.locator("#ending-time")).to_contain_text("The session closes in")
+    expect(t.locator("#ending-panel")).to_be_visible()
     t.clock.fast_forward("01:00")
-    expect(t.locator("#ending-time")).to_contain_text("It closes by itself in 1:00")
+    # The page's clock also runs on its own: a slow machine may be a second further on.
+    expect(t.locator("#ending-time")).to_contain_text(
+        re.compile(r"It closes by itself in (1:00|0:5\d)"))
     expect(alex.page.locator("#terminal")).to_be_hidden()
     t.clock.fast_forward("01:01")
     for person in (therapist, alex, sam):
