@@ -2,7 +2,7 @@
 // agreements, links, the Self check-in, needs and requests, the therapist's
 // tools and export. Each render is keyed, so typing and focus survive updates.
 
-import { $, drafts, field, h, reconcile, replaceChildren, timeOf, uid } from "./dom.js";
+import { $, drafts, field, forgetDrafts, h, reconcile, replaceChildren, timeOf, uid } from "./dom.js";
 import { kindIcon } from "./board.js";
 import {
   answerHistory, linkLabelForm, partItems, partSig, scribeMark, shareButtons, sharePart, visibilityText,
@@ -155,13 +155,14 @@ function linkForm(app, op, part, kind, label, targets, emptyText) {
     return h("div", { class: "field" }, h("p", { class: "label", text: label }),
       h("p", { class: "help", text: emptyText }));
   }
-  const select = h("select", { dataset: { focus: `link-${kind}` } },
+  const key = `link-${kind}-${part.id}`;
+  const select = h("select", { dataset: { focus: `link-${kind}`, key } },
     targets.map((p) => h("option", { value: p.id, text: partLabel(app, p) })));
   const form = h("form", { class: "form inline-form link-form" }, field(label, select),
     h("button", { type: "submit", text: "Draw the arrow", dataset: { focus: `link-${kind}-go` } }));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    app.send(op, { kind, source: part.id, target: select.value });
+    app.send(op, { kind, source: part.id, target: select.value }).then(() => forgetDrafts([key]), () => {});
   });
   return form;
 }

@@ -181,6 +181,14 @@ def test_a_full_board_is_the_same_and_untangled_on_every_screen(server, open_per
     jordan.select("The Storm")
     rows = jordan.page.evaluate(LINK_FORM_ROWS)
     assert len(rows) == 4 and all(rows), rows
+    # A target chosen in a link form outlives the panel being drawn anew by others' events.
+    reacts = jordan.page.locator("#part-panel form.link-form").nth(1).locator("select")
+    reacts.select_option(label="The Wall (Riley)")
+    reacts.evaluate("(el) => { el.dataset.marker = 'before'; }")
+    riley.add_part("The Late One", "unsure")
+    riley.share("The Late One")  # a new target: the panel is drawn anew
+    expect(jordan.page.locator("#part-panel select[data-marker]")).to_have_count(0)
+    expect(reacts).to_have_value(riley.card("The Wall").get_attribute("data-part") or "?")
     SHOTS.mkdir(parents=True, exist_ok=True)
     jordan.page.locator("#part-panel").screenshot(path=SHOTS / "jordan-phone-part-panel.png")
     for person in (therapist, jordan, riley):
