@@ -39,6 +39,7 @@ from rooms.actions import (
     ReadySet,
     RequestAnswer,
     RequestMake,
+    ScribeLinkAdd,
     ScribePartAdd,
     SpotlightSet,
     StageSet,
@@ -173,8 +174,6 @@ class Demo:
         await self.step("the therapist, as scribe, writes The Peacekeeper for Sam: "
                         "only Sam and the therapist see it")
         await sam.wait_for(lambda v: written in v["colls"]["parts"])
-        await sam.run(PartAccept(id=written))
-        await self.step("Sam accepts The Peacekeeper as Sam's own")
         await sam.run(PartRevealAll(confirm=True))
         await self.step("Sam shares all of Sam's parts, the exile too, after a gentle check")
         exile = parts["The one who gets left"]
@@ -205,6 +204,13 @@ class Demo:
             await client.create(LinkAdd(kind="protects", source=parts[source],
                                         target=parts[target]))
             await self.step(f"{source} protects {target}")
+        drawn = await t.create(ScribeLinkAdd(kind="protects", source=written,
+                                             target=parts["The one who is never enough"]))
+        await self.step("the therapist, as scribe, draws for Sam: The Peacekeeper protects "
+                        "The one who is never enough")
+        await sam.wait_for(lambda v: drawn in v["colls"]["links"])
+        await sam.run(PartAccept(id=written))
+        await self.step("Sam keeps The Peacekeeper, and the arrow drawn from it, as Sam's own")
         polarity = await alex.create(LinkAdd(kind="polarized_with", source=parts["The Planner"],
                                              target=parts["The Alarm"]))
         await alex.run(LinkEdit(id=polarity, label="plan it all / sound the alarm"))

@@ -42,6 +42,8 @@ def test_demo_plays_all_five_stages(server: Any, key: str, tmp_path: Path) -> No
     for step in ("acknowledge every agreement", "The Alarm reacts to The Quiet One",
                  "The Quiet One reacts to The Alarm", "Sam asks for a pause",
                  "clears the pause", "share their check-ins", "Sam answers: yes",
+                 "as scribe, writes The Peacekeeper", "as scribe, draws for Sam",
+                 "Sam keeps The Peacekeeper",
                  "all three boards agree", "ended the session", "Demo complete."):
         assert step in out
     assert out.count("/r/") == 3  # the three join links
