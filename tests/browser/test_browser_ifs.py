@@ -251,6 +251,8 @@ def test_parts_work_in_one_session(room, open_person, artifacts: Path) -> None: 
     item.get_by_label("What does The Critic need?").fill("To rest.")
     item.get_by_role("button", name="Save the need").click()
     item.get_by_role("button", name="Share what The Critic needs").click()
+    # Sharing redraws the need: wait for it, so the next click lands on one form, not across two.
+    expect(item.get_by_role("button", name="Take back what The Critic needs")).to_be_visible()
     item.get_by_label("What can your own Self offer The Critic?").fill("My own patience.")
     item.get_by_role("button", name="Save what your Self offers").click()
     item.get_by_label("What would you like to ask Sam?").fill("Tell me when you will be late.")
