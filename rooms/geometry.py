@@ -97,6 +97,9 @@ def slots(partner: Partner) -> list[Box]:
     return [Box(left, row * _STEP_Y) for row in range(rows) for left in lefts]
 
 
+PLACES_PER_SIDE: Final = len(slots("a"))
+
+
 def settle(partner: Partner, wanted: Position, others: Iterable[Position]) -> Position:
     """Where a card of this partner dropped at `wanted` comes to rest, given the partner's
     other cards: the nearest slot that no other card covers (ties: the higher, then the

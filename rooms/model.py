@@ -56,7 +56,7 @@ class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
 
 class Limits(Struct, frozen=True):
     # A side of the board has 15 places (rooms/geometry.py); a 16th card would have to lie
-    # on another, so no room allows more.
+    # on another (an operator may still allow more: the server warns at start-up).
     parts_per_partner: int = 15
     name_length: int = 80
     text_length: int = 2000

@@ -18,6 +18,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from rooms.geometry import PLACES_PER_SIDE
+
 from . import metrics
 from .api import Api
 from .hub import Hub
@@ -108,6 +110,10 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
             log.warning("Redis persists data to disk (save=%r appendonly=%s): session content "
                         "would reach a disk; turn persistence off for Partsboard",
                         persistence["save"], persistence["appendonly"])
+        if settings.limits.parts_per_partner > PLACES_PER_SIDE:
+            log.warning("PARTSBOARD_MAX_PARTS=%d is more than the %d places on a side of the "
+                        "board: on a full side, cards will lie on each other",
+                        settings.limits.parts_per_partner, PLACES_PER_SIDE)
         if settings.dev_mode:
             log.warning("DEVELOPMENT MODE: no PARTSBOARD_THERAPIST_KEY is set, so anyone who "
                         "can reach this server can create rooms")

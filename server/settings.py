@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rooms import geometry
 from rooms.model import Limits, StageInfo
 from rooms.stages import DEFAULT_STAGES, LAST_STAGE
 
@@ -16,8 +15,7 @@ class SettingsError(ValueError):
     pass
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 1,
-         maximum: int | None = None) -> int:
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -27,8 +25,6 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 1,
         raise SettingsError(f"{name} must be a whole number") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}")
-    if maximum is not None and value > maximum:
-        raise SettingsError(f"{name} must be at most {maximum}")
     return value
 
 
@@ -107,9 +103,7 @@ class Settings:
         origins = tuple(o.strip().rstrip("/") for o in env.get("PARTSBOARD_ALLOWED_ORIGINS", "")
                         .split(",") if o.strip())
         limits = Limits(
-            # More parts than a side of the board has places would make cards overlap.
-            parts_per_partner=_int(env, "PARTSBOARD_MAX_PARTS", Limits().parts_per_partner,
-                                   maximum=len(geometry.slots("a"))),
+            parts_per_partner=_int(env, "PARTSBOARD_MAX_PARTS", Limits().parts_per_partner),
             name_length=_int(env, "PARTSBOARD_MAX_NAME", 80),
             text_length=_int(env, "PARTSBOARD_MAX_TEXT", 2000),
             agreements=_int(env, "PARTSBOARD_MAX_AGREEMENTS", 30),

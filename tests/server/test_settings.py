@@ -26,7 +26,7 @@ def test_defaults_and_overrides() -> None:
 
 
 @pytest.mark.parametrize("env", [{"PORT": "eighty"}, {"PARTSBOARD_IDLE_TTL": "-1"},
-                                 {"PARTSBOARD_MAX_PARTS": "0"}, {"PARTSBOARD_MAX_PARTS": "16"},
+                                 {"PARTSBOARD_MAX_PARTS": "0"},
                                  {"PARTSBOARD_STAGES_FILE": "/nonexistent/stages.json"}])
 def test_bad_configuration_is_refused_at_start_up(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):

@@ -30,3 +30,11 @@ async def test_a_redis_without_persistence_gets_no_warning(server_factory) -> No
     server = await server_factory.start()  # the test Redis: save "" and appendonly no
     assert WARNING not in server.log_text()
     assert "persistence settings" not in server.log_text()
+
+
+async def test_more_parts_than_a_side_has_places_is_warned_about(server_factory) -> None:
+    crowded = await server_factory.start({"PARTSBOARD_MAX_PARTS": "16"})
+    assert "cards will lie on each other" in crowded.log_text()
+    crowded.terminate()
+    fitting = await server_factory.start({"PARTSBOARD_MAX_PARTS": "15"})
+    assert "cards will lie on each other" not in fitting.log_text()
