@@ -101,12 +101,17 @@ def test_the_html_export_draws_the_viewers_cycle_and_nothing_more() -> None:
     assert ids["hidden_a"] in {n["id"] for n in everything["nodes"]}
 
 
-def test_a_protector_of_a_protector_sits_above_it() -> None:
+def column_of_three() -> tuple[Session, str, str, str, str]:
+    """Three shared parts of Mira's, top to bottom once linked, and one of Tove's."""
     s = Session(stage=3, names=("Mira", "Tove"))
-    outer = s.part("a", "The Planner", kind="firefighter", shared=True)
-    inner = s.part("a", "The Critic", kind="manager", shared=True)
-    young = s.part("a", "The Little One", kind="exile", shared=True)
-    other = s.part("b", "The Shutter", kind="firefighter", shared=True)
+    return (s, s.part("a", "The Planner", kind="firefighter", shared=True),
+            s.part("a", "The Critic", kind="manager", shared=True),
+            s.part("a", "The Little One", kind="exile", shared=True),
+            s.part("b", "The Shutter", kind="firefighter", shared=True))
+
+
+def test_a_protector_of_a_protector_sits_above_it() -> None:
+    s, outer, inner, young, other = column_of_three()
     s.link("a", "reacts_to", inner, other)  # seen first, yet its protector goes above it
     s.link("a", "protects", inner, young)
     s.link("a", "protects", outer, inner)
@@ -138,11 +143,7 @@ def crossed_boxes(picture: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_no_arrow_runs_through_a_box_of_its_column() -> None:
-    s = Session(stage=3, names=("Mira", "Tove"))
-    top = s.part("a", "The Planner", kind="firefighter", shared=True)
-    middle = s.part("a", "The Critic", kind="manager", shared=True)
-    young = s.part("a", "The Little One", kind="exile", shared=True)
-    other = s.part("b", "The Shutter", kind="firefighter", shared=True)
+    s, top, middle, young, other = column_of_three()
     other_young = s.part("b", "The Hidden Kid", kind="exile", shared=True)
     s.link("a", "reacts_to", middle, other)
     s.link("a", "protects", top, middle)
