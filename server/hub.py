@@ -156,7 +156,9 @@ class Hub:
             if message.origin != self.store.origin:
                 live.remote_drag(message)
         elif tag == TAG_PRESENCE:
-            self.presence.recount_soon(live)
+            # This process's own changes were counted by their own round trip.
+            if data != self.store.presence_message:
+                self.presence.recount_soon(live)
         elif tag == TAG_ENDED:
             live.end()
         elif tag == TAG_RELINK:

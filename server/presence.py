@@ -7,8 +7,10 @@ TTLs with it: a room with people in it is not idle), a slice of the rooms at a
 time spread over that third (one pipeline over every room would hold the event
 loop for tens of milliseconds at once), so the entries of a
 process that died without a goodbye disappear within one TTL. A join or leave
-anywhere publishes P on the room's channel and every process recounts; the
-counts reach members through their LiveRoom (server/live_room.py). A death
+anywhere publishes P on the room's channel and every other process recounts; the
+process that made the change shows the counts its own round trip read. Two changes of
+one room in flight here at once may come back in either order, so the last of them
+recounts. The counts reach members through their LiveRoom (server/live_room.py). A death
 publishes nothing, so every count also says when its first entry expires, and
 the room is recounted then: a dead process's members are forgotten one TTL
 after its last heartbeat, not at some later heartbeat of a survivor.
@@ -21,7 +23,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -41,6 +43,10 @@ class Presence:
         self.rooms = rooms
         self.ttl = ttl
         self._recounting: set[str] = set()
+        # room id -> this process's presence changes of the room in flight; rooms where
+        # two of them overlapped (recounted once the last is back)
+        self._in_flight: dict[str, int] = {}
+        self._overlapped: set[str] = set()
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -50,14 +56,33 @@ class Presence:
     async def join(self, live: LiveRoom, member: Member, *, state: bool = False,
                    since: int | None = None) -> Loaded:
         """Count the member in; reads the room too when asked (Store.presence_join)."""
-        present, loaded = await self.store.presence_join(live.id, member.presence_id, self.ttl,
-                                                         state=state, since=since)
-        self._show(live, present)
+        async with self._changing(live):
+            present, loaded = await self.store.presence_join(
+                live.id, member.presence_id, self.ttl, state=state, since=since)
+            self._show(live, present)
         return loaded
 
     async def leave(self, live: LiveRoom, member: Member) -> None:
         with contextlib.suppress(RedisError, OSError):
-            self._show(live, await self.store.presence_leave(live.id, member.presence_id))
+            async with self._changing(live):
+                self._show(live, await self.store.presence_leave(live.id, member.presence_id))
+
+    @contextlib.asynccontextmanager
+    async def _changing(self, live: LiveRoom) -> AsyncIterator[None]:
+        room_id = live.id
+        if self._in_flight.get(room_id):
+            self._overlapped.add(room_id)
+        self._in_flight[room_id] = self._in_flight.get(room_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._in_flight[room_id] -= 1
+            if not self._in_flight[room_id]:
+                del self._in_flight[room_id]
+                if room_id in self._overlapped:
+                    self._overlapped.discard(room_id)
+                    if self.rooms.get(room_id) is live:
+                        self.recount_soon(live)
 
     async def forget_all(self) -> None:
         """At shutdown: remove this process's entries at once rather than let them expire."""

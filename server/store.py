@@ -10,7 +10,8 @@ Channel pb:{R}:ch (sharded pub/sub: SPUBLISH, SSUBSCRIBE) carries messages tagge
 first byte:
     E  a committed event: length-prefixed origin (the committing process), then the event
     D  a live drag (DragMessage), sent only when other processes have members
-    P  presence changed: recount      X  the room ended      R  a link was replaced
+    P  presence changed: recount (then the origin of the process that changed it)
+    X  the room ended      R  a link was replaced
 
 Every write refreshes every key's TTL to min(idle time-out, hard deadline - now),
 so no key ever exists without one and a room never outlives its deadline.
@@ -239,6 +240,7 @@ class Store:
         # Published events name the process that committed them, which then skips its
         # own copy (it delivered the event already) without decoding it.
         self.event_prefix = TAG_EVENT + bytes([len(origin.encode())]) + origin.encode()
+        self.presence_message = TAG_PRESENCE + origin.encode()
         self.idle_ms = int(idle_ttl * 1000)
         self.lifetime_ms = int(max_lifetime * 1000)
         self.log_length = log_length
@@ -552,7 +554,7 @@ class Store:
             pipe.zadd(keys.presence, {member: now_ms + int(ttl_s * 1000)})
             pipe.pexpire(keys.presence, int(ttl_s * 3000))
             _read_present(pipe, keys, now_ms)
-            pipe.spublish(keys.channel, TAG_PRESENCE)
+            pipe.spublish(keys.channel, self.presence_message)
             if state:
                 pipe.get(keys.state)
             if since is not None:
@@ -568,7 +570,7 @@ class Store:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(keys.presence, member)
             _read_present(pipe, keys, now_ms)
-            pipe.spublish(keys.channel, TAG_PRESENCE)
+            pipe.spublish(keys.channel, self.presence_message)
             replies = await pipe.execute()
         return _present(replies[1])
 

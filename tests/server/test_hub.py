@@ -1,11 +1,13 @@
 """The hub in-process against a real Redis: joins that race a failure never go deaf, a
 join that fails leaves nothing behind, a room is loaded once for its first member and its
-first command, and a resuming member's room and replay come with its presence join."""
+first command, a resuming member's room and replay come with its presence join, and a
+process recounts presence after other processes' changes and its own overlapping ones."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 from hub_helpers import WAIT, Listener, epoch_of, make_room
 from redis.exceptions import RedisError
@@ -103,3 +105,33 @@ async def test_a_join_whose_presence_fails_leaves_nothing_behind(
     else:
         raise AssertionError("the presence join cannot succeed")
     assert room_id not in hub.rooms, "the member was left in the room"
+
+
+async def test_a_process_recounts_after_other_processes_presence_changes_not_its_own(
+        hub: Hub, admin: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    recounts: list[str] = []
+    monkeypatch.setattr(hub.presence, "recount_soon", lambda live: recounts.append(live.id))
+    room_id = await make_room(hub.store)
+    epoch = await epoch_of(hub.store, room_id)
+    member = Listener("a")
+    member.role = "a"
+    await hub.join(room_id, epoch, member)  # publishes this process's P
+    channel = Keys(room_id).channel
+    await admin.spublish(channel, b"Panother-process")
+    await admin.spublish(channel, b"Ra:another-hash")  # heard after both P: closes `member`
+    await asyncio.wait_for(member.closed, WAIT)
+    assert recounts == [room_id], "only the other process's change is recounted"
+
+
+async def test_presence_changes_in_flight_at_once_recount_when_the_last_is_back(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    room_id = await make_room(hub.store)
+    live, _ = await hub.join(room_id, await epoch_of(hub.store, room_id), Listener("first"))
+    recounts: list[str] = []
+    monkeypatch.setattr(hub.presence, "recount_soon", lambda live: recounts.append(live.id))
+    # Their round trips may come back in either order: the last one's counts may be older.
+    await asyncio.gather(hub.presence.join(live, Listener("x")),
+                         hub.presence.join(live, Listener("y")))
+    assert recounts == [room_id]
+    await hub.presence.join(live, Listener("z"))
+    assert recounts == [room_id], "a change with no other in flight is counted by its own read"
