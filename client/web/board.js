@@ -69,7 +69,7 @@ export class Board {
     this.drag = null;
     this.suppressClick = false;
     this.linkFrame = 0;
-    this.startedFor = null;
+    this.placedZoomed = false; // zoomed in, and put on this person's side
     this.frameWidth = 0;
     const resized = () => {
       if (!this.board.isConnected || this.board.clientWidth === this.frameWidth) return;
@@ -102,12 +102,14 @@ export class Board {
     // Zoomed in from the start: a partner starts on their own side next to the middle, where
     // their first cards rest (rooms/geometry.py), the therapist on the middle.
     const role = this.app.role;
-    if (chosen > 1 && role && this.startedFor !== role && this.board.clientWidth) {
-      this.startedFor = role;
+    // So too each time the board goes from whole to zoomed in by itself (a window made narrow).
+    if (chosen > 1 && role && !this.placedZoomed && this.board.clientWidth) {
+      this.placedZoomed = true;
       const middle = this.board.scrollWidth / 2;
       const view = this.board.clientWidth;
       this.board.scrollLeft = role === "a" ? middle - view : role === "b" ? middle : middle - view / 2;
     }
+    if (chosen <= 1.001) this.placedZoomed = false;
     this.board.classList.toggle("zoomed", chosen > 1.001);
     $("zoom-out").disabled = chosen <= levels[0] + 1e-6;
     $("zoom-in").disabled = chosen >= levels[levels.length - 1] - 1e-6;
@@ -162,7 +164,7 @@ export class Board {
 
   render() {
     const app = this.app;
-    if (this.startedFor !== app.role) this.applyZoom();
+    if (!this.placedZoomed) this.applyZoom();
     const view = app.view;
     for (const [id, entry] of this.local) {
       if (entry.seq !== null && view.seq >= entry.seq) this.local.delete(id);

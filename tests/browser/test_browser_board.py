@@ -227,6 +227,12 @@ def test_a_touch_drag_on_a_phone_moves_the_card_and_selects_no_text(server, open
         SHOTS.mkdir(parents=True, exist_ok=True)
         person.page.locator("#board-section").screenshot(
             path=SHOTS / f"{person.label.split()[0]}-phone-start.png")
+    # Made wide (the whole board) and narrow again, a page is put back on its own side.
+    for size in ({"width": 1280, "height": 800}, {"width": 390, "height": 844}):
+        sam.page.set_viewport_size(size)
+    expect(sam.page.locator("#board.zoomed")).to_have_count(1)
+    shown = sam.page.evaluate(IN_VIEW, "The Guard")
+    assert shown["inside"], f"sam, narrowed again: {shown}"
     before = alex.position("The Watcher")
     handle = alex.card("The Watcher").locator(".part-handle")
     handle.scroll_into_view_if_needed()
