@@ -49,8 +49,10 @@ class Plan:
     # fixed rate, on freshly started servers; offered messages in per second over all rooms
     shape_rooms: int = 100
     shape_first: float = 200  # the first step right after the start (commands)
+    # up to where both systems fail, so the command saturation ratio has a figure (on a
+    # quiet machine neither failed 4,000/s)
     shape_cmd: tuple[float, ...] = (100, 200, 400, 600, 800, 1000, 1200, 1500, 2000, 2500,
-                                    3000, 4000)
+                                    3000, 4000, 5000, 6500, 8000, 10000, 13000)
     shape_drag: tuple[float, ...] = (200, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000,
                                      6500, 8000)
     shape_seconds: float = 5.0
