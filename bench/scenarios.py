@@ -50,9 +50,11 @@ class Plan:
     shape_rooms: int = 100
     shape_first: float = 200  # the first step right after the start (commands)
     # up to where both systems fail, so the command saturation ratio has a figure (on a
-    # quiet machine neither failed 4,000/s)
+    # quiet machine neither failed 4,000/s), in steps fine enough near where each fails
+    # (Partsboard about 3,000 to 4,500/s, the relay 5,000 to 6,500/s) for a ratio
     shape_cmd: tuple[float, ...] = (100, 200, 400, 600, 800, 1000, 1200, 1500, 2000, 2500,
-                                    3000, 4000, 5000, 6500, 8000, 10000, 13000)
+                                    3000, 3500, 4000, 4500, 5000, 5750, 6500, 8000, 10000,
+                                    13000)
     shape_drag: tuple[float, ...] = (200, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000,
                                      6500, 8000)
     shape_seconds: float = 5.0
