@@ -195,7 +195,10 @@ def test_a_full_board_is_the_same_and_untangled_on_every_screen(server, open_per
         role = person.label
         for label, (width, height) in (("phone", (390, 844)), ("desktop", (1280, 800))):
             person.page.set_viewport_size({"width": width, "height": height})
-            person.page.locator("#board-section").screenshot(path=SHOTS / f"{role}-{label}.png")
+            # What the screen shows: an element's screenshot lays the page out anew and can
+            # lose the board's own scroll position.
+            person.page.locator("#board").scroll_into_view_if_needed()
+            person.page.screenshot(path=SHOTS / f"{role}-{label}.png")
 
 
 def touch_drag(person: Person, start: tuple[float, float], end: tuple[float, float],
