@@ -226,14 +226,21 @@ class Person:
         wide = self.page.evaluate(WIDER_THAN_VIEWPORT)
         assert not wide, f"{self.label}: wider than the screen: {wide[:8]}"
 
+    def assert_cards_fit(self) -> None:
+        """Every card's text (kind, name, privacy line, scribe mark) fits above its buttons."""
+        clipped = self.page.evaluate(CLIPPED_CARDS)
+        assert not clipped, f"{self.label}: cards whose text does not fit: {clipped}"
+
     def shoot(self, folder: Path, name: str) -> None:
         """A whole-page screenshot at desktop size and at phone size."""
         folder.mkdir(parents=True, exist_ok=True)
         size = self.page.viewport_size or DESKTOP
         scrolled = self.page.evaluate("() => [window.scrollX, window.scrollY]")
         self._whole_page(folder / f"{name}-desktop.png", DESKTOP)
+        self.assert_cards_fit()
         self.page.set_viewport_size(PHONE)
         self.assert_fits_width()
+        self.assert_cards_fit()
         self._whole_page(folder / f"{name}-phone.png", PHONE)
         self.page.set_viewport_size(size)
         self.page.evaluate("([x, y]) => window.scrollTo(x, y)", scrolled)
@@ -248,6 +255,11 @@ class Person:
         self.page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
         self.page.screenshot(path=path)
 
+
+CLIPPED_CARDS = """() => Array.from(document.querySelectorAll('#cards li.part'))
+  .filter((li) => { const h = li.querySelector('.part-handle');
+                    return h.scrollHeight > h.clientHeight + 1; })
+  .map((li) => li.querySelector('.part-name').textContent)"""
 
 # The board's surface is left out: zoomed in on a phone, it pans inside its frame (#board).
 WIDER_THAN_VIEWPORT = """() => {

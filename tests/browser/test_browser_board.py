@@ -75,12 +75,6 @@ HITS = """() => {
 }"""
 
 
-# The cards whose text (kind, name, privacy line) does not fit above their buttons.
-CLIPPED = """() => Array.from(document.querySelectorAll('#cards li.part'))
-  .filter((li) => { const h = li.querySelector('.part-handle');
-                    return h.scrollHeight > h.clientHeight + 1; })
-  .map((li) => li.querySelector('.part-name').textContent)"""
-
 # Whether the board is zoomed in and the named card lies within the board's visible frame.
 IN_VIEW = """(name) => {
   const frame = document.getElementById('board');
@@ -132,8 +126,7 @@ def check_geometry(person: Person, size: tuple[int, int]) -> list[list[float]]:
         for card in cards:
             assert not overlap(mark["box"], card["box"]), \
                 f"{where}: a link's {mark['what']} lies on {card['name']}"
-    clipped = person.page.evaluate(CLIPPED)
-    assert not clipped, f"{where}: cards whose text does not fit: {clipped}"
+    person.assert_cards_fit()
     labels = [m for m in found["marks"] if m["what"] == "text"]
     for one, two in ((p, q) for i, p in enumerate(labels) for q in labels[i + 1:]):
         assert not overlap(one["box"], two["box"]), f"{where}: two link labels overlap"
