@@ -29,6 +29,10 @@ const ZOOMS = [1, 1.5, 2, 3];
 // An arrowhead, turned any way, must fit in the GAP (20 units) between its target and the
 // next card: clear + hypot(length, half) = 19.2.
 const ARROW = { length: 15, half: 6, clear: 3 };
+// Down the gap beside a column: the curve's far point half way across the gap, the arrowhead
+// (nearly upright there, half 6 wide) clear of the target card's side and of the next column.
+const GAP_MIDDLE = 10;
+const ARROW_SIDE_CLEAR = 7;
 // A label fits in the GAP between two cards (20 units).
 const LABEL = { size: 13, pad: 1.5, charW: 0.62 };
 const LABEL_SHIFTS = [[0, -22], [0, 22], [-40, 0], [40, 0], [-80, 0], [80, 0], [0, -44], [0, 44],
@@ -478,21 +482,7 @@ export class Board {
       const source = this.cards.get(link.source);
       const target = this.cards.get(link.target);
       if (!source || !target) continue;
-      const a = this.boxOf(source);
-      const b = this.boxOf(target);
-      const ca = centre(a);
-      const cb = centre(b);
-      const start = edgePoint(cb, ca, a, 2);
-      const end = edgePoint(ca, cb, b, ARROW.clear);
-      const dx = end.x - start.x;
-      const dy = end.y - start.y;
-      const length = Math.hypot(dx, dy) || 1;
-      // Bend each arrow to its own left, so two arrows between the same parts both show.
-      const bend = Math.min(60, length / 4);
-      const control = {
-        x: (start.x + end.x) / 2 + (dy / length) * bend,
-        y: (start.y + end.y) / 2 - (dx / length) * bend,
-      };
+      const { start, control, end } = route(this.boxOf(source), this.boxOf(target), boxes);
       const look = LINK_LOOKS[link.kind] || LINK_LOOKS.protects;
       const kind = look.cls.replace("link-", "");
       const d = `M${f(start.x)},${f(start.y)} Q${f(control.x)},${f(control.y)} ${f(end.x)},${f(end.y)}`;
@@ -561,6 +551,33 @@ function placeLabel(text, start, control, end, boxes, taken) {
     if (hits === 0) break;
   }
   return best;
+}
+
+// A link's curve: from just outside its source to just outside its target, bent to its own
+// left so two arrows between the same parts both show. Between two cards of one column with
+// a card between them, it runs down the gap beside the column (on the side facing the middle
+// of the board) instead of under that card.
+function route(a, b, boxes) {
+  const ca = centre(a);
+  const cb = centre(b);
+  const inWay = (box) => box.left === a.left && Math.min(a.top, b.top) < box.top && box.top < Math.max(a.top, b.top);
+  if (a.left === b.left && boxes.some(inWay)) {
+    const inward = a.left + CARD_W / 2 < UNITS_W / 2 ? 1 : -1;
+    const side = inward > 0 ? a.right : a.left;
+    return {
+      start: { x: side + inward * 2, y: ca.y },
+      control: { x: side + inward * GAP_MIDDLE * 2, y: (ca.y + cb.y) / 2 },
+      end: { x: side + inward * ARROW_SIDE_CLEAR, y: cb.y },
+    };
+  }
+  const start = edgePoint(cb, ca, a, 2);
+  const end = edgePoint(ca, cb, b, ARROW.clear);
+  const dx = end.x - start.x;
+  const dy = end.y - start.y;
+  const length = Math.hypot(dx, dy) || 1;
+  const bend = Math.min(60, length / 4);
+  const control = { x: (start.x + end.x) / 2 + (dy / length) * bend, y: (start.y + end.y) / 2 - (dx / length) * bend };
+  return { start, control, end };
 }
 
 // The point `gap` outside the box (around the centre `to`) where the line from `from` leaves it.
