@@ -98,7 +98,8 @@ def arg_values(known: dict[str, list[str]]) -> st.SearchStrategy[Any]:
         st.booleans(),
         st.none(),
         st.text(max_size=30),
-        st.tuples(st.integers(1990, 2010), st.characters()).map(lambda t: t[1] * t[0]),
+        # A text just over a limit (a lone surrogate cannot be sent as UTF-8, so none is drawn).
+        st.tuples(st.integers(1990, 2010), st.characters(codec="utf-8")).map(lambda t: t[1] * t[0]),
         st.fixed_dictionaries({q: st.integers(-1, 11) for q in SELF_QUALITIES}),
         st.dictionaries(st.sampled_from(SELF_QUALITIES) | st.text(max_size=5),
                         st.integers(0, 10) | FLOATS, max_size=9),
