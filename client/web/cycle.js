@@ -14,6 +14,17 @@ export class CycleView {
     this.timer = null;
     this.asked = 0;
     $("cycle-toggle").addEventListener("click", () => this.toggle());
+    window.addEventListener("resize", () => this.placeOnOwnSide());
+  }
+
+  // Wider than a phone, the picture pans: like the board, a partner starts on their own side
+  // (a on the left, b on the right), the therapist on the middle.
+  placeOnOwnSide() {
+    const picture = $("cycle-picture");
+    const spare = picture.scrollWidth - picture.clientWidth;
+    if (!this.open || spare <= 0) return;
+    const role = this.app.role;
+    picture.scrollLeft = role === "a" ? 0 : role === "b" ? spare : spare / 2;
   }
 
   render() {
@@ -68,7 +79,9 @@ export class CycleView {
       const root = doc.documentElement;
       if (root.localName !== "svg") return;
       help.textContent = "Each partner's protectors sit above the parts they protect; the arrows show what reacts to what.";
+      const first = !picture.firstElementChild;
       picture.replaceChildren(document.importNode(root, true));
+      if (first) this.placeOnOwnSide();
     }
     picture.dataset.ready = String(asked);
   }

@@ -22,6 +22,17 @@ SHARED = {"The Storm", "The Small One", "The Wall", "The Unseen"}
 PRIVATE = "The Drifter"  # Jordan's own, never shared: Riley never sees it
 
 
+# Whether the named part's box in the cycle picture lies within the picture's visible frame.
+OWN_NODE_SHOWN = """async (name) => {
+  await new Promise(requestAnimationFrame);  // after the resize has been handled
+  const frame = document.getElementById('cycle-picture').getBoundingClientRect();
+  const node = Array.from(document.querySelectorAll('#cycle-picture g.node'))
+    .find((g) => g.querySelector('text').textContent === name);
+  const box = node.querySelector('rect').getBoundingClientRect();
+  return box.left >= frame.left - 0.5 && box.right <= frame.right + 0.5;
+}"""
+
+
 def open_cycle(person: Person) -> None:
     person.page.click("#cycle-toggle")
     expect(person.page.locator("#cycle-toggle")).to_have_attribute("aria-pressed", "true")
@@ -102,12 +113,20 @@ def test_the_cycle_shows_each_role_only_what_it_may_see(server, open_person) -> 
     assert not problems, problems
 
     SHOTS.mkdir(parents=True, exist_ok=True)
+    own_parts = {"jordan": "The Storm", "riley": "The Wall"}
     for person in (therapist, jordan, riley):
         for width, height in ((390, 844), (1280, 800)):
             person.page.set_viewport_size({"width": width, "height": height})
             view = person.page.locator("#cycle-view")
             view.scroll_into_view_if_needed()
-            view.screenshot(path=SHOTS / f"cycle-{person.label}-{width}x{height}.png")
+            if width < 400 and person.label in own_parts:
+                # On a phone the picture pans, and a partner starts on their own side.
+                own = own_parts[person.label]
+                assert person.page.evaluate(OWN_NODE_SHOWN, own), \
+                    f"{person.label}: {own} is not in view in the cycle on a phone"
+            # What the screen shows (an element's screenshot lays the page out anew and can
+            # lose the picture's own scroll).
+            person.page.screenshot(path=SHOTS / f"cycle-{person.label}-{width}x{height}.png")
 
     # Closing the view empties it (nothing stale left in the page).
     riley.page.click("#cycle-toggle")
