@@ -19,6 +19,7 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
 )
 from redis.asyncio.sentinel import SentinelConnectionPool, SentinelManagedConnection
+from redis.exceptions import DataError
 
 from server.local_redis import LocalRedis
 from server.redis_urls import (
@@ -26,6 +27,7 @@ from server.redis_urls import (
     ClusterTarget,
     SentinelTarget,
     WaitingRedisCluster,
+    hiredis_packed,
     make_client,
     parse_cluster_url,
     parse_sentinel_url,
@@ -204,7 +206,7 @@ async def test_cluster_urls_get_a_waiting_cluster_client() -> None:
         node = client.node_client("10.0.0.3", 7005, pool_size=2)
         pool = node.connection_pool
         assert isinstance(pool, BlockingConnectionPool) and pool.max_connections == 2
-        assert pool.connection_class is SSLConnection
+        assert issubclass(pool.connection_class, SSLConnection)
         assert pool.connection_kwargs["password"] == SECRET
         await node.aclose()
     finally:
@@ -232,7 +234,7 @@ async def test_plain_urls_get_a_waiting_pool(url: str, connection_class: type,
         pool = client.connection_pool
         assert type(pool) is BlockingConnectionPool
         assert pool.max_connections == 7 and pool.timeout == 2.5
-        assert pool.connection_class is connection_class
+        assert pool.connection_class is hiredis_packed(connection_class)
         kwargs = pool.connection_kwargs
         assert kwargs["socket_connect_timeout"] == 2.5
         assert kwargs["health_check_interval"] == 30
@@ -252,7 +254,7 @@ async def test_sentinel_urls_get_a_waiting_sentinel_pool() -> None:
         assert isinstance(pool, BlockingSentinelConnectionPool)
         assert pool.service_name == "pb" and pool.is_master
         assert pool.max_connections == 9 and pool.timeout == 1.5
-        assert pool.connection_class is SentinelManagedConnection
+        assert pool.connection_class is hiredis_packed(SentinelManagedConnection)
         kwargs = pool.connection_kwargs
         assert kwargs["db"] == 5 and kwargs["username"] == "app" and kwargs["password"] == SECRET
         assert kwargs["socket_connect_timeout"] == 1.5 and kwargs["health_check_interval"] == 30
@@ -317,3 +319,17 @@ async def test_closing_the_client_closes_its_connections(redis_server: LocalRedi
     finally:
         await client.aclose()
         await admin.aclose()
+
+
+def test_commands_are_packed_by_hiredis_into_the_same_bytes() -> None:
+    packed = hiredis_packed(Connection)
+    assert packed is hiredis_packed(Connection) and issubclass(packed, Connection)
+    args = ("EVALSHA", b"f00", 3, "room:k", "é", b"\x00\xff", 1.5, 0.1, 10**20, -3, 1e-7,
+            memoryview(b"xy"))
+    by_hiredis = packed().pack_command(*args)
+    assert len(by_hiredis) == 1
+    assert by_hiredis[0] == b"".join(bytes(chunk) for chunk in Connection().pack_command(*args))
+    assert packed().pack_command("CONFIG GET", "x") == Connection().pack_command("CONFIG GET", "x")
+    with pytest.raises(DataError):
+        packed().pack_command("SET", "k", None)
+

@@ -1,0 +1,110 @@
+"""Commits made in one turn of the event loop go to Redis together, in one pipeline: each
+still applied once, answered on its own, and a Redis that forgot the commit script or
+stopped answering still gets every command an answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from hub_helpers import Listener, make_room, open_store
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from rooms.actions import parse_args
+from server.commands import execute
+from server.live_room import LiveRoom
+from server.local_redis import free_port
+from server.store import Store
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOMS = 24
+
+
+async def _live_rooms(store: Store) -> list[tuple[LiveRoom, Listener]]:
+    out = []
+    for index in range(ROOMS):
+        room_id = await make_room(store, f"{index:022d}")
+        room = await store.load(room_id)
+        assert room is not None
+        live = LiveRoom(room_id, room.epoch, store)
+        live.start_from(room)
+        member = Listener(f"m{index}")
+        live.members.add(member)
+        out.append((live, member))
+    return out
+
+
+def _count_pipelines(store: Store) -> list[int]:
+    """How many commands each pipeline of the store's client carried."""
+    sizes: list[int] = []
+    client = store.redis
+    original = client.pipeline
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        pipe = original(*args, **kwargs)
+        execute_pipe = pipe.execute
+
+        async def counted(*a: Any, **k: Any) -> Any:
+            sizes.append(len(pipe.command_stack))
+            return await execute_pipe(*a, **k)
+
+        pipe.execute = counted
+        return pipe
+
+    client.pipeline = counting  # type: ignore[method-assign]
+    return sizes
+
+
+def _note(index: int) -> Any:
+    return parse_args("note.add", {"text": f"note {index}"})
+
+
+async def test_commits_of_one_turn_share_a_round_trip_and_each_lands_once(
+        redis_url: str) -> None:
+    async with open_store(redis_url) as store:
+        rooms = await _live_rooms(store)
+        sizes = _count_pipelines(store)
+        seqs = await asyncio.gather(*(execute(live, "therapist", f"c{index}", _note(index))
+                                      for index, (live, _) in enumerate(rooms)))
+        assert seqs == [1] * ROOMS
+        assert sizes == [ROOMS]  # one round trip for all of them
+        for live, member in rooms:
+            assert member.event_seqs() == [1]
+            assert (await store.load(live.id)).seq == 1  # type: ignore[union-attr]
+            assert len(await store.events_since(live.id, 0) or []) == 1
+        # Sent again under the same ids (a resend after a lost answer): nothing applied twice.
+        again = await asyncio.gather(*(execute(live, "therapist", f"c{index}", _note(index))
+                                       for index, (live, _) in enumerate(rooms)))
+        assert again == [1] * ROOMS
+        assert [member.event_seqs() for _, member in rooms] == [[1]] * ROOMS
+
+
+async def test_a_round_after_redis_forgot_the_commit_script_still_commits_each(
+        redis_url: str) -> None:
+    async with open_store(redis_url) as store:
+        rooms = await _live_rooms(store)
+        await store.redis.script_flush()
+        seqs = await asyncio.gather(*(execute(live, "therapist", f"c{index}", _note(index))
+                                      for index, (live, _) in enumerate(rooms)))
+        assert seqs == [1] * ROOMS
+        assert [member.event_seqs() for _, member in rooms] == [[1]] * ROOMS
+
+
+async def test_a_round_redis_does_not_answer_fails_each_of_its_commands(
+        redis_url: str) -> None:
+    async with open_store(redis_url) as store:
+        rooms = await _live_rooms(store)
+        dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0",
+                                       socket_connect_timeout=2)
+        store.redis = dead
+        try:
+            results = await asyncio.gather(
+                *(execute(live, "therapist", f"c{index}", _note(index))
+                  for index, (live, _) in enumerate(rooms)), return_exceptions=True)
+        finally:
+            await dead.aclose()
+        assert all(isinstance(result, RedisConnectionError) for result in results), results
+        assert [member.frames for _, member in rooms] == [[]] * ROOMS
