@@ -122,6 +122,7 @@ def py_spy(pid: int, out: Path, seconds: float,
 
 LAG_METRIC = "partsboard_event_loop_lag_seconds"
 GC_METRIC = "partsboard_gc_pause_seconds"
+DRAG_RELAY_METRIC = "partsboard_drag_relay_seconds"
 
 
 def metrics_texts(*ports: int) -> list[str]:

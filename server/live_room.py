@@ -62,7 +62,7 @@ class Member(Protocol):
     secret_hash: str
     presence_id: str
 
-    def push(self, seq: int | None, frame: bytes) -> None: ...
+    def push(self, seq: int | None, frame: bytes, read_at: float = 0.0) -> None: ...
     def shut(self, code: int, frame: bytes | None = None) -> None: ...
 
 
@@ -168,13 +168,15 @@ class LiveRoom:
 
     # ------------------------------------------------------------ drags
 
-    async def drag(self, sender: Member, part: str, x: float, y: float) -> bool:
-        """Route a live drag of one of the sender's parts; False when it is dropped."""
+    async def drag(self, sender: Member, part: str, x: float, y: float,
+                   read_at: float = 0.0) -> bool:
+        """Route a live drag of one of the sender's parts; False when it is dropped.
+        `read_at`: when its frame was read (perf_counter), for the relay time metric."""
         known = self._parts.get(part)
         if known is None or known[0] != sender.role or not self._drags_allowed:
             return False
         message = DragMessage(self.store.origin, part, x, y, sender.role)
-        self._relay_drag(message, known[1], exclude=sender)
+        self._relay_drag(message, known[1], exclude=sender, read_at=read_at)
         # Drags are not stored: other processes only need them when they have members.
         if sum(self.presence.values()) > len(self.members):
             await self.store.publish_drag(self.id, message)
@@ -189,12 +191,12 @@ class LiveRoom:
         self._relay_drag(message, known[1], exclude=None)
 
     def _relay_drag(self, message: DragMessage, audience: Audience,
-                    exclude: Member | None) -> None:
+                    exclude: Member | None, read_at: float = 0.0) -> None:
         frame = wire.encode(wire.dragged(message.part, message.x, message.y, message.by))
         for member in list(self.members):
             # The same person's other tabs see the drag; the dragging connection does not.
             if member.role in audience and member is not exclude:
-                member.push(None, frame)
+                member.push(None, frame, read_at)
 
     # ------------------------------------------------------------ presence and endings
 

@@ -108,7 +108,8 @@ class Connection:
         self.presence_id = ""
         self.last_seq = -1
         # Frames for the writer in order, and how many of those it took are not sent yet.
-        self.outbox: list[tuple[int | None, bytes]] = []
+        # A drag's frame carries when its sender's frame was read (0.0 for other frames).
+        self.outbox: list[tuple[int | None, bytes, float]] = []
         self.unsent = 0
         self.writer_idle: asyncio.Future[None] | None = None  # the writer waits for a frame
         # True while the writer waits inside a send: only a socket that takes no more
@@ -135,7 +136,7 @@ class Connection:
 
     # ------------------------------------------------------------ Member protocol
 
-    def push(self, seq: int | None, frame: bytes) -> None:
+    def push(self, seq: int | None, frame: bytes, read_at: float = 0.0) -> None:
         if self.close_code is not None:
             return
         queued = len(self.outbox) + self.unsent
@@ -146,7 +147,7 @@ class Connection:
                 return
             if queued == self.settings.send_queue:
                 metrics.SERVER_BEHIND.inc()
-        self.outbox.append((seq, frame))
+        self.outbox.append((seq, frame, read_at))
         idle, self.writer_idle = self.writer_idle, None
         if idle is not None and not idle.done():
             idle.set_result(None)
@@ -304,7 +305,7 @@ class Connection:
     async def _send_outbox(self) -> None:
         batch, self.outbox = self.outbox, []
         self.unsent = len(batch)
-        for seq, frame in batch:
+        for seq, frame, read_at in batch:
             self.unsent -= 1
             if seq is not None:
                 if seq <= self.last_seq:
@@ -313,6 +314,8 @@ class Connection:
             self.sending = True
             await self.ws.send_bytes(frame)
             self.sending = False
+            if read_at:
+                metrics.DRAG_RELAY.observe(time.perf_counter() - read_at)
 
     async def _read(self) -> None:
         try:
@@ -337,6 +340,7 @@ class Connection:
                 BadFrame("Too many invalid or excess messages; disconnected."))))
 
     async def _on_frame(self, data: bytes | str) -> None:
+        read_at = time.perf_counter()
         try:
             frame = wire.decode_client(data, self.settings.max_frame_bytes)
         except RoomError as error:
@@ -347,7 +351,7 @@ class Connection:
         if isinstance(frame, wire.Cmd):
             self._receive_command(frame)
         elif isinstance(frame, wire.Drag):
-            await self._on_drag(frame)
+            await self._on_drag(frame, read_at)
         else:
             metrics.BAD_FRAMES.labels("bad_frame").inc()
             self.push(None, wire.encode(wire.refusal(BadFrame("Already said hello."))))
@@ -435,7 +439,7 @@ class Connection:
         metrics.command_result(op_label, "ok").inc()
         self.push(None, wire.encode(wire.ack(frame.id, seq)))
 
-    async def _on_drag(self, frame: wire.Drag) -> None:
+    async def _on_drag(self, frame: wire.Drag, read_at: float) -> None:
         if not self.drags.take():
             metrics.drag_result("rate_limited").inc()
             if not self.drag_flood.take():
@@ -443,7 +447,7 @@ class Connection:
             return
         try:
             assert self.live is not None
-            routed = await self.live.drag(self, frame.part, frame.x, frame.y)
+            routed = await self.live.drag(self, frame.part, frame.x, frame.y, read_at)
         except (RedisError, OSError):
             metrics.drag_result("error").inc()
             return

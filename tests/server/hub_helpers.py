@@ -26,7 +26,7 @@ class Listener:
         self.frames: list[bytes] = []
         self.closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
-    def push(self, seq: int | None, frame: bytes) -> None:
+    def push(self, seq: int | None, frame: bytes, read_at: float = 0.0) -> None:
         self.frames.append(frame)
 
     def shut(self, code: int, frame: bytes | None = None) -> None:
