@@ -193,6 +193,15 @@ def machine_busy_seconds(cpu: int | None = None) -> float:
     return (sum(ticks) - idle) / CLK_TCK
 
 
+def machine_stolen_seconds(cpu: int | None = None) -> float:
+    """CPU seconds the hypervisor took from this virtual machine (or one of its CPUs):
+    time a process was ready to run there and could not. Counted in the busy time above."""
+    name = "cpu" if cpu is None else f"cpu{cpu}"
+    line = next(line for line in Path("/proc/stat").read_text().splitlines()
+                if line.split(maxsplit=1)[0] == name)
+    return int(line.split()[8]) / CLK_TCK
+
+
 @dataclass
 class CpuMeter:
     """CPU used by a set of processes between start() and stop(), as cores busy."""

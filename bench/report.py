@@ -399,9 +399,10 @@ def _core_busy(d: dict[str, Any]) -> float:
 
 
 def _cpu_text(d: dict[str, Any]) -> str:
-    core = d["cpu"].get("core")
+    core, stolen = d["cpu"].get("core"), d["cpu"].get("stolen")
     return f"server {d['cpu']['server']:.2f} cores" + (
-        "" if core is None else f", its core {core:.0%} busy")
+        "" if core is None else f", its core {core:.0%} busy") + (
+        f", {stolen:.0%} stolen by the hypervisor" if stolen else "")
 
 
 def lag_histogram(system: dict[str, Any]) -> list[str]:
@@ -434,14 +435,19 @@ def drag_relay(system: dict[str, Any]) -> list[str]:
     out = ["**A drag inside Partsboard's server** (`partsboard_drag_relay_seconds`: from the "
            "sender's frame read to the frame's send to each member who sees it; bucket bounds) "
            "beside the end-to-end latency the generator measured, in ms.", "",
-           "| drags/s | in the server p50 / p99 | end to end p50 / p99 | its core busy |",
-           "|---:|---:|---:|---:|"]
+           "| drags/s | in the server p50 / p99 | end to end p50 / p99 | its core busy | of "
+           "which stolen by the hypervisor |", "|---:|---:|---:|---:|---:|"]
     for d in steps:
         inside = d["drag_relay"]
         out.append(f"| {d['offered']:.0f} | {_num(inside['p50'])} / {_num(inside['p99'])} | "
                    f"{_num(_get(d, 'lat', 'drag', 'p50'), 1)} / "
-                   f"{_num(_get(d, 'lat', 'drag', 'p99'), 1)} | {_core_busy(d):.0%} |")
+                   f"{_num(_get(d, 'lat', 'drag', 'p99'), 1)} | {_core_busy(d):.0%} | "
+                   f"{_pct(d['cpu'].get('stolen'))} |")
     return [*out, ""]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _server_drag_flat(system: dict[str, Any], busy: float = 0.8) -> tuple[float | None, str]:

@@ -192,6 +192,7 @@ class Bench:
         metrics0 = procs.metrics_texts(*self.service.ports)
         busy0, t0 = procs.machine_busy_seconds(), time.monotonic()
         core0 = procs.machine_busy_seconds(SERVER_CPU)
+        stolen0 = procs.machine_stolen_seconds(SERVER_CPU if self.pin else None)
         self.gen.send(self.gen.run_requests(**run))
         # CPU over the sending part only, not the drain
         time.sleep(run["duration"])
@@ -211,6 +212,8 @@ class Bench:
         busy = (procs.machine_busy_seconds() - busy0) / elapsed
         if self.pin:  # the server's core, with whatever else ran on it
             cpu["core"] = (procs.machine_busy_seconds(SERVER_CPU) - core0) / elapsed
+        cpu["stolen"] = (procs.machine_stolen_seconds(SERVER_CPU if self.pin else None)
+                         - stolen0) / elapsed
         cpu["machine"] = busy
         cpu["others"] = max(busy - cpu["server"] - cpu["redis"] - cpu["generator"], 0.0)
         result = merge(self.gen.gather(run["duration"] + run["drain"] + 120))
