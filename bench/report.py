@@ -354,7 +354,8 @@ def shape_section(results: Results) -> list[str]:
                        f"{_num(_us_per_in(dr))} / {_num(_us_per_in(dp))} |")
         out.append("")
     out += lag_histogram(p)
-    out += drag_relay(p)
+    out += inside_server(p, "cmd")
+    out += inside_server(p, "drag")
     out += gc_pauses(p)
     ro, po = _last(r, "overload"), _last(p, "overload")
     if ro or po:
@@ -426,22 +427,38 @@ def lag_histogram(system: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def drag_relay(system: dict[str, Any]) -> list[str]:
-    """Partsboard's own share of a drag's latency in each drag step, from its
-    `partsboard_drag_relay_seconds` histogram, beside the end-to-end figures."""
-    steps = [d for d in _steps(system, "drag") if (d.get("drag_relay") or {}).get("n")]
+# What each shape ramp's steps record inside Partsboard's server, from its /metrics.
+_INSIDE = {
+    "drag": ("drag_relay", "drags/s", "A drag inside Partsboard's server",
+             "`partsboard_drag_relay_seconds`: from the sender's frame read to the frame's send "
+             "to each member who sees it"),
+    "cmd": ("commit", "commands/s", "A command inside Partsboard's server",
+            "`partsboard_commit_seconds`: from the command's frame read to its commit in Redis, "
+            "waiting for its turn included"),
+}
+
+
+def _inside_steps(system: dict[str, Any], label: str) -> list[dict[str, Any]]:
+    key = _INSIDE[label][0]
+    return [d for d in _steps(system, label) if (d.get(key) or {}).get("n")]
+
+
+def inside_server(system: dict[str, Any], label: str) -> list[str]:
+    """Partsboard's own share of a ramp's latency in each step, from its histogram, beside
+    the end-to-end figures."""
+    steps = _inside_steps(system, label)
     if not steps:
         return []
-    out = ["**A drag inside Partsboard's server** (`partsboard_drag_relay_seconds`: from the "
-           "sender's frame read to the frame's send to each member who sees it; bucket bounds) "
-           "beside the end-to-end latency the generator measured, in ms.", "",
-           "| drags/s | in the server p50 / p99 | end to end p50 / p99 | its core busy | of "
+    key, unit, title, what = _INSIDE[label]
+    out = [f"**{title}** ({what}; bucket bounds) beside the end-to-end latency the generator "
+           "measured, in ms.", "",
+           f"| {unit} | in the server p50 / p99 | end to end p50 / p99 | its core busy | of "
            "which stolen by the hypervisor |", "|---:|---:|---:|---:|---:|"]
     for d in steps:
-        inside = d["drag_relay"]
+        inside = d[key]
         out.append(f"| {d['offered']:.0f} | {_num(inside['p50'])} / {_num(inside['p99'])} | "
-                   f"{_num(_get(d, 'lat', 'drag', 'p50'), 1)} / "
-                   f"{_num(_get(d, 'lat', 'drag', 'p99'), 1)} | {_core_busy(d):.0%} | "
+                   f"{_num(_get(d, 'lat', label, 'p50'), 1)} / "
+                   f"{_num(_get(d, 'lat', label, 'p99'), 1)} | {_core_busy(d):.0%} | "
                    f"{_pct(d['cpu'].get('stolen'))} |")
     return [*out, ""]
 
@@ -450,17 +467,19 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _server_drag_flat(system: dict[str, Any], busy: float = 0.8) -> tuple[float | None, str]:
-    """The drags' p99 inside the server (bucket bounds) at the worst step until its core is
+def _flat_inside(system: dict[str, Any], label: str,
+                 busy: float = 0.8) -> tuple[float | None, str]:
+    """A ramp's p99 inside the server (bucket bounds) at the worst step until its core is
     `busy` busy, over that of the first step."""
-    steps = [d for d in _steps(system, "drag") if (d.get("drag_relay") or {}).get("n")]
+    steps = _inside_steps(system, label)
     if not steps:
         return None, "not measured"
-    low = steps[0]["drag_relay"]["p99"]
+    key = _INSIDE[label][0]
+    low = steps[0][key]["p99"]
     worst, where = 1.0, f"{steps[0]['offered']:.0f}/s"
     for d in steps:
-        if _core_busy(d) <= busy and d["drag_relay"]["p99"] / low > worst:
-            worst, where = d["drag_relay"]["p99"] / low, f"{d['offered']:.0f}/s, {_cpu_text(d)}"
+        if _core_busy(d) <= busy and d[key]["p99"] / low > worst:
+            worst, where = d[key]["p99"] / low, f"{d['offered']:.0f}/s, {_cpu_text(d)}"
     return worst, (f"low-load p99 under {_num(low)} ms; worst {_num(worst, 2)}x "
                    f"({where}; bucket bounds)")
 
@@ -526,10 +545,11 @@ def shape_targets(results: Results) -> list[str]:
         add(f"{name}: p99 within 3x of the low-load p99 until the server's core is 80% busy",
             text,
             worst is not None and worst <= 3.0)
-    worst, text = _server_drag_flat(p)
-    add("drags inside the server (`partsboard_drag_relay_seconds`): p99 within 3x of the "
-        "low-load p99 until its core is 80% busy", text,
-        None if worst is None else worst <= 3.0)
+    for label, name in (("drag", "drags"), ("cmd", "commands")):
+        worst, text = _flat_inside(p, label)
+        add(f"{name} inside the server (`{_INSIDE[label][3].split('`')[1]}`): p99 within 3x "
+            "of the low-load p99 until its core is 80% busy", text,
+            None if worst is None else worst <= 3.0)
     for label, limit in (("drag", 1.0), ("cmd", 0.5)):
         br, bp = _saturation(r, label), _saturation(p, label)
         relay_saturated = any(not d["ok"] for d in _steps(r, label))

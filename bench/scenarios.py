@@ -221,8 +221,10 @@ class Bench:
         d["cpu"] = cpu
         d["loop_lag"] = lag
         d["gc"] = gc_pauses
-        d["drag_relay"] = procs.lag_between(procs.histogram(metrics0, procs.DRAG_RELAY_METRIC),
-                                            procs.histogram(metrics1, procs.DRAG_RELAY_METRIC))
+        for key, metric in (("drag_relay", procs.DRAG_RELAY_METRIC),
+                            ("commit", procs.COMMIT_METRIC)):
+            d[key] = procs.lag_between(procs.histogram(metrics0, metric),
+                                       procs.histogram(metrics1, metric))
         d["rss_mib"], d["peak_rss_mib"] = (v / 1024 for v in self.service.memory_kib())
         d["wall"] = time.monotonic() - t0
         d["rate_in"] = sum(d["sent"].values()) / max(result["seconds"], 1e-9)
