@@ -58,8 +58,12 @@ def _count_pipelines(store: Store) -> list[int]:
     return sizes
 
 
-def _note(index: int) -> Any:
-    return parse_args("note.add", {"text": f"note {index}"})
+async def _add_a_note_in_each(rooms: list[tuple[LiveRoom, Listener]]) -> list[Any]:
+    """Every room's therapist adds a note, all at once: their seqs, or what they raised."""
+    return await asyncio.gather(
+        *(execute(live, "therapist", f"c{index}",
+                  parse_args("note.add", {"text": f"note {index}"}))
+          for index, (live, _) in enumerate(rooms)), return_exceptions=True)
 
 
 async def test_commits_of_one_turn_share_a_round_trip_and_each_lands_once(
@@ -67,18 +71,14 @@ async def test_commits_of_one_turn_share_a_round_trip_and_each_lands_once(
     async with open_store(redis_url) as store:
         rooms = await _live_rooms(store)
         sizes = _count_pipelines(store)
-        seqs = await asyncio.gather(*(execute(live, "therapist", f"c{index}", _note(index))
-                                      for index, (live, _) in enumerate(rooms)))
-        assert seqs == [1] * ROOMS
+        assert await _add_a_note_in_each(rooms) == [1] * ROOMS
         assert sizes == [ROOMS]  # one round trip for all of them
         for live, member in rooms:
             assert member.event_seqs() == [1]
             assert (await store.load(live.id)).seq == 1  # type: ignore[union-attr]
             assert len(await store.events_since(live.id, 0) or []) == 1
         # Sent again under the same ids (a resend after a lost answer): nothing applied twice.
-        again = await asyncio.gather(*(execute(live, "therapist", f"c{index}", _note(index))
-                                       for index, (live, _) in enumerate(rooms)))
-        assert again == [1] * ROOMS
+        assert await _add_a_note_in_each(rooms) == [1] * ROOMS
         assert [member.event_seqs() for _, member in rooms] == [[1]] * ROOMS
 
 
@@ -87,9 +87,7 @@ async def test_a_round_after_redis_forgot_the_commit_script_still_commits_each(
     async with open_store(redis_url) as store:
         rooms = await _live_rooms(store)
         await store.redis.script_flush()
-        seqs = await asyncio.gather(*(execute(live, "therapist", f"c{index}", _note(index))
-                                      for index, (live, _) in enumerate(rooms)))
-        assert seqs == [1] * ROOMS
+        assert await _add_a_note_in_each(rooms) == [1] * ROOMS
         assert [member.event_seqs() for _, member in rooms] == [[1]] * ROOMS
 
 
@@ -101,9 +99,7 @@ async def test_a_round_redis_does_not_answer_fails_each_of_its_commands(
                                        socket_connect_timeout=2)
         store.redis = dead
         try:
-            results = await asyncio.gather(
-                *(execute(live, "therapist", f"c{index}", _note(index))
-                  for index, (live, _) in enumerate(rooms)), return_exceptions=True)
+            results = await _add_a_note_in_each(rooms)
         finally:
             await dead.aclose()
         assert all(isinstance(result, RedisConnectionError) for result in results), results
