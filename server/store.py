@@ -250,6 +250,7 @@ class Store:
         self._relink = client.register_script(RELINK_LUA)
         self._commits_waiting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._commit_rounds: set[asyncio.Task[None]] = set()
+        self._next_round: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.cluster is not None:  # the slot map, before routing by key
@@ -460,24 +461,28 @@ class Store:
         checkout, the retry wrapper, a write, the reply's wakeups through its coroutines:
         about a third of a command's CPU) is paid once for all of them; at low load a round
         is one commit, sent on the next turn."""
-        loop = asyncio.get_running_loop()
         if not self._commits_waiting:
-            loop.call_soon(self._start_commit_round)
-        future: asyncio.Future[Any] = loop.create_future()
+            # Its first step runs on the next turn, after every caller of this one.
+            task = self._next_round = asyncio.create_task(self._commit_round())
+            self._commit_rounds.add(task)
+            task.add_done_callback(self._commit_round_done)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._commits_waiting.append((keys, args, future))
         try:
             return await future
         except NoScriptError:  # a Redis restarted without its scripts: the script loads it
             return await self._commit(keys=keys, args=args)
 
-    def _start_commit_round(self) -> None:
-        batch, self._commits_waiting = self._commits_waiting, []
-        task = asyncio.create_task(self._commit_round(batch))
-        self._commit_rounds.add(task)
-        task.add_done_callback(self._commit_rounds.discard)
+    def _commit_round_done(self, task: asyncio.Task[None]) -> None:
+        self._commit_rounds.discard(task)
+        if task is self._next_round:  # cancelled before it took its callers: release them
+            self._next_round = None
+            for *_, future in self._commits_waiting:
+                future.cancel()
+            self._commits_waiting = []
 
-    async def _commit_round(self, batch: list[tuple[list[str], list[Any],
-                                                    asyncio.Future[Any]]]) -> None:
+    async def _commit_round(self) -> None:
+        batch, self._commits_waiting, self._next_round = self._commits_waiting, [], None
         try:
             if len(batch) == 1:  # a pipeline's own work would outweigh what it saves
                 keys, args, _ = batch[0]

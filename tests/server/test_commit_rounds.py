@@ -104,3 +104,18 @@ async def test_a_round_redis_does_not_answer_fails_each_of_its_commands(
             await dead.aclose()
         assert all(isinstance(result, RedisConnectionError) for result in results), results
         assert [member.frames for _, member in rooms] == [[]] * ROOMS
+
+
+async def test_a_round_cancelled_before_it_starts_releases_its_commands(redis_url: str) -> None:
+    async with open_store(redis_url) as store:
+        rooms = await _live_rooms(store)
+        waiting = asyncio.ensure_future(_add_a_note_in_each(rooms))
+        for _ in range(20):  # a few turns: the commands reach the round, which has not run
+            if store._next_round is not None:
+                break
+            await asyncio.sleep(0)
+        assert store._next_round is not None
+        store._next_round.cancel()  # as a shutdown would, before the round took its callers
+        results = await asyncio.wait_for(waiting, 10)
+        assert all(isinstance(result, asyncio.CancelledError) for result in results), results
+        assert await _add_a_note_in_each(rooms) == [1] * ROOMS  # the next round goes ahead
