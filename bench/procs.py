@@ -183,13 +183,18 @@ def lag_between(before: dict[float, float], after: dict[float, float]) -> dict[s
             "max": top * 1000, "over_50ms": over, "buckets": buckets}
 
 
-def machine_busy_seconds(cpu: int | None = None) -> float:
-    """CPU seconds the whole machine (or one of its CPUs) has spent busy, all processes."""
+def _cpu_ticks(cpu: int | None) -> list[int]:
+    """/proc/stat's ticks for the whole machine (or one of its CPUs): user, nice, system,
+    idle, iowait, irq, softirq, steal."""
     name = "cpu" if cpu is None else f"cpu{cpu}"
     line = next(line for line in Path("/proc/stat").read_text().splitlines()
                 if line.split(maxsplit=1)[0] == name)
-    fields = line.split()[1:]
-    ticks = [int(v) for v in fields[:8]]
+    return [int(v) for v in line.split()[1:9]]
+
+
+def machine_busy_seconds(cpu: int | None = None) -> float:
+    """CPU seconds the whole machine (or one of its CPUs) has spent busy, all processes."""
+    ticks = _cpu_ticks(cpu)
     idle = ticks[3] + ticks[4]  # idle + iowait
     return (sum(ticks) - idle) / CLK_TCK
 
@@ -197,10 +202,7 @@ def machine_busy_seconds(cpu: int | None = None) -> float:
 def machine_stolen_seconds(cpu: int | None = None) -> float:
     """CPU seconds the hypervisor took from this virtual machine (or one of its CPUs):
     time a process was ready to run there and could not. Counted in the busy time above."""
-    name = "cpu" if cpu is None else f"cpu{cpu}"
-    line = next(line for line in Path("/proc/stat").read_text().splitlines()
-                if line.split(maxsplit=1)[0] == name)
-    return int(line.split()[8]) / CLK_TCK
+    return _cpu_ticks(cpu)[7] / CLK_TCK
 
 
 @dataclass

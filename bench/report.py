@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -467,19 +468,13 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _flat_inside(system: dict[str, Any], label: str,
-                 busy: float = 0.8) -> tuple[float | None, str]:
-    """A ramp's p99 inside the server (bucket bounds) at the worst step until its core is
-    `busy` busy, over that of the first step."""
+def _flat_inside(system: dict[str, Any], label: str) -> tuple[float | None, str]:
+    """A ramp's p99 inside the server (bucket bounds): see `_worst_ratio`."""
     steps = _inside_steps(system, label)
     if not steps:
         return None, "not measured"
     key = _INSIDE[label][0]
-    low = steps[0][key]["p99"]
-    worst, where = 1.0, f"{steps[0]['offered']:.0f}/s"
-    for d in steps:
-        if _core_busy(d) <= busy and d[key]["p99"] / low > worst:
-            worst, where = d[key]["p99"] / low, f"{d['offered']:.0f}/s, {_cpu_text(d)}"
+    worst, low, where = _worst_ratio(steps, lambda d: d[key]["p99"])
     return worst, (f"low-load p99 under {_num(low)} ms; worst {_num(worst, 2)}x "
                    f"({where}; bucket bounds)")
 
@@ -506,22 +501,28 @@ def gc_pauses(system: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def _flat_until_busy(system: dict[str, Any], label: str, what: str,
-                     busy: float = 0.8) -> tuple[float | None, str]:
-    """The worst p99 / low-load p99 over the steps whose core was at most `busy` busy
-    (the low-load p99 is the ramp's first step's)."""
+def _worst_ratio(steps: list[dict[str, Any]], p99_of: Callable[[dict[str, Any]], float | None],
+                 busy: float = 0.8) -> tuple[float, float, str]:
+    """The worst p99 / low-load p99 over the steps whose core was at most `busy` busy (the
+    low-load p99 is the first step's), the low-load p99, and where the worst was."""
+    low = p99_of(steps[0]) or float("inf")
+    worst, where = 0.0, ""
+    for d in steps:
+        if _core_busy(d) > busy:
+            continue  # past 80% (other work can take the core at any step)
+        ratio = (p99_of(d) or float("inf")) / low
+        if ratio > worst:
+            worst, where = ratio, f"{d['offered']:.0f}/s, {_cpu_text(d)}"
+    return worst, low, where
+
+
+def _flat_until_busy(system: dict[str, Any], label: str, what: str) -> tuple[float | None, str]:
+    """A ramp's end-to-end p99 (see `_worst_ratio`); for commands, the first step after the
+    start counts too."""
     steps = _steps(system, label)
     if not steps or steps[0]["lat"][what]["p99"] is None:
         return None, "no steps"
-    low = steps[0]["lat"][what]["p99"]
-    worst, where = 0.0, ""
-    for d in steps:
-        p99 = d["lat"][what]["p99"]
-        if _core_busy(d) > busy:
-            continue  # past 80% (other work can take the core at any step)
-        ratio = (p99 or float("inf")) / low
-        if ratio > worst:
-            worst, where = ratio, f"{d['offered']:.0f}/s, {_cpu_text(d)}"
+    worst, low, where = _worst_ratio(steps, lambda d: d["lat"][what]["p99"])
     first = _steps(system, "first")
     if label == "cmd" and first and first[0]["lat"][what]["p99"] is not None:
         ratio = first[0]["lat"][what]["p99"] / low

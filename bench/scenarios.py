@@ -201,10 +201,12 @@ class Bench:
             spy.wait(timeout=run["duration"] + 30)
         metrics1 = procs.metrics_texts(*self.service.ports)
         elapsed = time.monotonic() - t0
-        lag = procs.lag_between(procs.histogram(metrics0, procs.LAG_METRIC),
-                                procs.histogram(metrics1, procs.LAG_METRIC))
-        gc_pauses = procs.lag_between(procs.histogram(metrics0, procs.GC_METRIC),
-                                      procs.histogram(metrics1, procs.GC_METRIC))
+
+        def between(metric: str) -> dict[str, Any]:
+            return procs.lag_between(procs.histogram(metrics0, metric),
+                                     procs.histogram(metrics1, metric))
+
+        gc_pauses = between(procs.GC_METRIC)
         gc_pauses.update(window_s=elapsed, **{
             key: procs.sample(metrics1, name) - procs.sample(metrics0, name)
             for key, name in (("seconds", procs.GC_METRIC + "_sum"),
@@ -219,12 +221,10 @@ class Bench:
         result = merge(self.gen.gather(run["duration"] + run["drain"] + 120))
         d = digest(result)
         d["cpu"] = cpu
-        d["loop_lag"] = lag
         d["gc"] = gc_pauses
-        for key, metric in (("drag_relay", procs.DRAG_RELAY_METRIC),
-                            ("commit", procs.COMMIT_METRIC)):
-            d[key] = procs.lag_between(procs.histogram(metrics0, metric),
-                                       procs.histogram(metrics1, metric))
+        for key, metric in (("loop_lag", procs.LAG_METRIC), ("drag_relay",
+                            procs.DRAG_RELAY_METRIC), ("commit", procs.COMMIT_METRIC)):
+            d[key] = between(metric)
         d["rss_mib"], d["peak_rss_mib"] = (v / 1024 for v in self.service.memory_kib())
         d["wall"] = time.monotonic() - t0
         d["rate_in"] = sum(d["sent"].values()) / max(result["seconds"], 1e-9)

@@ -73,6 +73,9 @@ def test_fixed_rate_shape_arrives_once_everywhere(results: scenarios.Results, ki
         assert d["delivered_s"] <= d["caught_up_s"]
         assert d["loop_lag"]["n"] > 0, "the server's event-loop lag histogram was not read"
         assert d["gc"]["window_s"] > 0 and d["gc"]["n"] >= d["gc"]["full"] >= 0
+        if kind == "partsboard":  # its own share, read from /metrics before the drain
+            inside = d["drag_relay"] if what == "drag" else d["commit"]
+            assert 0 < inside["n"] <= (2 * sent if what == "drag" else sent), (label, inside)
     if kind == "partsboard":
         assert shape["overload"][0]["presence_wrong"] == 0
 
