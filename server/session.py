@@ -18,7 +18,10 @@ of the connection is answered busy too until the first one comes back (clients
 resend them in order), or BUSY_EPISODE seconds have passed.
 
 Nothing else ever waits on this connection: fan-out only pushes to the writer's
-queue. A queue holding `send_queue` frames is cut (it resumes when it
+queue, or, while the writer is parked with nothing queued, sends the frame at once in the
+pusher's own step (a socket that takes it without waiting, as nearly every one does,
+costs no wake-up of the writer; a send that has to wait is finished by a task the writer
+waits for before anything else, so order is kept). A queue holding `send_queue` frames is cut (it resumes when it
 comes back) only when its reader stopped reading, that is when the writer is
 stuck in a send because the socket takes no more; a queue that grew because this
 process is behind (the writer simply had no turn yet) is left to drain, up to
@@ -89,11 +92,43 @@ class TokenBucket:
         return False
 
 
+class _Started:
+    """Awaiting this finishes a coroutine already stepped once (it yielded `waits_for`),
+    passing results and exceptions through as `await` would have."""
+
+    __slots__ = ("coroutine", "waits_for")
+
+    def __init__(self, coroutine: Any, waits_for: Any) -> None:
+        self.coroutine = coroutine
+        self.waits_for = waits_for
+
+    def __await__(self) -> Any:
+        waits_for = self.waits_for
+        while True:
+            try:
+                result = yield waits_for
+            except BaseException as error:  # noqa: BLE001 - handed to the coroutine
+                step = self.coroutine.throw
+                value: Any = error
+            else:
+                step = self.coroutine.send
+                value = result
+            try:
+                waits_for = step(value)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _finish_started(coroutine: Any, waits_for: Any) -> None:
+    await _Started(coroutine, waits_for)
+
+
 class Connection:
     __slots__ = ("busy_first", "busy_pause", "busy_until", "close_code", "close_frame",
                  "commands", "done", "drag_flood", "drags", "hub", "last_seq", "live",
                  "outbox", "patience", "presence_id", "received", "role", "room_id", "runner",
-                 "secret_hash", "sending", "settings", "store", "unsent", "writer_idle", "ws")
+                 "secret_hash", "sending", "sent_later", "settings", "store", "unsent",
+                 "writer_idle", "ws")
 
     def __init__(self, websocket: WebSocket, settings: Settings, store: Store,
                  hub: Hub) -> None:
@@ -115,6 +150,8 @@ class Connection:
         # True while the writer waits inside a send: only a socket that takes no more
         # (its reader stopped reading) makes a send wait.
         self.sending = False
+        # A send begun at once that had to wait: the writer finishes it before the queue.
+        self.sent_later: asyncio.Task[None] | None = None
         self.commands = TokenBucket(settings.command_rate, settings.command_burst)
         self.drags = TokenBucket(settings.drag_rate, settings.drag_burst)
         # Excess drags are dropped quietly; only a real flood (twice the rate) earns strikes.
@@ -139,6 +176,10 @@ class Connection:
     def push(self, seq: int | None, frame: bytes, read_at: float = 0.0) -> None:
         if self.close_code is not None:
             return
+        parked = self.writer_idle
+        if parked is not None and not parked.done():
+            self._send_now(seq, frame, read_at)
+            return
         queued = len(self.outbox) + self.unsent
         if queued >= self.settings.send_queue:
             if self.sending or queued >= self.settings.send_queue * SERVER_BEHIND_FACTOR:
@@ -151,6 +192,28 @@ class Connection:
         idle, self.writer_idle = self.writer_idle, None
         if idle is not None and not idle.done():
             idle.set_result(None)
+
+    def _send_now(self, seq: int | None, frame: bytes, read_at: float) -> None:
+        """Send in the caller's step; the writer is parked, so nothing is queued before it."""
+        if seq is not None:
+            if seq <= self.last_seq:
+                return
+            self.last_seq = seq
+        sending = self.ws.send_bytes(frame)
+        try:
+            waits_for = sending.send(None)
+        except StopIteration:
+            if read_at:
+                metrics.DRAG_RELAY.observe(time.perf_counter() - read_at)
+            return
+        except Exception:
+            self._finish()
+            return
+        self.sending = True
+        self.sent_later = asyncio.ensure_future(_finish_started(sending, waits_for))
+        parked, self.writer_idle = self.writer_idle, None
+        if parked is not None and not parked.done():
+            parked.set_result(None)
 
     def shut(self, code: int, frame: bytes | None = None) -> None:
         if self.close_code is None:
@@ -205,7 +268,7 @@ class Connection:
         try:
             await asyncio.shield(self.done)
         finally:
-            for task in (*tasks, self.runner):
+            for task in (*tasks, self.runner, self.sent_later):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -296,6 +359,10 @@ class Connection:
                 if not self.outbox:
                     self.writer_idle = loop.create_future()
                     await self.writer_idle
+                if self.sent_later is not None:
+                    await self.sent_later
+                    self.sent_later = None
+                    self.sending = False
                 await self._send_outbox()
         except asyncio.CancelledError:
             raise
