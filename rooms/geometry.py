@@ -18,6 +18,7 @@ Here, lengths are in units of the board's width (the board is 1 wide, 1 / ASPECT
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from typing import Final, NamedTuple
 
 from .model import Partner
@@ -106,16 +107,26 @@ def settle(partner: Partner, wanted: Position, others: Iterable[Position]) -> Po
     one nearer the middle). The grid is what makes this safe: however the cards were
     dropped, a side with fewer cards than slots always has a free one. A full side puts the
     card on the nearest slot, over another."""
-    start = box(on_side(partner, wanted))
+    left0, top0 = box(on_side(partner, wanted))
     taken = [box(p) for p in others]
+    table = _slot_table(partner)
+    # The slot's index last: equal keys keep the grid's order, as a stable sort would.
+    ordered = sorted((round((left - left0) ** 2 + (top - top0) ** 2, 9), top, off_middle, i)
+                     for i, (left, top, off_middle) in enumerate(table))
+    for *_, i in ordered:
+        left, top, _ = table[i]
+        if all(abs(left - other.left) >= _STEP_X - _EPS or abs(top - other.top) >= _STEP_Y - _EPS
+               for other in taken):
+            return position(Box(left, top))
+    left, top, _ = table[ordered[0][-1]]
+    return position(Box(left, top))
+
+
+@cache
+def _slot_table(partner: Partner) -> tuple[tuple[float, float, float], ...]:
+    """Each slot's left, top and distance from the middle, in the grid's order."""
     middle = 0.5 - CARD_W / 2
-    ordered = sorted(slots(partner), key=lambda c: (
-        round((c.left - start.left) ** 2 + (c.top - start.top) ** 2, 9), c.top,
-        abs(c.left - middle)))
-    for candidate in ordered:
-        if all(_apart(candidate, other) for other in taken):
-            return position(candidate)
-    return position(ordered[0])
+    return tuple((c.left, c.top, abs(c.left - middle)) for c in slots(partner))
 
 
 def tidy(partner: Partner, parts: Sequence[str], protects: Iterable[tuple[str, str]],

@@ -125,6 +125,35 @@ def test_where_the_scribe_puts_a_part_tells_the_therapist_nothing_of_hidden_draf
     assert results[0] == results[1]
 
 
+def settle_as_specified(partner: Partner, wanted: Position,
+                        others: list[Position]) -> Position:
+    """settle() as its docstring says it, written plainly: every slot in order of distance
+    from the drop (ties: the higher, then nearer the middle, then the grid's order), the
+    first one that no other card covers, else the nearest."""
+    start = geometry.box(geometry.on_side(partner, wanted))
+    taken = [geometry.box(p) for p in others]
+    middle = 0.5 - CARD_W / 2
+    ordered = sorted(geometry.slots(partner), key=lambda c: (
+        round((c.left - start.left) ** 2 + (c.top - start.top) ** 2, 9), c.top,
+        abs(c.left - middle)))
+    for candidate in ordered:
+        if all(geometry._apart(candidate, other) for other in taken):
+            return geometry.position(candidate)
+    return geometry.position(ordered[0])
+
+
+on_a_slot = st.builds(geometry.position, st.sampled_from(geometry.slots("a") + geometry.slots("b")))
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(["a", "b"]), st.one_of(spot, on_a_slot),
+       st.lists(st.one_of(spot, on_a_slot), max_size=geometry.PLACES_PER_SIDE + 2))
+def test_settle_picks_the_slot_its_description_says(
+        partner: Partner, wanted: Position, others: list[Position]) -> None:
+    assert geometry.settle(partner, wanted, others) == settle_as_specified(
+        partner, wanted, others)
+
+
 def test_tidy_puts_protectors_above_what_they_protect() -> None:
     s = Session(stage=3)
     exile = s.part("a", "Little one", kind="exile")
