@@ -17,14 +17,14 @@ and later. Order is kept: once a command is answered busy, every later command
 of the connection is answered busy too until the first one comes back (clients
 resend them in order), or BUSY_EPISODE seconds have passed.
 
-Nothing else ever waits on this connection: fan-out only pushes to the writer's
-queue, or, while the writer is parked with nothing queued, sends the frame at once in the
-pusher's own step (a socket that takes it without waiting, as nearly every one does,
-costs no wake-up of the writer; a send that has to wait is finished by a task the writer
-waits for before anything else, so order is kept). A queue holding `send_queue` frames is cut (it resumes when it
-comes back) only when its reader stopped reading, that is when the writer is
-stuck in a send because the socket takes no more; a queue that grew because this
-process is behind (the writer simply had no turn yet) is left to drain, up to
+Nothing else ever waits on this connection. Fan-out pushes a frame to the writer's
+queue; while the writer is parked with nothing queued, the frame is sent at once in the
+pusher's own step instead (a socket that takes it without waiting, as nearly every one
+does, costs no wake-up of the writer; a send that has to wait is finished by a task the
+writer waits for before its queue, so order is kept). A queue holding `send_queue` frames
+is cut (it resumes when it comes back) only when its reader stopped reading, that is when
+a send waits because the socket takes no more; a queue that grew because this process is
+behind (frames pushed before the writer's first turn) is left to drain, up to
 SERVER_BEHIND_FACTOR times as many frames.
 """
 
@@ -107,7 +107,7 @@ class _Started:
         while True:
             try:
                 result = yield waits_for
-            except BaseException as error:  # noqa: BLE001 - handed to the coroutine
+            except BaseException as error:  # cancellation included: the coroutine gets it
                 step = self.coroutine.throw
                 value: Any = error
             else:
