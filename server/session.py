@@ -94,7 +94,9 @@ class TokenBucket:
 
 class _Started:
     """Awaiting this finishes a coroutine already stepped once (it yielded `waits_for`),
-    passing results and exceptions through as `await` would have."""
+    passing results and exceptions through as `await` would have. Only for a coroutine
+    that does not tie itself to the task it began in, as a websocket send does not:
+    `asyncio.timeout`, for one, would cancel that first task when it fires."""
 
     __slots__ = ("coroutine", "waits_for")
 
