@@ -431,8 +431,8 @@ def lag_histogram(system: dict[str, Any]) -> list[str]:
 # What each shape ramp's steps record inside Partsboard's server, from its /metrics.
 _INSIDE = {
     "drag": ("drag_relay", "drags/s", "A drag inside Partsboard's server",
-             "`partsboard_drag_relay_seconds`: from the sender's frame read to the frame's send "
-             "to each member who sees it"),
+             "`partsboard_drag_relay_seconds`: from the sender's frame decoded in the reader's "
+             "step to the frame's send to each member who sees it"),
     "cmd": ("commit", "commands/s", "A command inside Partsboard's server",
             "`partsboard_commit_seconds`: from the command's frame read to its commit in Redis, "
             "waiting for its turn included"),
@@ -454,13 +454,18 @@ def inside_server(system: dict[str, Any], label: str) -> list[str]:
     out = [f"**{title}** ({what}; bucket bounds) beside the end-to-end latency the generator "
            "measured, in ms.", "",
            f"| {unit} | in the server p50 / p99 | end to end p50 / p99 | its core busy | of "
-           "which stolen by the hypervisor |", "|---:|---:|---:|---:|---:|"]
+           "which stolen by the hypervisor | generators' CPU (cores) | their send lag p99 |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
     for d in steps:
         inside = d[key]
         out.append(f"| {d['offered']:.0f} | {_num(inside['p50'])} / {_num(inside['p99'])} | "
                    f"{_num(_get(d, 'lat', label, 'p50'), 1)} / "
                    f"{_num(_get(d, 'lat', label, 'p99'), 1)} | {_core_busy(d):.0%} | "
-                   f"{_pct(d['cpu'].get('stolen'))} |")
+                   f"{_pct(d['cpu'].get('stolen'))} | {_num(d['cpu'].get('generator'), 2)} | "
+                   f"{_num(d.get('lag_p99'), 1)} |")
+    out += ["", "The generators share CPU 1 with Redis. Their send lag is how late a message "
+            "left against its due time: a generator that is late sends what it owes in a "
+            "burst, and the end-to-end tail includes that."]
     return [*out, ""]
 
 

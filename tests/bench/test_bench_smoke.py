@@ -106,6 +106,11 @@ def test_report_puts_both_systems_side_by_side(results: scenarios.Results,
     assert "### Recovery storm" in text
     assert "### Fixed-rate shape (issue 13)" in text and "### Targets (issue 13)" in text
     assert "**Partsboard's garbage collections**" in text
+    # beside Partsboard's time inside the server: the generators' own CPU and lateness
+    drag = results.systems["partsboard"]["shape"]["drag"][0]
+    assert any(line.startswith(f"| {drag['offered']:.0f} | ") and line.endswith(
+        f"| {report._num(drag['cpu']['generator'], 2)} | {report._num(drag['lag_p99'], 1)} |")
+        for line in text.splitlines())
     out = tmp_path / "performance.md"
     out.write_text(f"# Title\n\nintro\n\n{report.BEGIN}\nold\n{report.END}\n\n## Profile\nkept\n")
     report.write(results, out)
