@@ -80,8 +80,8 @@ class LightHistogram:
 
 DRAG_RELAY = LightHistogram(
     "partsboard_drag_relay_seconds",
-    "From a drag frame read off a connection to its send to each member who sees it, in this "
-    "process: the server's own share of a live drag's latency",
+    "From a drag frame decoded by its connection's reader to its send to each member who "
+    "sees it, in this process (the wait for the reader's turn is not in it)",
     DRAG_BUCKETS,
 )
 _GC_PAUSES = tuple(GC_PAUSE.labels(str(generation)) for generation in range(3))
