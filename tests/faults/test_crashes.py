@@ -250,8 +250,7 @@ async def test_a_reader_that_stalls_is_cut_and_never_holds_up_the_room(
     slow.transport.pause_reading()
     note = (await therapist.send("note.add", text="first"))["changes"][0][1]
     # Fill every buffer between the server and the stalled reader (kernel buffers on
-    # loopback reach a few MiB) with 2 KB events until the server cuts it. The text is
-    # random so that websocket compression cannot shrink it.
+    # loopback reach a few MiB) with 2 KB events until the server cuts it.
     for _ in range(60):
         await asyncio.gather(*(therapist.send("note.edit", id=note,
                                               text=secrets.token_urlsafe(1400))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import websockets
 from ifs_moves import open_ifs_room, play_ifs_moves
 from live_rooms import Script, Trio, board, canary, decoded_frames, event_seqs, open_room, scores
 from redis_backends import BACKENDS, scan_all
@@ -12,6 +13,7 @@ from redis_backends import BACKENDS, scan_all
 from client import Client
 from client.errors import SessionEnded
 from client.http import end_session, export
+from rooms import wire
 from rooms.stages import OPERATIONS
 
 pytestmark = pytest.mark.timeout(120)
@@ -213,6 +215,18 @@ def _raw(frame: dict) -> bytes:
     import msgspec
 
     return msgspec.msgpack.encode(frame)
+
+
+async def test_frames_are_never_compressed(server) -> None:
+    # With per-message deflate, what one partner chose to write and what the other keeps
+    # private would share one compression context on a connection, and the frames'
+    # lengths, visible through TLS, could give the private text away.
+    async with websockets.connect(server.ws_url, subprotocols=[wire.SUBPROTOCOL],
+                                  compression="deflate") as ws:
+        assert ws.response is not None
+        offered = ws.request.headers.get("Sec-WebSocket-Extensions") if ws.request else None
+        assert offered is not None and "permessage-deflate" in offered
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
 
 
 async def test_two_processes_on_one_redis_agree(server_factory) -> None:
