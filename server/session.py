@@ -149,8 +149,8 @@ class Connection:
         self.outbox: list[tuple[int | None, bytes, float]] = []
         self.unsent = 0
         self.writer_idle: asyncio.Future[None] | None = None  # the writer waits for a frame
-        # True while the writer waits inside a send: only a socket that takes no more
-        # (its reader stopped reading) makes a send wait.
+        # True while a send waits (the writer's, or one begun at once): only a socket that
+        # takes no more (its reader stopped reading) makes a send wait.
         self.sending = False
         # A send begun at once that had to wait: the writer finishes it before the queue.
         self.sent_later: asyncio.Task[None] | None = None
