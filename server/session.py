@@ -125,6 +125,12 @@ async def _finish_started(coroutine: Any, waits_for: Any) -> None:
     await _Started(coroutine, waits_for)
 
 
+def _sent(read_at: float) -> None:
+    """A frame went out; a drag's (read_at set) is timed from its sender's frame."""
+    if read_at:
+        metrics.DRAG_RELAY.observe(time.perf_counter() - read_at)
+
+
 class Connection:
     __slots__ = ("busy_first", "busy_pause", "busy_until", "close_code", "close_frame",
                  "commands", "done", "drag_flood", "drags", "hub", "last_seq", "live",
@@ -191,31 +197,38 @@ class Connection:
             if queued == self.settings.send_queue:
                 metrics.SERVER_BEHIND.inc()
         self.outbox.append((seq, frame, read_at))
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
         idle, self.writer_idle = self.writer_idle, None
         if idle is not None and not idle.done():
             idle.set_result(None)
 
     def _send_now(self, seq: int | None, frame: bytes, read_at: float) -> None:
         """Send in the caller's step; the writer is parked, so nothing is queued before it."""
-        if seq is not None:
-            if seq <= self.last_seq:
-                return
-            self.last_seq = seq
+        if not self._due(seq):
+            return
         sending = self.ws.send_bytes(frame)
         try:
             waits_for = sending.send(None)
         except StopIteration:
-            if read_at:
-                metrics.DRAG_RELAY.observe(time.perf_counter() - read_at)
+            _sent(read_at)
             return
         except Exception:
             self._finish()
             return
         self.sending = True
         self.sent_later = asyncio.ensure_future(_finish_started(sending, waits_for))
-        parked, self.writer_idle = self.writer_idle, None
-        if parked is not None and not parked.done():
-            parked.set_result(None)
+        self._wake_writer()
+
+    def _due(self, seq: int | None) -> bool:
+        """Whether a frame is still to be sent: an event this connection was already sent
+        (a replay that met a live delivery) is not. Records the event's seq."""
+        if seq is not None:
+            if seq <= self.last_seq:
+                return False
+            self.last_seq = seq
+        return True
 
     def shut(self, code: int, frame: bytes | None = None) -> None:
         if self.close_code is None:
@@ -376,15 +389,12 @@ class Connection:
         self.unsent = len(batch)
         for seq, frame, read_at in batch:
             self.unsent -= 1
-            if seq is not None:
-                if seq <= self.last_seq:
-                    continue
-                self.last_seq = seq
+            if not self._due(seq):
+                continue
             self.sending = True
             await self.ws.send_bytes(frame)
             self.sending = False
-            if read_at:
-                metrics.DRAG_RELAY.observe(time.perf_counter() - read_at)
+            _sent(read_at)
 
     async def _read(self) -> None:
         try:

@@ -52,39 +52,25 @@ async def test_an_error_inside_the_send_reaches_whoever_waits_for_it() -> None:
     assert seen == ["inside"]
 
 
-async def test_cancelling_the_task_cancels_the_send_where_it_waits() -> None:
+@pytest.mark.parametrize("waits_at", ["future", "bare yield"])
+async def test_cancelling_the_task_cancels_the_send_where_it_waits(waits_at: str) -> None:
+    # A future wakes the task through the future; a bare yield only through the exception
+    # thrown into the coroutine.
     never = asyncio.get_running_loop().create_future()
     seen: list[str] = []
 
     async def send() -> None:
         try:
-            await never
+            await (never if waits_at == "future" else asyncio.sleep(0))
         except asyncio.CancelledError:
-            seen.append("cancelled at a future")
-            raise
-
-    task = await stepped_once(send())
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert seen == ["cancelled at a future"] and never.cancelled()
-
-
-async def test_cancelling_the_task_at_a_bare_yield_cancels_the_send_there() -> None:
-    seen: list[str] = []
-
-    async def send() -> None:
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            seen.append("cancelled at a yield")
+            seen.append("cancelled")
             raise
         seen.append("went on")
 
     task = await stepped_once(send())
-    await asyncio.sleep(0)  # the task's first step hands the bare yield to the loop
+    await asyncio.sleep(0)  # the task's first step hands the wait to the loop
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert seen == ["cancelled at a yield"]
+    assert seen == ["cancelled"]
+    assert never.cancelled() == (waits_at == "future")
