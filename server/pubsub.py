@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from . import metrics
-from .redis_urls import RedisClient, WaitingRedisCluster
+from .redis_urls import RedisClient, WaitingRedisCluster, closed_transport
 
 log = logging.getLogger("partsboard.pubsub")
 
@@ -243,9 +243,12 @@ class Link:
         except (RedisError, OSError, ConnectionError) as error:
             metrics.RESUBSCRIBES.inc()
             log.warning("pubsub connection lost (%s); resubscribing", type(error).__name__)
-        except Exception:
+        except Exception as error:
             metrics.RESUBSCRIBES.inc()
-            log.exception("pubsub listener failed; resubscribing")
+            if closed_transport(error):
+                log.warning("pubsub connection lost (%s); resubscribing", type(error).__name__)
+            else:
+                log.exception("pubsub listener failed; resubscribing")
         self.alive = False
         self._pubsub = None
         with contextlib.suppress(Exception):

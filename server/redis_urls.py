@@ -207,6 +207,13 @@ def hiredis_packed(connection_class: type) -> type:
     return found
 
 
+def closed_transport(error: BaseException) -> bool:
+    """A write on a connection that was closed meanwhile: uvloop raises a RuntimeError where
+    asyncio's own loop drops the write (seen when redis-py reconnects a dropped pub/sub
+    connection). It is a lost connection like any other."""
+    return isinstance(error, RuntimeError) and "handler is closed" in str(error)
+
+
 def connection_retry(retry: bool = True) -> Retry:
     """Once more after a connection error (or never, for pub/sub): see the module docstring."""
     return Retry(NoBackoff(), 1 if retry else 0, supported_errors=(RedisConnectionError,))

@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 from redis.asyncio.connection import (
     BlockingConnectionPool,
     Connection,
@@ -27,6 +28,7 @@ from server.redis_urls import (
     ClusterTarget,
     SentinelTarget,
     WaitingRedisCluster,
+    closed_transport,
     hiredis_packed,
     make_client,
     parse_cluster_url,
@@ -333,3 +335,28 @@ def test_commands_are_packed_by_hiredis_into_the_same_bytes() -> None:
     with pytest.raises(DataError):
         packed().pack_command("SET", "k", None)
 
+
+
+def test_a_write_on_a_transport_uvloop_closed_counts_as_a_lost_connection() -> None:
+    """The server runs on uvloop, which refuses such a write where asyncio drops it."""
+
+    async def write_after_close() -> BaseException | None:
+        server = await asyncio.start_server(lambda reader, writer: writer.close(),
+                                            "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.close()
+        await asyncio.sleep(0.05)  # the close completes: uvloop frees the socket's handle
+        try:
+            writer.writelines([b"PING\r\n"])
+        except Exception as error:  # noqa: BLE001 - what uvloop raises is the point
+            return error
+        finally:
+            server.close()
+            await server.wait_closed()
+        return None
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        error = runner.run(write_after_close())
+    assert error is not None and closed_transport(error), repr(error)
+    assert not closed_transport(RuntimeError("something else"))
