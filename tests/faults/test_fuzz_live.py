@@ -48,6 +48,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from client.links import parse_link
+from rooms import wire
 from rooms.actions import (
     COMMANDS,
     AgreementAdd,
@@ -58,7 +59,7 @@ from rooms.actions import (
     PartRevealAll,
     StageSet,
 )
-from rooms.errors import ERROR_CODES
+from rooms.errors import ERROR_CODES, RoomError
 from rooms.model import SELF_QUALITIES
 from rooms.stages import OPERATIONS
 
@@ -312,13 +313,13 @@ class FuzzConn:
 
     async def send(self, data: bytes | str) -> None:
         raw = await self.ensure()
-        with contextlib.suppress(msgspec.DecodeError, UnicodeDecodeError, TypeError):
-            frame = msgspec.msgpack.decode(data) if isinstance(data, bytes) else None
-            if isinstance(frame, dict) and frame.get("t") == "cmd" and isinstance(
-                    frame.get("id"), str):
-                op = frame.get("op") if isinstance(frame.get("op"), str) else "?"
-                self.ledger.sent[(self.role, frame["id"])].append(
-                    (str(op), self.number, self.generation))
+        # Read as the server reads it: a plain msgpack decode refuses some frames the
+        # server takes (invalid UTF-8 in a field it skips, for one).
+        with contextlib.suppress(RoomError):
+            frame = wire.decode_client(data) if isinstance(data, bytes) else None
+            if isinstance(frame, wire.Cmd):
+                self.ledger.sent[(self.role, frame.id)].append(
+                    (frame.op, self.number, self.generation))
         try:
             await raw.send(data)
             self.ledger.frames_sent += 1
