@@ -51,6 +51,7 @@ from redis.exceptions import AskError, MovedError, NoScriptError, RedisError, Tr
 from rooms.model import ROLES, Role, Room
 from rooms.views import Event
 
+from .commit_line import CommitLine
 from .redis_urls import RedisClient, WaitingRedisCluster
 
 TAG_EVENT = b"E"
@@ -248,9 +249,8 @@ class Store:
         self._touch = client.register_script(TOUCH_LUA)
         self._end = client.register_script(END_LUA)
         self._relink = client.register_script(RELINK_LUA)
-        self._commits_waiting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
-        self._commit_rounds: set[asyncio.Task[None]] = set()
-        self._next_round: asyncio.Task[None] | None = None
+        self._line = (CommitLine(client.connection_pool)
+                      if isinstance(client, aioredis.Redis) and not durable_replicas else None)
 
     async def start(self) -> None:
         if self.cluster is not None:  # the slot map, before routing by key
@@ -259,6 +259,8 @@ class Store:
                 await self.control.initialize()
 
     async def close(self) -> None:
+        if self._line is not None:
+            await self._line.close()
         for node_client in self._node_clients.values():
             await node_client.aclose()
         await self.redis.aclose()
@@ -447,68 +449,20 @@ class Store:
             reply, replicas = await self._commit_and_wait(keys, args)
             if reply[0] == b"ok" and replicas >= self.durable_replicas:
                 await self.redis.spublish(keys.channel, args[-1])
-        elif self.cluster is None:
-            reply = await self._commit_in_round(keys.all(), args)
+        elif self._line is not None:
+            reply = await self._commit_on_line(keys.all(), args)
         else:
             reply = await self._commit(keys=keys.all(), args=args)
         outcome: Any = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
         return CommitResult(outcome, int(reply[1]) if len(reply) > 1 else 0,
                             durable=replicas >= self.durable_replicas)
 
-    async def _commit_in_round(self, keys: list[str], args: list[Any]) -> Any:
-        """The commit script, sent with the other commits of this turn of the event loop in
-        one pipeline. Under load a turn holds many, and redis-py's work per call (a pool
-        checkout, the retry wrapper, a write, the reply's wakeups through its coroutines:
-        about a third of a command's CPU) is paid once for all of them; at low load a round
-        is one commit, sent on the next turn."""
-        if not self._commits_waiting:
-            # Its first step runs on the next turn, after every caller of this one.
-            task = self._next_round = asyncio.create_task(self._commit_round())
-            self._commit_rounds.add(task)
-            task.add_done_callback(self._commit_round_done)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._commits_waiting.append((keys, args, future))
+    async def _commit_on_line(self, keys: list[str], args: list[Any]) -> Any:
+        assert self._line is not None
         try:
-            return await future
+            return await self._line.call("EVALSHA", self._commit.sha, len(keys), *keys, *args)
         except NoScriptError:  # a Redis restarted without its scripts: the script loads it
             return await self._commit(keys=keys, args=args)
-
-    def _commit_round_done(self, task: asyncio.Task[None]) -> None:
-        self._commit_rounds.discard(task)
-        if task is self._next_round:  # cancelled before it took its callers: release them
-            self._next_round = None
-            for *_, future in self._commits_waiting:
-                future.cancel()
-            self._commits_waiting = []
-
-    async def _commit_round(self) -> None:
-        batch, self._commits_waiting, self._next_round = self._commits_waiting, [], None
-        try:
-            if len(batch) == 1:  # a pipeline's own work would outweigh what it saves
-                keys, args, _ = batch[0]
-                replies = [await self._commit(keys=keys, args=args)]
-            else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for keys, args, _ in batch:
-                        pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
-                    replies = await pipe.execute(raise_on_error=False)
-        except BaseException as error:  # the round trip failed: every commit in it did
-            for *_, future in batch:
-                if not future.done():
-                    if isinstance(error, asyncio.CancelledError):
-                        future.cancel()
-                    else:
-                        future.set_exception(error)
-            if not isinstance(error, Exception):
-                raise
-            return
-        for (*_, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
 
     async def _commit_and_wait(self, keys: Keys, args: list[Any]) -> tuple[Any, int]:
         """The commit script, then WAIT on the same connection (to the node that holds the

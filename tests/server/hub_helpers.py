@@ -41,12 +41,12 @@ class Listener:
 @asynccontextmanager
 async def open_store(redis_url: str, *, log_length: int = 100) -> AsyncIterator[Store]:
     """A Store on its own Redis client, as one server process has."""
-    client = aioredis.Redis.from_url(redis_url)
+    store = Store(aioredis.Redis.from_url(redis_url), idle_ttl=60, max_lifetime=120,
+                  log_length=log_length)
     try:
-        store = Store(client, idle_ttl=60, max_lifetime=120, log_length=log_length)
         yield store
     finally:
-        await client.aclose()
+        await store.close()
 
 
 async def make_room(store: Store, room_id: str = "r" * 22) -> str:

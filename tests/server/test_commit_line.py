@@ -1,6 +1,7 @@
-"""Commits made in one turn of the event loop go to Redis together, in one pipeline: each
-still applied once, answered on its own, and a Redis that forgot the commit script or
-stopped answering still gets every command an answer."""
+"""Commits go to Redis on a connection of their own, written as they are made and answered
+in order by one reader: each applied once and answered on its own, whatever else happens
+on the line (a caller that gave up, an error reply, a connection Redis closed, a Redis
+that forgot the commit script or does not answer)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 from hub_helpers import Listener, make_room, open_store
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from rooms.actions import parse_args
 from server.commands import execute
+from server.commit_line import CommitLine
 from server.live_room import LiveRoom
 from server.local_redis import free_port
 from server.store import Store
@@ -28,6 +31,17 @@ ROOMS = 24
 async def store(redis_url: str) -> AsyncIterator[Store]:
     async with open_store(redis_url) as opened:
         yield opened
+
+
+@pytest.fixture
+async def line(redis_url: str) -> AsyncIterator[CommitLine]:
+    client = aioredis.Redis.from_url(redis_url)
+    opened = CommitLine(client.connection_pool)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+        await client.aclose()
 
 
 @pytest.fixture
@@ -46,78 +60,100 @@ async def rooms(store: Store) -> list[tuple[LiveRoom, Listener]]:
     return out
 
 
-def _count_pipelines(store: Store) -> list[int]:
-    """How many commands each pipeline of the store's client carried."""
-    sizes: list[int] = []
-    client = store.redis
-    original = client.pipeline
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        pipe = original(*args, **kwargs)
-        execute_pipe = pipe.execute
-
-        async def counted(*a: Any, **k: Any) -> Any:
-            sizes.append(len(pipe.command_stack))
-            return await execute_pipe(*a, **k)
-
-        pipe.execute = counted
-        return pipe
-
-    client.pipeline = counting  # type: ignore[method-assign]
-    return sizes
-
-
-async def _add_a_note_in_each(rooms: list[tuple[LiveRoom, Listener]]) -> list[Any]:
+async def _add_a_note_in_each(rooms: list[tuple[LiveRoom, Listener]],
+                              command_id: str = "c") -> list[Any]:
     """Every room's therapist adds a note, all at once: their seqs, or what they raised."""
     return await asyncio.gather(
-        *(execute(live, "therapist", f"c{index}",
+        *(execute(live, "therapist", f"{command_id}{index}",
                   parse_args("note.add", {"text": f"note {index}"}))
           for index, (live, _) in enumerate(rooms)), return_exceptions=True)
 
 
-async def test_commits_of_one_turn_share_a_round_trip_and_each_lands_once(
+async def _kill_every_other_client(redis_url: str) -> int:
+    killer = aioredis.Redis.from_url(redis_url)
+    try:
+        return int(await killer.execute_command("CLIENT", "KILL", "TYPE", "normal",
+                                                "SKIPME", "yes"))
+    finally:
+        await killer.aclose()
+
+
+async def test_commits_made_at_once_land_once_each_without_the_pool(
         store: Store, rooms: list[tuple[LiveRoom, Listener]]) -> None:
-    sizes = _count_pipelines(store)
+    await store.load_scripts()  # as the server does at start-up
+    pool = store.redis.connection_pool
+
+    async def no_checkout(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a commit checked a connection out of the pool")
+
+    checkout, pool.get_connection = pool.get_connection, no_checkout  # type: ignore[method-assign]
     assert await _add_a_note_in_each(rooms) == [1] * ROOMS
-    assert sizes == [ROOMS]  # one round trip for all of them
+    pool.get_connection = checkout  # type: ignore[method-assign]
     for live, member in rooms:
         assert member.event_seqs() == [1]
-        assert (await store.load(live.id)).seq == 1  # type: ignore[union-attr]
         assert len(await store.events_since(live.id, 0) or []) == 1
     # Sent again under the same ids (a resend after a lost answer): nothing applied twice.
     assert await _add_a_note_in_each(rooms) == [1] * ROOMS
     assert [member.event_seqs() for _, member in rooms] == [[1]] * ROOMS
 
 
-async def test_a_round_after_redis_forgot_the_commit_script_still_commits_each(
+async def test_commits_after_redis_forgot_the_commit_script_still_commit_each(
         store: Store, rooms: list[tuple[LiveRoom, Listener]]) -> None:
     await store.redis.script_flush()
     assert await _add_a_note_in_each(rooms) == [1] * ROOMS
     assert [member.event_seqs() for _, member in rooms] == [[1]] * ROOMS
 
 
-async def test_a_round_redis_does_not_answer_fails_each_of_its_commands(
+async def test_commits_on_a_connection_redis_closed_are_sent_again_on_a_new_one(
+        redis_url: str, store: Store, rooms: list[tuple[LiveRoom, Listener]]) -> None:
+    assert await _add_a_note_in_each(rooms) == [1] * ROOMS
+    assert await _kill_every_other_client(redis_url) >= 1  # the line's connection among them
+    assert await _add_a_note_in_each(rooms[:1], "again") == [2]
+    assert rooms[0][1].event_seqs() == [1, 2]
+
+
+async def test_a_redis_that_does_not_answer_fails_each_command(
         store: Store, rooms: list[tuple[LiveRoom, Listener]]) -> None:
     dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0",
                                    socket_connect_timeout=2)
-    store.redis = dead
+    working, store._line = store._line, CommitLine(dead.connection_pool)
     try:
         results = await _add_a_note_in_each(rooms)
     finally:
+        await store._line.close()
+        store._line = working
         await dead.aclose()
     assert all(isinstance(result, RedisConnectionError) for result in results), results
     assert [member.frames for _, member in rooms] == [[]] * ROOMS
 
 
-async def test_a_round_cancelled_before_it_starts_releases_its_commands(
-        store: Store, rooms: list[tuple[LiveRoom, Listener]]) -> None:
-    waiting = asyncio.ensure_future(_add_a_note_in_each(rooms))
-    for _ in range(20):  # a few turns: the commands reach the round, which has not run
-        if store._next_round is not None:
-            break
-        await asyncio.sleep(0)
-    assert store._next_round is not None
-    store._next_round.cancel()  # as a shutdown would, before the round took its callers
-    results = await asyncio.wait_for(waiting, 10)
-    assert all(isinstance(result, asyncio.CancelledError) for result in results), results
-    assert await _add_a_note_in_each(rooms) == [1] * ROOMS  # the next round goes ahead
+async def test_a_caller_that_gave_up_leaves_the_next_replies_to_their_own_callers(
+        line: CommitLine) -> None:
+    assert await line.call("ECHO", "first") == b"first"  # connected
+    gave_up = asyncio.ensure_future(line.call("BLPOP", "nothing-here", "0.3"))
+    await asyncio.sleep(0.05)  # written, its reply not back yet
+    gave_up.cancel()
+    answers = await asyncio.gather(*(line.call("ECHO", f"m{i}") for i in range(5)))
+    assert answers == [f"m{i}".encode() for i in range(5)]
+    assert gave_up.cancelled()
+
+
+async def test_an_error_reply_goes_to_its_own_caller_only(line: CommitLine) -> None:
+    results = await asyncio.gather(
+        line.call("ECHO", "before"), line.call("EVALSHA", "0" * 40, 0),
+        line.call("ECHO", "after"), return_exceptions=True)
+    assert results[0] == b"before" and results[2] == b"after"
+    assert isinstance(results[1], NoScriptError)
+
+
+async def test_closing_the_line_fails_what_still_waits_and_ends_its_reader(
+        line: CommitLine) -> None:
+    waiting = asyncio.ensure_future(line.call("BLPOP", "nothing-here", "5"))
+    await asyncio.sleep(0.05)
+    assert line._open is not None
+    reader = line._open.reader
+    assert reader is not None
+    await line.close()
+    with pytest.raises(RedisConnectionError):
+        await waiting
+    assert reader.done()

@@ -1,0 +1,149 @@
+"""One Redis connection of its own that every commit of this process is written to the
+moment it is made, its replies read back in order by one task.
+
+Through the pool, each commit paid for a checkout and a return, the retry wrapper, the
+script object and a reply read by the caller's own coroutines: about a third of a
+command's CPU, and several turns of the event loop. On the line a commit costs a write
+and a future, and one wake-up of the reader takes every reply that arrived together.
+
+The connection is the pool's kind (TLS, a Unix socket, Sentinel's master discovery, the
+password and the database all come with it) but not the pool's: commits never wait for a
+free connection, and the pool's connections are left to everything else. A connection
+that breaks fails every commit still waiting for its reply, with a ConnectionError; each is
+then written once more on a new connection, as redis-py's retry would (a commit is safe
+to send again: a resent one is found by its command id, or refused for its seq). Only
+for one Redis (a cluster routes each room to its shard) without durable acks (WAIT counts
+the writes of the connection it is sent on, so durable commits go through the pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from .redis_urls import closed_transport
+
+
+class CommitLine:
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._open: _Open | None = None
+        self._opening = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def call(self, *args: Any) -> Any:
+        """Send one command and return its reply (raise its error)."""
+        try:
+            return await self._call(args)
+        except RedisConnectionError:
+            return await self._call(args)
+
+    async def _call(self, args: tuple[Any, ...]) -> Any:
+        line = self._open
+        if line is None or not line.connection.is_connected:
+            line = await self._reopen()
+        connection = line.connection
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        line.replies.append(reply)  # before the write: the reader may take it at once
+        try:
+            await connection.send_packed_command(connection.pack_command(*args),
+                                                 check_health=False)
+        except BaseException as error:
+            self._broken(line, error)
+            if closed_transport(error):
+                raise RedisConnectionError("the commit connection was closed") from error
+            raise
+        parked = line.parked
+        if parked is not None and not parked.done():
+            parked.set_result(None)
+        return await reply
+
+    async def _reopen(self) -> _Open:
+        async with self._opening:
+            if self._closed:
+                raise RedisConnectionError("the commit line is closed")
+            line = self._open
+            if line is not None:
+                if line.connection.is_connected:
+                    return line
+                self._broken(line, RedisConnectionError("disconnected"))
+            connection: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            await connection.connect()  # type: ignore[no-untyped-call]
+            line = self._open = _Open(connection)
+            line.reader = asyncio.create_task(self._read(line), name="commit-line")
+            return line
+
+    async def _read(self, line: _Open) -> None:
+        connection, replies = line.connection, line.replies
+        try:
+            while True:
+                if not replies:
+                    line.parked = asyncio.get_running_loop().create_future()
+                    await line.parked
+                    line.parked = None
+                    continue
+                try:
+                    reply = await connection.read_response()
+                except ResponseError as error:  # the command's own error (NOSCRIPT, say)
+                    reply = error
+                waiting = replies.popleft()
+                if waiting.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, ResponseError):
+                    waiting.set_exception(reply)
+                else:
+                    waiting.set_result(reply)
+        except BaseException as error:
+            self._broken(line, error)
+            if not isinstance(error, Exception):
+                raise
+
+    def _broken(self, line: _Open, error: BaseException) -> None:
+        """Every commit still waiting on this connection fails; the next one opens another."""
+        if line.broken:
+            return
+        line.broken = True
+        if self._open is line:
+            self._open = None
+        if line.reader is not None and line.reader is not asyncio.current_task():
+            line.reader.cancel()
+        while line.replies:
+            waiting = line.replies.popleft()
+            if not waiting.done():
+                waiting.set_exception(RedisConnectionError(
+                    f"the commit connection broke ({type(error).__name__})"))
+        closing = asyncio.ensure_future(line.connection.disconnect(nowait=True))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        self._closed = True
+        line = self._open
+        if line is not None:
+            self._broken(line, asyncio.CancelledError())
+            if line.reader is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await line.reader
+        for closing in list(self._closing):
+            with contextlib.suppress(Exception):
+                await closing
+
+
+class _Open:
+    """One connection of the line, with the replies it still owes, oldest first."""
+
+    __slots__ = ("broken", "connection", "parked", "reader", "replies")
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self.connection = connection
+        self.replies: deque[asyncio.Future[Any]] = deque()
+        self.reader: asyncio.Task[None] | None = None
+        self.parked: asyncio.Future[None] | None = None  # the reader, waiting for a write
+        self.broken = False
