@@ -349,7 +349,7 @@ def test_a_write_on_a_transport_uvloop_closed_counts_as_a_lost_connection() -> N
         await asyncio.sleep(0.05)  # the close completes: uvloop frees the socket's handle
         try:
             writer.writelines([b"PING\r\n"])
-        except Exception as error:  # noqa: BLE001 - what uvloop raises is the point
+        except Exception as error:  # what uvloop raises is the point
             return error
         finally:
             server.close()
