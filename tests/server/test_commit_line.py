@@ -157,3 +157,15 @@ async def test_closing_the_line_fails_what_still_waits_and_ends_its_reader(
     with pytest.raises(RedisConnectionError):
         await waiting
     assert reader.done()
+
+
+async def test_a_reply_that_never_comes_fails_after_the_read_time_out(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=0.3)
+    line = CommitLine(client.connection_pool)
+    try:
+        with pytest.raises(RedisConnectionError):  # sent twice, each given up after 0.3 s
+            await asyncio.wait_for(line.call("BLPOP", "nothing-here", "0"), 10)
+        assert await line.call("ECHO", "later") == b"later"
+    finally:
+        await line.close()
+        await client.aclose()
