@@ -106,9 +106,24 @@ async def execute(live: LiveRoom, role: Role, command_id: str, command: Command,
         raise Busy()
     if lock.locked() or slots.semaphore.locked():
         slots.queued = True
+    if slots.waiting or lock.locked() or slots.semaphore.locked():
+        await _wait_for_turn(lock, slots, slots.wait - waited)
+    else:  # nothing holds or awaits either: both are taken at once, no time-out needed
+        await lock.acquire()
+        await slots.semaphore.acquire()
+    try:
+        return await _execute(live, role, command_id, command)
+    finally:
+        slots.semaphore.release()
+        lock.release()
+        slots.finished()
+
+
+async def _wait_for_turn(lock: asyncio.Lock, slots: CommitSlots, wait: float) -> None:
+    """The room's lock, then a commit slot, within `wait` seconds (else Busy)."""
     slots.waiting += 1
     try:
-        async with asyncio.timeout(slots.wait - waited):
+        async with asyncio.timeout(wait):
             await lock.acquire()
             try:
                 await slots.semaphore.acquire()
@@ -119,12 +134,6 @@ async def execute(live: LiveRoom, role: Role, command_id: str, command: Command,
         raise Busy() from None
     finally:
         slots.waiting -= 1
-    try:
-        return await _execute(live, role, command_id, command)
-    finally:
-        slots.semaphore.release()
-        lock.release()
-        slots.finished()
 
 
 async def _execute(live: LiveRoom, role: Role, command_id: str, command: Command) -> int:
