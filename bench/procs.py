@@ -121,6 +121,7 @@ def py_spy(pid: int, out: Path, seconds: float,
 
 
 LAG_METRIC = "partsboard_event_loop_lag_seconds"
+LAG_OFF_CPU_METRIC = "partsboard_event_loop_lag_off_cpu_seconds"
 GC_METRIC = "partsboard_gc_pause_seconds"
 DRAG_RELAY_METRIC = "partsboard_drag_relay_seconds"
 COMMIT_METRIC = "partsboard_commit_seconds"

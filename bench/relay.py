@@ -45,6 +45,9 @@ log = logging.getLogger("bench.relay")
 # benchmark reads both alike.
 LOOP_LAG = Histogram("partsboard_event_loop_lag_seconds", "Event-loop lag",
                      buckets=LAG_BUCKETS)
+LOOP_LAG_OFF_CPU = Histogram("partsboard_event_loop_lag_off_cpu_seconds",
+                             "Event-loop lag while the loop's thread did not run",
+                             buckets=LAG_BUCKETS)
 
 PREFIX = "relay:"
 
@@ -174,7 +177,7 @@ def create_app(redis_url: str) -> Starlette:
         hub = Hub(redis_client(redis_url, POOL_SIZE), redis_client(redis_url, 4))
         await hub.redis.ping()
         await hub.start()
-        lag = LoopLagMonitor(LOOP_LAG.observe)
+        lag = LoopLagMonitor(LOOP_LAG.observe, observe_off_cpu=LOOP_LAG_OFF_CPU.observe)
         lag.start()
         try:
             yield

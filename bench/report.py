@@ -288,7 +288,11 @@ def _lag(d: dict[str, Any] | None) -> str:
     if not lag.get("n"):
         return "-"
     top = lag["max"]
-    return f"{_num(lag['p99'])} / {'>5000' if top == float('inf') else _num(top)}"
+    cell = f"{_num(lag['p99'])} / {'>5000' if top == float('inf') else _num(top)}"
+    off_cpu = ((d or {}).get("loop_lag_off_cpu") or {}).get("max")
+    if off_cpu is not None and off_cpu > 1.0:  # past the first bucket
+        cell += f", off CPU {'>5000' if off_cpu == float('inf') else _num(off_cpu)}"
+    return cell
 
 
 def _shape_cell(d: dict[str, Any] | None, what: str) -> str:
@@ -335,7 +339,10 @@ def shape_section(results: Results) -> list[str]:
            + (" (the server pinned to CPU 0, Redis and the generators to CPU 1; in brackets "
               "how busy CPU 0 was, other work on the machine included)" if pinned
               else "") + "; event-loop lag p99 / max in ms from each server's "
-           "`partsboard_event_loop_lag_seconds` histogram (bucket bounds). A step that fails "
+           "`partsboard_event_loop_lag_seconds` histogram (bucket bounds), and after 'off "
+           "CPU' the largest part of one lag during which the server's loop thread provably "
+           "did not run (descheduled, stolen by the hypervisor, or blocked in a system call; "
+           "shown when over 1 ms). A step that fails "
            "is run once more and the second try counts (the first one's p99 beside it).", ""]
     head = ("| offered/s | relay p50 / p99 | relay CPU | relay loop lag | Partsboard p50 / p99 "
             "| Partsboard CPU | Partsboard loop lag | CPU µs per message in: relay / "

@@ -222,7 +222,8 @@ class Bench:
         d = digest(result)
         d["cpu"] = cpu
         d["gc"] = gc_pauses
-        for key, metric in (("loop_lag", procs.LAG_METRIC), ("drag_relay",
+        for key, metric in (("loop_lag", procs.LAG_METRIC),
+                            ("loop_lag_off_cpu", procs.LAG_OFF_CPU_METRIC), ("drag_relay",
                             procs.DRAG_RELAY_METRIC), ("commit", procs.COMMIT_METRIC)):
             d[key] = between(metric)
         d["rss_mib"], d["peak_rss_mib"] = (v / 1024 for v in self.service.memory_kib())

@@ -87,7 +87,8 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
               commit_slots=max(1, settings.redis_pool_size // 2),
               commit_wait=settings.commit_wait)
     api = Api(settings, store)
-    lag = LoopLagMonitor(metrics.LOOP_LAG.observe)
+    lag = LoopLagMonitor(metrics.LOOP_LAG.observe,
+                         observe_off_cpu=metrics.LOOP_LAG_OFF_CPU.observe)
     gc_pauses = GcPauses(metrics.gc_pause)
 
     @contextlib.asynccontextmanager

@@ -7,7 +7,12 @@ it cannot run before the loop is free again. The samples go to a Prometheus
 histogram (`partsboard_event_loop_lag_seconds` in /metrics); the benchmark reads
 it before and after each step.
 
-The lag cannot say what held the loop. Garbage collections are timed on their own
+The lag alone cannot tell a loop busy with work from a process that was not running
+at all (descheduled, its CPU stolen by the hypervisor, or blocked in a system call). The
+loop thread's CPU time over each sample's window bounds that: the lag minus that CPU time
+is time the thread was provably off the CPU (`partsboard_event_loop_lag_off_cpu_seconds`).
+
+Nor can it say what held the loop. Garbage collections are timed on their own
 (gc.callbacks, around each one) into `partsboard_gc_pause_seconds` per generation, so
 a lag that matches a collection's pause can be told from other stalls.
 """
@@ -26,8 +31,10 @@ GC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 
 
 class LoopLagMonitor:
-    def __init__(self, observe: Callable[[float], None], interval: float = 0.02) -> None:
+    def __init__(self, observe: Callable[[float], None], interval: float = 0.02,
+                 observe_off_cpu: Callable[[float], None] | None = None) -> None:
         self.observe = observe
+        self.observe_off_cpu = observe_off_cpu
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
 
@@ -44,8 +51,13 @@ class LoopLagMonitor:
         loop = asyncio.get_running_loop()
         while True:
             due = loop.time() + self.interval
+            cpu = time.thread_time()
             await asyncio.sleep(self.interval)
-            self.observe(max(loop.time() - due, 0.0))
+            lag = max(loop.time() - due, 0.0)
+            self.observe(lag)
+            if self.observe_off_cpu is not None:
+                # The thread ran at most this much in the whole window, lag included.
+                self.observe_off_cpu(max(lag - (time.thread_time() - cpu), 0.0))
 
 
 class GcPauses:

@@ -46,6 +46,12 @@ LOOP_LAG = Histogram(
     "How late a timer ran after its due time: how long the event loop was held",
     buckets=LAG_BUCKETS,
 )
+LOOP_LAG_OFF_CPU = Histogram(
+    "partsboard_event_loop_lag_off_cpu_seconds",
+    "The part of each event-loop lag when the loop's thread provably did not run "
+    "(descheduled, stolen by the hypervisor, or blocked in a system call)",
+    buckets=LAG_BUCKETS,
+)
 GC_PAUSE = Histogram(
     "partsboard_gc_pause_seconds", "How long each garbage collection held the process",
     ["generation"], buckets=GC_BUCKETS,

@@ -72,6 +72,7 @@ def test_fixed_rate_shape_arrives_once_everywhere(results: scenarios.Results, ki
         assert d["caught_up_s"] is not None and d["delivered_s"] is not None
         assert d["delivered_s"] <= d["caught_up_s"]
         assert d["loop_lag"]["n"] > 0, "the server's event-loop lag histogram was not read"
+        assert d["loop_lag_off_cpu"]["n"] == d["loop_lag"]["n"], "no off-CPU part per lag"
         assert d["gc"]["window_s"] > 0 and d["gc"]["n"] >= d["gc"]["full"] >= 0
         if kind == "partsboard":  # its own share, read from /metrics before the drain
             inside = d["drag_relay"] if what == "drag" else d["commit"]

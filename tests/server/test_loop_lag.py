@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Callable
 
 import httpx
+import pytest
 from live_rooms import open_room
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
@@ -17,26 +19,46 @@ from server.metrics import DRAG_BUCKETS, LightHistogram
 HOLD = 0.15
 
 
-async def test_a_held_loop_is_recorded_as_lag() -> None:
-    samples: list[float] = []
+def _spin(seconds: float) -> None:
+    """Hold the loop as a long computation does: `seconds` of this thread's CPU time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+@pytest.mark.parametrize("hold", [time.sleep, _spin], ids=["blocked", "computing"])
+async def test_a_held_loop_is_recorded_as_lag_and_told_apart_when_off_cpu(
+        hold: Callable[[float], None]) -> None:
+    samples: list[tuple[float, float]] = []
     sampling, held = asyncio.Event(), asyncio.Event()
+    off_cpu: list[float] = []
 
     def observe(lag: float) -> None:
-        samples.append(lag)
+        samples.append((lag, off_cpu[-1] if off_cpu else 0.0))
         sampling.set()
-        if lag >= HOLD / 2:
+
+    def observe_off_cpu(part: float) -> None:
+        off_cpu.append(part)
+        samples[-1] = (samples[-1][0], part)
+        if samples[-1][0] >= HOLD / 2:
             held.set()
 
-    monitor = LoopLagMonitor(observe, interval=0.01)
+    monitor = LoopLagMonitor(observe, interval=0.01, observe_off_cpu=observe_off_cpu)
     monitor.start()
     try:
         await sampling.wait()
-        # Hold the loop as a long computation would: the timer due meanwhile runs late.
-        asyncio.get_running_loop().call_soon(time.sleep, HOLD)
+        # The timer due meanwhile runs late.
+        asyncio.get_running_loop().call_soon(hold, HOLD)
         await asyncio.wait_for(held.wait(), 30)
     finally:
         await monitor.stop()
-    assert max(samples) >= HOLD - 0.01
+    lag, part = max(samples)
+    assert lag >= HOLD - 0.01
+    assert 0 <= part <= lag
+    if hold is time.sleep:  # blocked in a system call: off the CPU nearly throughout
+        assert part >= HOLD - 0.05, (lag, part)
+    else:  # HOLD of CPU time spent inside the window: at most the rest was off the CPU
+        assert part <= max(lag - HOLD, 0.0) + 1e-3, (lag, part)
 
 
 def test_every_garbage_collection_is_timed_by_its_generation() -> None:
