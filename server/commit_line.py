@@ -27,8 +27,6 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from .redis_urls import closed_transport
-
 
 class CommitLine:
     def __init__(self, pool: ConnectionPool) -> None:
@@ -50,15 +48,21 @@ class CommitLine:
         if line is None or not line.connection.is_connected:
             line = await self._reopen()
         connection = line.connection
+        packed = connection.pack_command(*args)
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         line.replies.append(reply)  # before the write: the reader may take it at once
         try:
-            await connection.send_packed_command(connection.pack_command(*args),
-                                                 check_health=False)
+            await connection.send_packed_command(packed, check_health=False)
         except BaseException as error:
+            reply.cancel()  # nobody will await it
             self._broken(line, error)
-            if closed_transport(error):
-                raise RedisConnectionError("the commit connection was closed") from error
+            if isinstance(error, Exception):
+                # redis-py writes in a task of its own, a turn later: by then the connection
+                # may be closed under it (an AttributeError on its writer, or uvloop's
+                # RuntimeError), and any failed write leaves this connection unusable.
+                raise RedisConnectionError(
+                    f"writing to the commit connection failed ({type(error).__name__})"
+                ) from error
             raise
         parked = line.parked
         if parked is not None and not parked.done():

@@ -169,3 +169,22 @@ async def test_a_reply_that_never_comes_fails_after_the_read_time_out(redis_url:
     finally:
         await line.close()
         await client.aclose()
+
+
+async def test_a_write_whose_connection_closed_under_it_is_sent_again(redis_url: str) -> None:
+    """redis-py bounds a write with wait_for, so it runs a turn after the call; a
+    connection closed meanwhile (its reader met the end of a restarted Redis) must not
+    turn that write into an error of its own."""
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=5)
+    line = CommitLine(client.connection_pool)
+    try:
+        assert await line.call("ECHO", "first") == b"first"
+        assert line._open is not None
+        connection = line._open.connection
+        written = asyncio.ensure_future(line.call("ECHO", "second"))
+        await asyncio.sleep(0)  # its first step ran: the write is due on the next turn
+        await connection.disconnect(nowait=True)
+        assert await asyncio.wait_for(written, 10) == b"second"
+    finally:
+        await line.close()
+        await client.aclose()
