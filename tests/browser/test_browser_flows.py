@@ -259,6 +259,8 @@ def test_a_partner_edits_parts_and_removes_an_arrow_and_a_need(module_server, op
     alex.saved()
     item = a.locator("#needs-list li.need").filter(has_text="The Critic")
     item.get_by_role("button", name="Share what The Critic needs").click()
+    # The share redraws the item: typing waits for it, as a person who watched it would.
+    expect(item.locator(".privacy-line")).to_have_text("Shared with everyone")
     item.get_by_label("What can your own Self offer The Critic?").fill("my own patience")
     item.get_by_role("button", name="Save what your Self offers").click()
     alex.saved()
