@@ -287,12 +287,16 @@ def _lag(d: dict[str, Any] | None) -> str:
     lag = (d or {}).get("loop_lag") or {}
     if not lag.get("n"):
         return "-"
-    top = lag["max"]
-    cell = f"{_num(lag['p99'])} / {'>5000' if top == float('inf') else _num(top)}"
+    cell = f"{_num(lag['p99'])} / {_bound(lag['max'])}"
     off_cpu = ((d or {}).get("loop_lag_off_cpu") or {}).get("max")
     if off_cpu is not None and off_cpu > 1.0:  # past the first bucket
-        cell += f", off CPU {'>5000' if off_cpu == float('inf') else _num(off_cpu)}"
+        cell += f", off CPU {_bound(off_cpu)}"
     return cell
+
+
+def _bound(ms: float) -> str:
+    """A lag histogram's bucket bound in ms; past the last one, more than 5 s."""
+    return ">5000" if ms == float("inf") else _num(ms)
 
 
 def _shape_cell(d: dict[str, Any] | None, what: str) -> str:

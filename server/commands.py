@@ -104,9 +104,10 @@ async def execute(live: LiveRoom, role: Role, command_id: str, command: Command,
             return await _execute(live, role, command_id, command)
     if waited >= slots.wait:
         raise Busy()
-    if lock.locked() or slots.semaphore.locked():
+    contended = lock.locked() or slots.semaphore.locked()
+    if contended:
         slots.queued = True
-    if slots.waiting or lock.locked() or slots.semaphore.locked():
+    if contended or slots.waiting:
         await _wait_for_turn(lock, slots, slots.wait - waited)
     else:  # nothing holds or awaits either: both are taken at once, no time-out needed
         await lock.acquire()

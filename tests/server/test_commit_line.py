@@ -6,7 +6,7 @@ that forgot the commit script or does not answer)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -34,14 +34,24 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def line(redis_url: str) -> AsyncIterator[CommitLine]:
-    client = aioredis.Redis.from_url(redis_url)
-    opened = CommitLine(client.connection_pool)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+async def make_line(redis_url: str) -> AsyncIterator[Callable[..., CommitLine]]:
+    """A line on the pool of a client made with these options (closed after the test)."""
+    opened: list[tuple[CommitLine, aioredis.Redis]] = []
+
+    def make(**client_options: Any) -> CommitLine:
+        client = aioredis.Redis.from_url(redis_url, **client_options)
+        opened.append((CommitLine(client.connection_pool), client))
+        return opened[-1][0]
+
+    yield make
+    for made, client in opened:
+        await made.close()
         await client.aclose()
+
+
+@pytest.fixture
+def line(make_line: Callable[..., CommitLine]) -> CommitLine:
+    return make_line()
 
 
 @pytest.fixture
@@ -159,32 +169,24 @@ async def test_closing_the_line_fails_what_still_waits_and_ends_its_reader(
     assert reader.done()
 
 
-async def test_a_reply_that_never_comes_fails_after_the_read_time_out(redis_url: str) -> None:
-    client = aioredis.Redis.from_url(redis_url, socket_timeout=0.3)
-    line = CommitLine(client.connection_pool)
-    try:
-        with pytest.raises(RedisConnectionError):  # sent twice, each given up after 0.3 s
-            await asyncio.wait_for(line.call("BLPOP", "nothing-here", "0"), 10)
-        assert await line.call("ECHO", "later") == b"later"
-    finally:
-        await line.close()
-        await client.aclose()
+async def test_a_reply_that_never_comes_fails_after_the_read_time_out(
+        make_line: Callable[..., CommitLine]) -> None:
+    line = make_line(socket_timeout=0.3)
+    with pytest.raises(RedisConnectionError):  # sent twice, each given up after 0.3 s
+        await asyncio.wait_for(line.call("BLPOP", "nothing-here", "0"), 10)
+    assert await line.call("ECHO", "later") == b"later"
 
 
-async def test_a_write_whose_connection_closed_under_it_is_sent_again(redis_url: str) -> None:
+async def test_a_write_whose_connection_closed_under_it_is_sent_again(
+        make_line: Callable[..., CommitLine]) -> None:
     """redis-py bounds a write with wait_for, so it runs a turn after the call; a
     connection closed meanwhile (its reader met the end of a restarted Redis) must not
     turn that write into an error of its own."""
-    client = aioredis.Redis.from_url(redis_url, socket_timeout=5)
-    line = CommitLine(client.connection_pool)
-    try:
-        assert await line.call("ECHO", "first") == b"first"
-        assert line._open is not None
-        connection = line._open.connection
-        written = asyncio.ensure_future(line.call("ECHO", "second"))
-        await asyncio.sleep(0)  # its first step ran: the write is due on the next turn
-        await connection.disconnect(nowait=True)
-        assert await asyncio.wait_for(written, 10) == b"second"
-    finally:
-        await line.close()
-        await client.aclose()
+    line = make_line(socket_timeout=5)
+    assert await line.call("ECHO", "first") == b"first"
+    assert line._open is not None
+    connection = line._open.connection
+    written = asyncio.ensure_future(line.call("ECHO", "second"))
+    await asyncio.sleep(0)  # its first step ran: the write is due on the next turn
+    await connection.disconnect(nowait=True)
+    assert await asyncio.wait_for(written, 10) == b"second"
