@@ -1,19 +1,22 @@
 """One Redis connection of its own that every commit of this process is written to the
-moment it is made, its replies read back in order by one task.
+moment it is made, its replies read back in order by one task; a member's handshake and
+presence round trips and the drag publishes go on it too.
 
 Through the pool, each commit paid for a checkout and a return, the retry wrapper, the
 script object and a reply read by the caller's own coroutines: about a third of a
 command's CPU, and several turns of the event loop. On the line a commit costs a write
-and a future, and one wake-up of the reader takes every reply that arrived together.
+and a future, and one wake-up of the reader takes every reply that arrived together. A
+handshake's two pipelines cost half as much on the line as through the pool.
 
 The connection is the pool's kind (TLS, a Unix socket, Sentinel's master discovery, the
 password and the database all come with it) but not the pool's: commits never wait for a
 free connection, and the pool's connections are left to everything else. A connection
-that breaks fails every commit still waiting for its reply, with a ConnectionError; each is
-then written once more on a new connection, as redis-py's retry would (a commit is safe
-to send again: a resent one is found by its command id, or refused for its seq). Only
-for one Redis (a cluster routes each room to its shard) without durable acks (WAIT counts
-the writes of the connection it is sent on, so durable commits go through the pool).
+that breaks fails every command still waiting for its reply, with a ConnectionError; each
+is then written once more on a new connection, as redis-py's retry would, so only commands
+that are safe to send twice go on the line (a resent commit is found by its command id, or
+refused for its seq; presence entries are set, not added to). Only for one Redis (a
+cluster routes each room to its shard) without durable acks (WAIT counts the writes of the
+connection it is sent on, so durable commits go through the pool).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -38,23 +42,32 @@ class CommitLine:
 
     async def call(self, *args: Any) -> Any:
         """Send one command and return its reply (raise its error)."""
-        try:
-            return await self._call(args)
-        except RedisConnectionError:
-            return await self._call(args)
+        return (await self.batch((args,)))[0]
 
-    async def _call(self, args: tuple[Any, ...]) -> Any:
+    async def batch(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send commands in one write and return their replies in order (raise the first
+        error among them). Only for commands that are safe to send twice: a connection that
+        breaks before every reply is in has the whole batch sent again."""
+        try:
+            return await self._batch(commands)
+        except RedisConnectionError:
+            return await self._batch(commands)
+
+    async def _batch(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         line = self._open
         if line is None or not line.connection.is_connected:
             line = await self._reopen()
         connection = line.connection
-        packed = connection.pack_command(*args)
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        line.replies.append(reply)  # before the write: the reader may take it at once
+        packed = (connection.pack_command(*commands[0]) if len(commands) == 1
+                  else connection.pack_commands(commands))
+        loop = asyncio.get_running_loop()
+        replies: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        line.replies.extend(replies)  # before the write: the reader may take them at once
         try:
             await connection.send_packed_command(packed, check_health=False)
         except BaseException as error:
-            reply.cancel()  # nobody will await it
+            for reply in replies:
+                reply.cancel()  # nobody will await them
             self._broken(line, error)
             if isinstance(error, Exception):
                 # redis-py writes in a task of its own, a turn later: by then the connection
@@ -67,7 +80,16 @@ class CommitLine:
         parked = line.parked
         if parked is not None and not parked.done():
             parked.set_result(None)
-        return await reply
+        if len(replies) == 1:
+            return [await replies[0]]
+        try:
+            return [await reply for reply in replies]
+        finally:
+            for reply in replies:  # after an error, or the caller's cancellation
+                if not reply.done():
+                    reply.cancel()  # the reader skips it
+                elif not reply.cancelled():
+                    reply.exception()  # retrieved: no warning for the ones not raised
 
     async def _reopen(self) -> _Open:
         async with self._opening:

@@ -310,6 +310,23 @@ class Store:
             found.update(dict.fromkeys(group, str(info.get("run_id", ""))))
         return found
 
+    async def _replies(self, pipe: Any) -> list[Any]:
+        """A non-transactional pipeline's replies, as `pipe.execute()` gives them; sent on
+        the line when there is one. Only for commands that are safe to send twice."""
+        if self._line is None:
+            return list(await pipe.execute())
+        stack = pipe.command_stack
+        replies = await self._line.batch([args for args, _ in stack])
+        callbacks = self.redis.response_callbacks
+        parsed = []
+        for (args, options), reply in zip(stack, replies, strict=True):
+            callback = callbacks.get(args[0])
+            if callback is not None:
+                options.pop("keys", None)  # redis-py's client-side cache key, not a parser option
+                reply = callback(reply, **options)
+            parsed.append(reply)
+        return parsed
+
     async def _pipelined(self, client: RedisClient,
                          build: Callable[[Any], None]) -> list[Any]:
         """Run one pipeline (scripts called by their sha); a node that does not know a
@@ -414,7 +431,7 @@ class Store:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(keys.meta, ["epoch", *(f"h:{role}" for role in ROLES)])
             pipe.zrangebyscore(keys.presence, _presence_clock(), "+inf")
-            values, members = await pipe.execute()
+            values, members = await self._replies(pipe)
         return _match_secret(values, secret), _role_counts(members)
 
     async def room_exists(self, room_id: str) -> bool:
@@ -511,8 +528,11 @@ class Store:
             keys=keys.all(), args=[role, new_hash, self.idle_ms, keys.channel, message]))
 
     async def publish_drag(self, room_id: str, message: DragMessage) -> None:
-        await self.redis.spublish(Keys(room_id).channel,
-                                  TAG_DRAG + _room_encoder.encode(message))
+        channel, payload = Keys(room_id).channel, TAG_DRAG + _room_encoder.encode(message)
+        if self._line is not None:
+            await self._line.call("SPUBLISH", channel, payload)
+        else:
+            await self.redis.spublish(channel, payload)
 
     def foreign_event(self, message: bytes) -> Event | None:
         """The event an E message carries; None when this process committed it (it was
@@ -573,7 +593,7 @@ class Store:
                 pipe.get(keys.state)
             if since is not None:
                 pipe.xrange(keys.log, min=f"{since + 1}-1", max="+")
-            replies = await pipe.execute()
+            replies = await self._replies(pipe)
         room = _room_decoder.decode(replies[5]) if state and replies[5] is not None else None
         events = _events_after(replies[-1], since) if since is not None else None
         return _present(replies[3]), (room, events)
@@ -585,11 +605,14 @@ class Store:
             pipe.zrem(keys.presence, member)
             _read_present(pipe, keys, now_ms)
             pipe.spublish(keys.channel, self.presence_message)
-            replies = await pipe.execute()
+            replies = await self._replies(pipe)
         return _present(replies[1])
 
     async def presence_remove(self, room_id: str, member: str) -> None:
-        await self.redis.zrem(Keys(room_id).presence, member)
+        if self._line is not None:
+            await self._line.call("ZREM", Keys(room_id).presence, member)
+        else:
+            await self.redis.zrem(Keys(room_id).presence, member)
 
     async def presence_counts(self, room_id: str) -> Present:
         entries: Any = await self.control.zrangebyscore(

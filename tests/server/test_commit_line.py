@@ -1,11 +1,13 @@
 """Commits go to Redis on a connection of their own, written as they are made and answered
 in order by one reader: each applied once and answered on its own, whatever else happens
 on the line (a caller that gave up, an error reply, a connection Redis closed, a Redis
-that forgot the commit script or does not answer)."""
+that forgot the commit script or does not answer); and the batches a handshake and presence
+send on it, answered and parsed as a pool pipeline's."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,12 +17,13 @@ from hub_helpers import Listener, make_room, open_store
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
+import server.store
 from rooms.actions import parse_args
 from server.commands import execute
 from server.commit_line import CommitLine
 from server.live_room import LiveRoom
 from server.local_redis import free_port
-from server.store import Store
+from server.store import DragMessage, Store
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,3 +193,64 @@ async def test_a_write_whose_connection_closed_under_it_is_sent_again(
     await asyncio.sleep(0)  # its first step ran: the write is due on the next turn
     await connection.disconnect(nowait=True)
     assert await asyncio.wait_for(written, 10) == b"second"
+
+
+async def test_a_batch_raises_its_error_once_every_reply_is_in_and_leaves_none_unretrieved(
+        line: CommitLine) -> None:
+    loop = asyncio.get_running_loop()
+    unretrieved: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+    try:
+        assert await line.batch([("ECHO", "a"), ("ECHO", "b")]) == [b"a", b"b"]
+        with pytest.raises(NoScriptError):
+            await line.batch([("ECHO", "before"), ("EVALSHA", "0" * 40, 0),
+                              ("EVALSHA", "1" * 40, 0), ("ECHO", "after")])
+        assert await line.call("ECHO", "next") == b"next"  # the line kept its order
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert unretrieved == []
+
+
+async def test_a_batch_on_a_connection_redis_closed_is_sent_again_on_a_new_one(
+        redis_url: str, line: CommitLine) -> None:
+    assert await line.batch([("ECHO", "a"), ("ECHO", "b")]) == [b"a", b"b"]
+    assert await _kill_every_other_client(redis_url) >= 1
+    assert await line.batch([("ECHO", "c"), ("ECHO", "d")]) == [b"c", b"d"]
+
+
+async def test_a_members_handshake_and_presence_go_on_the_line_and_read_as_on_the_pool(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Authentication, presence joins and leaves and drag publishes take no connection
+    from the pool, and their replies read exactly as a pool pipeline's."""
+    monkeypatch.setattr(server.store, "_presence_clock", lambda: 1_000_000)
+    room_id = await make_room(store, "0" * 22)
+
+    async def round_trips(member: str) -> list[Any]:
+        return [await store.authenticate_and_count(room_id, "not the secret"),
+                await store.presence_join(room_id, member, 30, state=True, since=0),
+                await store.presence_leave(room_id, member),
+                await store.publish_drag(room_id, DragMessage(store.origin, "p", 0.5, 0.5,
+                                                              "a")),
+                await store.presence_remove(room_id, member)]
+
+    pool = store.redis.connection_pool
+
+    async def no_checkout(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a round trip checked a connection out of the pool")
+
+    checkout, pool.get_connection = pool.get_connection, no_checkout  # type: ignore[method-assign]
+    try:
+        on_the_line = await round_trips("o|1|a")
+    finally:
+        pool.get_connection = checkout  # type: ignore[method-assign]
+    line, store._line = store._line, None
+    try:
+        on_the_pool = await round_trips("o|1|a")
+    finally:
+        store._line = line
+    assert on_the_line == on_the_pool
+    (auth, counts), (present, (room, events)), left, _, _ = on_the_line
+    assert auth is None and counts == {"therapist": 0, "a": 0, "b": 0}
+    assert present.counts["a"] == 1 and left.counts["a"] == 0
+    assert room is not None and events == []
