@@ -1,6 +1,7 @@
 """One Redis connection of its own that every commit of this process is written to the
 moment it is made, its replies read back in order by one task; a member's handshake and
-presence round trips and the drag publishes go on it too.
+presence round trips (the room loaded, the secret checked, the entry added or removed) and the
+drag publishes go on it too.
 
 Through the pool, each commit paid for a checkout and a return, the retry wrapper, the
 script object and a reply read by the caller's own coroutines: about a third of a

@@ -440,7 +440,9 @@ class Store:
         return bool(await self.redis.exists(Keys(room_id).meta))
 
     async def load(self, room_id: str) -> Room | None:
-        blob: Any = await self.redis.get(Keys(room_id).state)
+        key = Keys(room_id).state
+        blob: Any = (await self._line.call("GET", key) if self._line is not None
+                     else await self.redis.get(key))
         return _room_decoder.decode(blob) if blob is not None else None
 
     async def meta_seq_epoch(self, room_ids: list[str]) -> list[tuple[int, str] | None]:

@@ -221,13 +221,14 @@ async def test_a_batch_on_a_connection_redis_closed_is_sent_again_on_a_new_one(
 
 async def test_a_members_handshake_and_presence_go_on_the_line_and_read_as_on_the_pool(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Authentication, presence joins and leaves and drag publishes take no connection
-    from the pool, and their replies read exactly as a pool pipeline's."""
+    """Loading a room, authentication, presence joins and leaves and drag publishes take no
+    connection from the pool, and their replies read exactly as through the pool."""
     monkeypatch.setattr(server.store, "_presence_clock", lambda: 1_000_000)
     room_id = await make_room(store, "0" * 22)
 
     async def round_trips(member: str) -> list[Any]:
-        return [await store.authenticate_and_count(room_id, "not the secret"),
+        return [await store.load(room_id),
+                await store.authenticate_and_count(room_id, "not the secret"),
                 await store.presence_join(room_id, member, 30, state=True, since=0),
                 await store.presence_leave(room_id, member),
                 await store.publish_drag(room_id, DragMessage(store.origin, "p", 0.5, 0.5,
@@ -250,7 +251,8 @@ async def test_a_members_handshake_and_presence_go_on_the_line_and_read_as_on_th
     finally:
         store._line = line
     assert on_the_line == on_the_pool
-    (auth, counts), (present, (room, events)), left, _, _ = on_the_line
+    loaded, (auth, counts), (present, (room, events)), left, _, _ = on_the_line
+    assert loaded == room
     assert auth is None and counts == {"therapist": 0, "a": 0, "b": 0}
     assert present.counts["a"] == 1 and left.counts["a"] == 0
     assert room is not None and events == []
