@@ -312,7 +312,8 @@ class Connection:
         return origin.split("://", 1)[-1] == host
 
     async def _handshake(self) -> dict[str, Any]:
-        message = await asyncio.wait_for(self.ws.receive(), self.settings.hello_timeout)
+        async with asyncio.timeout(self.settings.hello_timeout):  # no task, unlike wait_for
+            message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect()
         frame = wire.decode_client(message.get("bytes") or message.get("text") or b"",
