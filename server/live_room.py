@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Protocol
 
 from rooms import wire
@@ -44,6 +45,8 @@ from .store import DragMessage, Store, decode_event
 log = logging.getLogger("partsboard.room")
 
 RECENT_EVENTS = 256
+# How long drags stay off Redis once a publish found no other process listening.
+UNHEARD_PAUSE = 1.0
 
 # The few audiences there are, shared by every part of every room rather than one set each.
 _AUDIENCES: dict[Audience, Audience] = {}
@@ -83,6 +86,7 @@ class LiveRoom:
         # part id -> (owner, audience): enough to route a live drag without the room state
         self._parts: dict[str, tuple[str, Audience]] = {}
         self._drags_allowed = False
+        self._drags_unheard_until = 0.0
         # seq -> commit time of recent events: a different event under a seq already
         # delivered means Redis lost acknowledged writes (a failover) and reused the seq.
         self._recent: dict[int, float] = {}
@@ -178,8 +182,13 @@ class LiveRoom:
         message = DragMessage(self.store.origin, part, x, y, sender.role)
         self._relay_drag(message, known[1], exclude=sender, read_at=read_at)
         # Drags are not stored: other processes only need them when they have members.
-        if sum(self.presence.values()) > len(self.members):
-            await self.store.publish_drag(self.id, message)
+        if (sum(self.presence.values()) > len(self.members)
+                and time.monotonic() >= self._drags_unheard_until):
+            if await self.store.publish_drag(self.id, message) <= 1:
+                # Only this process listens: the members counted elsewhere are a dead
+                # process's, whose presence entries count until they expire (a restart's
+                # storm would publish every drag of every room for that long).
+                self._drags_unheard_until = time.monotonic() + UNHEARD_PAUSE
         return True
 
     def remote_drag(self, message: DragMessage) -> None:
@@ -203,6 +212,7 @@ class LiveRoom:
     def show_presence(self, counts: dict[str, int]) -> None:
         if counts != self.presence:
             self.presence = counts
+            self._drags_unheard_until = 0.0  # someone may listen now
             frame = wire.encode(wire.presence(counts))
             for member in list(self.members):
                 member.push(None, frame)

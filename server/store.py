@@ -529,12 +529,12 @@ class Store:
         return bool(await self._relink(
             keys=keys.all(), args=[role, new_hash, self.idle_ms, keys.channel, message]))
 
-    async def publish_drag(self, room_id: str, message: DragMessage) -> None:
+    async def publish_drag(self, room_id: str, message: DragMessage) -> int:
+        """How many subscribers of the room's channel (this process's among them) got it."""
         channel, payload = Keys(room_id).channel, TAG_DRAG + _room_encoder.encode(message)
         if self._line is not None:
-            await self._line.call("SPUBLISH", channel, payload)
-        else:
-            await self.redis.spublish(channel, payload)
+            return int(await self._line.call("SPUBLISH", channel, payload))
+        return int(await self.redis.spublish(channel, payload))
 
     def foreign_event(self, message: bytes) -> Event | None:
         """The event an E message carries; None when this process committed it (it was

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 import websockets
+from hub_helpers import open_store
 from ifs_moves import open_ifs_room, play_ifs_moves
 from live_rooms import Script, Trio, board, canary, decoded_frames, event_seqs, open_room, scores
 from redis_backends import BACKENDS, scan_all
@@ -359,6 +361,58 @@ async def test_drags_reach_exactly_those_who_may_see_the_part(
         assert 0.9 not in seen_x
     finally:
         await room.close()
+
+
+async def test_a_dead_processs_members_keep_drags_off_redis_until_someone_can_hear_them(
+        server_factory, redis_url) -> None:
+    """After a crash the killed process's presence entries count until they expire, so the
+    restarted one saw members elsewhere and published every drag to nobody (a storm of
+    them while everyone resumed). A member who joins another process is heard at once."""
+    first = await server_factory.start()
+    second = await server_factory.start()
+    room = await open_room(first.base_url)
+    t, a, b = room.therapist, room.a, room.b
+    admin = aioredis.Redis.from_url(redis_url)
+    tab = None
+
+    async def published() -> int:
+        stats = await admin.info("commandstats")
+        return int(stats.get("cmdstat_spublish", {}).get("calls", 0))
+
+    async def drag_seen_by_b(x: float) -> None:
+        await asyncio.sleep(0.05)  # within the drag rate, as a person's pointer is
+        await a.drag(part, x, 0.5)
+        await b.wait_for(lambda _: b.drags.get(part, {}).get("x") == x)
+
+    try:
+        await t.send("stage.set", stage=2)
+        part = (await a.send("part.add", name=canary("shared"), kind="manager"))["changes"][0][1]
+        await a.send("part.reveal", id=part)
+        await b.wait_seq(a.seq)
+        async with open_store(redis_url) as dead_process:
+            await dead_process.presence_join(a.room, "dead-1|0|b", 60)
+        await a.wait_for(lambda _: a.presence.get("b") == 2)
+
+        before = await published()
+        for step in range(20):
+            await drag_seen_by_b(0.1 + step / 100)
+        assert await published() - before <= 5, "drags went to Redis with nobody to hear them"
+
+        # Right after a publish that found nobody (the pause begins), a member elsewhere.
+        last = await published()
+        for step in range(100):
+            await drag_seen_by_b(0.5 + step / 1000)
+            if await published() > last:
+                break
+        tab = await Client.connect(room.links["b"].replace(first.base_url, second.base_url))
+        await a.wait_for(lambda _: a.presence.get("b") == 3)
+        await a.drag(part, 0.77, 0.5)
+        await tab.wait_for(lambda _: tab.drags.get(part, {}).get("x") == 0.77, timeout=5)
+    finally:
+        if tab is not None:
+            await tab.close()
+        await room.close()
+        await admin.aclose()
 
 
 async def test_a_drag_reaches_the_draggers_other_tabs_but_not_the_dragging_one(
