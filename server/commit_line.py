@@ -32,6 +32,9 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+# Past this much unsent, a write waits for the socket (bounded by the socket time-out).
+WRITE_BUFFER_LIMIT = 1 << 20
+
 
 class CommitLine:
     def __init__(self, pool: ConnectionPool) -> None:
@@ -65,15 +68,23 @@ class CommitLine:
         replies: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
         line.replies.extend(replies)  # before the write: the reader may take them at once
         try:
-            await connection.send_packed_command(packed, check_health=False)
+            # Written in the caller's step: redis-py's send_packed_command bounds a write
+            # with wait_for, which runs it as a task a turn later and resumes the caller a
+            # turn after that, two waits for a busy event loop on every commit.
+            writer = connection._writer
+            if writer is None:
+                raise RedisConnectionError("the commit connection is closed")
+            writer.writelines(packed)
+            if writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                async with asyncio.timeout(connection.socket_timeout):
+                    await writer.drain()
         except BaseException as error:
             for reply in replies:
                 reply.cancel()  # nobody will await them
             self._broken(line, error)
             if isinstance(error, Exception):
-                # redis-py writes in a task of its own, a turn later: by then the connection
-                # may be closed under it (an AttributeError on its writer, or uvloop's
-                # RuntimeError), and any failed write leaves this connection unusable.
+                # Any failed write (no writer, or uvloop's RuntimeError on a closed
+                # transport) leaves this connection unusable.
                 raise RedisConnectionError(
                     f"writing to the commit connection failed ({type(error).__name__})"
                 ) from error

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from hub_helpers import Listener, make_room, open_store
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -180,17 +182,32 @@ async def test_a_reply_that_never_comes_fails_after_the_read_time_out(
     assert await line.call("ECHO", "later") == b"later"
 
 
+async def test_a_call_is_written_in_its_callers_step(line: CommitLine, redis_url: str) -> None:
+    """Not a turn of the event loop later (redis-py's own send does it in a task of its
+    own): under load every turn a commit waits for is the whole loop's work."""
+    assert await line.call("ECHO", "connected") == b"connected"
+    key = f"written-{time.monotonic_ns()}"
+    setting = asyncio.ensure_future(line.call("SET", key, "1"))
+    await asyncio.sleep(0)  # the call's first step, and nothing after it
+    with redis.Redis.from_url(redis_url) as admin:
+        deadline = time.monotonic() + 5  # the event loop is held all this while
+        while admin.get(key) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert admin.get(key) == b"1", "the write waited for a later turn of the loop"
+        assert await setting == b"OK"
+        admin.delete(key)
+
+
 async def test_a_write_whose_connection_closed_under_it_is_sent_again(
         make_line: Callable[..., CommitLine]) -> None:
-    """redis-py bounds a write with wait_for, so it runs a turn after the call; a
-    connection closed meanwhile (its reader met the end of a restarted Redis) must not
-    turn that write into an error of its own."""
+    """A connection closed right after a write (its reader met the end of a restarted
+    Redis) has the write sent again on a new one, not turned into an error."""
     line = make_line(socket_timeout=5)
     assert await line.call("ECHO", "first") == b"first"
     assert line._open is not None
     connection = line._open.connection
     written = asyncio.ensure_future(line.call("ECHO", "second"))
-    await asyncio.sleep(0)  # its first step ran: the write is due on the next turn
+    await asyncio.sleep(0)  # its first step ran: written, the reply not read
     await connection.disconnect(nowait=True)
     assert await asyncio.wait_for(written, 10) == b"second"
 
