@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", action="store_true",
                         help="cluster mode: Partsboard on one Redis (one server process, then "
                              "two) beside a Redis Cluster of 3 shards (two server processes)")
-    parser.add_argument("--workers", type=int, help="load generator processes")
+    parser.add_argument("--workers", type=int,
+                        help="load generator processes (default 2, and 1 with --pin: on one "
+                             "CPU a second process adds no capacity, only the wait for its "
+                             "turn, which lands in the measured latency)")
     parser.add_argument("--rooms", type=int, nargs="+", help="the steady sweep's room counts")
     parser.add_argument("--nice", type=int, default=0,
                         help="scheduling priority for every benchmarked process (e.g. -5 on a "
@@ -43,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the server logs (their directory is printed)")
     args = parser.parse_args(argv)
     plan = scenarios.QUICK if args.quick else scenarios.STANDARD
-    if args.workers:
-        plan = dataclasses.replace(plan, workers=args.workers)
+    workers = args.workers or (1 if args.pin else None)
+    if workers:
+        plan = dataclasses.replace(plan, workers=workers)
     if args.rooms:
         plan = dataclasses.replace(plan, sweep=tuple(args.rooms))
     if args.part and "standard" not in args.part:
