@@ -64,3 +64,9 @@ async def epoch_of(store: Store, room_id: str) -> str:
     row = (await store.meta_seq_epoch([room_id]))[0]
     assert row is not None
     return str(row[1])
+
+
+async def command_calls(admin: aioredis.Redis, command: str) -> int:
+    """How many times Redis has run this command (INFO commandstats, scripts' calls included)."""
+    stats = await admin.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
-from hub_helpers import WAIT, Listener, epoch_of, make_room
+from hub_helpers import WAIT, Listener, command_calls, epoch_of, make_room
 from redis.exceptions import RedisError
 
 from rooms.actions import parse_args
@@ -60,17 +60,14 @@ async def test_a_member_joining_as_the_last_one_leaves_stays_subscribed(
 
 async def test_a_rooms_first_command_runs_on_the_room_its_first_join_loaded(
         hub: Hub, admin: aioredis.Redis) -> None:
-    async def state_reads() -> int:
-        stats = await admin.info("commandstats")
-        return int(stats.get("cmdstat_get", {}).get("calls", 0))
-
     room_id = await make_room(hub.store)
     epoch = await epoch_of(hub.store, room_id)
-    before = await state_reads()
+    before = await command_calls(admin, "get")
     live, _ = await hub.join(room_id, epoch, Listener("first"))
     seq = await execute(live, "therapist", "c1", parse_args("note.add", {"text": "hello"}))
     assert seq == 1
-    assert await state_reads() - before == 1, "the room was loaded again for its first command"
+    assert await command_calls(admin, "get") - before == 1, (
+        "the room was loaded again for its first command")
 
 
 async def test_a_join_reads_the_room_and_the_events_after_its_seq_with_its_presence(
