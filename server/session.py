@@ -60,6 +60,7 @@ from rooms.views import event_for, snapshot_for
 
 from . import metrics
 from .commands import execute
+from .eager import Stepped, start_eagerly
 from .hub import Hub
 from .live_room import LiveRoom
 from .settings import Settings
@@ -92,39 +93,6 @@ class TokenBucket:
         return False
 
 
-class _Started:
-    """Awaiting this finishes a coroutine already stepped once (it yielded `waits_for`),
-    passing results and exceptions through as `await` would have. Only for a coroutine
-    that does not tie itself to the task it began in, as a websocket send does not:
-    `asyncio.timeout`, for one, would cancel that first task when it fires."""
-
-    __slots__ = ("coroutine", "waits_for")
-
-    def __init__(self, coroutine: Any, waits_for: Any) -> None:
-        self.coroutine = coroutine
-        self.waits_for = waits_for
-
-    def __await__(self) -> Any:
-        waits_for = self.waits_for
-        while True:
-            try:
-                result = yield waits_for
-            except BaseException as error:  # cancellation included: the coroutine gets it
-                step = self.coroutine.throw
-                value: Any = error
-            else:
-                step = self.coroutine.send
-                value = result
-            try:
-                waits_for = step(value)
-            except StopIteration as stop:
-                return stop.value
-
-
-async def _finish_started(coroutine: Any, waits_for: Any) -> None:
-    await _Started(coroutine, waits_for)
-
-
 def _sent(read_at: float) -> None:
     """A frame went out; a drag's (read_at set) is timed from its sender's frame."""
     if read_at:
@@ -135,6 +103,7 @@ class Connection:
     __slots__ = ("busy_first", "busy_pause", "busy_until", "close_code", "close_frame",
                  "commands", "done", "drag_flood", "drags", "hub", "last_seq", "live",
                  "outbox", "patience", "presence_id", "received", "role", "room_id", "runner",
+                 "running",
                  "secret_hash", "sending", "sent_later", "settings", "store", "unsent",
                  "writer_idle", "ws")
 
@@ -171,6 +140,7 @@ class Connection:
         # the task running them while there are any.
         self.received: list[tuple[float, wire.Cmd, bool]] = []
         self.runner: asyncio.Task[None] | None = None
+        self.running = False  # the runner's loop has not returned (the task may be None)
         # The busy episode: the first command answered busy, the pause asked for, the end.
         self.busy_first: str | None = None
         self.busy_pause = 0.0
@@ -218,7 +188,7 @@ class Connection:
             self._finish()
             return
         self.sending = True
-        self.sent_later = asyncio.ensure_future(_finish_started(sending, waits_for))
+        self.sent_later = asyncio.ensure_future(Stepped(sending, waits_for))
         self._wake_writer()
 
     def _due(self, seq: int | None) -> bool:
@@ -440,10 +410,15 @@ class Connection:
     def _receive_command(self, frame: wire.Cmd) -> None:
         limited = not self.commands.take()
         self.received.append((time.monotonic(), frame, limited))
-        if self.runner is None:
-            self.runner = asyncio.create_task(self._run_commands())
         if limited:
             self._strike()
+        if not self.running and not self.done.done():
+            # Its first step, in this one, writes the command to Redis a turn of the loop
+            # sooner than a task created the usual way would.
+            self.running = True
+            runner = start_eagerly(self._run_commands())
+            if self.running:  # else it answered every command in that step
+                self.runner = runner
 
     async def _run_commands(self) -> None:
         try:
@@ -460,6 +435,7 @@ class Connection:
                     elif not self._busy_episode(frame.id):
                         await self._on_command(frame, arrived)
         finally:
+            self.running = False
             self.runner = None
 
     def _busy_episode(self, command_id: str) -> bool:
