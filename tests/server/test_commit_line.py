@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import select
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -161,17 +162,16 @@ async def test_an_error_reply_goes_to_its_own_caller_only(line: CommitLine) -> N
     assert isinstance(results[1], NoScriptError)
 
 
-async def test_closing_the_line_fails_what_still_waits_and_ends_its_reader(
+async def test_closing_the_line_fails_what_still_waits_and_closes_its_connection(
         line: CommitLine) -> None:
     waiting = asyncio.ensure_future(line.call("BLPOP", "nothing-here", "5"))
     await asyncio.sleep(0.05)
     assert line._open is not None
-    reader = line._open.reader
-    assert reader is not None
+    connection = line._open.connection
     await line.close()
     with pytest.raises(RedisConnectionError):
         await waiting
-    assert reader.done()
+    assert not connection.is_connected
 
 
 async def test_a_reply_that_never_comes_fails_after_the_read_time_out(
@@ -196,6 +196,24 @@ async def test_a_call_is_written_in_its_callers_step(line: CommitLine, redis_url
         assert admin.get(key) == b"1", "the write waited for a later turn of the loop"
         assert await setting == b"OK"
         admin.delete(key)
+
+
+async def test_a_reply_is_handed_to_its_caller_in_the_callback_that_reads_it(
+        line: CommitLine) -> None:
+    """Not by a reader task woken a turn of the event loop later: under load every turn a
+    commit waits for is the whole loop's work."""
+    assert await line.call("ECHO", "connected") == b"connected"
+    opened = line._open
+    assert opened is not None
+    calling = asyncio.ensure_future(line.call("ECHO", "x"))
+    await asyncio.sleep(0)  # the call's first step: written
+    socket = opened.transport.get_extra_info("socket")
+    # The event loop is held until the reply is there to read...
+    assert select.select([socket.fileno()], [], [], 5)[0], "Redis did not answer"
+    await asyncio.sleep(0)  # ...then it is read in the next turn (after this task's)
+    await asyncio.sleep(0)
+    assert not opened.replies, "the reply waited for another task's turn"
+    assert await calling == b"x"
 
 
 async def test_a_write_whose_connection_closed_under_it_is_sent_again(

@@ -149,8 +149,7 @@ async def test_heartbeat_and_sweep_never_wait_behind_a_full_pool(
         for connection in held:
             await main.connection_pool.release(connection)
         await hub.stop()
-        await main.aclose()
-        await control.aclose()
+        await store.close()
         await hub.link.client.aclose()
 
 
