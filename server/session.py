@@ -4,7 +4,9 @@ The handshake authenticates the hello, joins the room's LiveRoom through the hub
 and sends the welcome. Then tasks: the reader decodes the client's frames as they
 come (drags go straight to the LiveRoom) and queues commands with the time they
 arrived; the runner runs them in order (server/commands.py; the whole path is
-drawn in server/live_room.py); the writer drains a queue of encoded frames.
+drawn in server/live_room.py), started eagerly (server/eager.py) so that a command's
+write to Redis goes out in the reader's step; the writer drains a queue of encoded
+frames.
 
 Thousands of connections sit idle most of the time, so an idle one holds little:
 two tasks (the runner exists only while commands wait), plain lists and futures
