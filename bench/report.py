@@ -10,6 +10,7 @@ from .scenarios import Results, loss
 
 BEGIN = "<!-- bench:begin (written by python -m bench; edit outside these markers) -->"
 END = "<!-- bench:end -->"
+GENERATOR_BUSY = 0.5  # cores of the load generator from which a step's text names them
 
 
 def _num(value: float | int | None, digits: int = 1) -> str:
@@ -412,10 +413,14 @@ def _core_busy(d: dict[str, Any]) -> float:
 
 
 def _cpu_text(d: dict[str, Any]) -> str:
+    """The server's CPU at a step, and the generator's when it was busy enough for its own
+    delays to reach the measured latency (a late receive is timed as a late delivery)."""
     core, stolen = d["cpu"].get("core"), d["cpu"].get("stolen")
+    generator = d["cpu"].get("generator", 0.0)
     return f"server {d['cpu']['server']:.2f} cores" + (
         "" if core is None else f", its core {core:.0%} busy") + (
-        f", {stolen:.0%} stolen by the hypervisor" if stolen else "")
+        f", {stolen:.0%} stolen by the hypervisor" if stolen else "") + (
+        f"; the generator {generator:.2f} cores" if generator >= GENERATOR_BUSY else "")
 
 
 def lag_histogram(system: dict[str, Any]) -> list[str]:
