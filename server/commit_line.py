@@ -1,5 +1,5 @@
 """One Redis connection of its own that every commit of this process is written to the
-moment it is made, its replies read back in order by one task; a member's handshake and
+moment it is made, its replies handed back in order as they arrive; a member's handshake and
 presence round trips (the room loaded, the secret checked, the entry added or removed) and the
 drag publishes go on it too.
 

@@ -1,5 +1,5 @@
 """Commits go to Redis on a connection of their own, written as they are made and answered
-in order by one reader: each applied once and answered on its own, whatever else happens
+in order as they arrive: each applied once and answered on its own, whatever else happens
 on the line (a caller that gave up, an error reply, a connection Redis closed, a Redis
 that forgot the commit script or does not answer); and the batches a handshake and presence
 send on it, answered and parsed as a pool pipeline's."""
