@@ -137,8 +137,16 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
             if on_shutdown is not None:
                 on_shutdown()
 
-    async def websocket_endpoint(websocket: WebSocket) -> None:
-        await Connection(websocket, settings, store, hub).run()
+    class WebSocketEndpoint:
+        """/ws as a plain ASGI app (Starlette routes a non-function endpoint to it as is):
+        a connection sends and receives its live frames through the server's own `send`
+        and `receive`, not through WebSocket's methods, which cost two more coroutine
+        layers per frame with their state checks, and Starlette's exception wrapper
+        another (the app-level one stays)."""
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            websocket = WebSocket(scope, receive, send)
+            await Connection(websocket, settings, store, hub, receive, send).run()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -158,7 +166,7 @@ def create_app(settings: Settings, *, on_shutdown: Callable[[], None] | None = N
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
-        WebSocketRoute("/ws", websocket_endpoint),
+        WebSocketRoute("/ws", WebSocketEndpoint()),
         *api.routes(),
         *page_routes(),
     ]

@@ -36,12 +36,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, cast
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.types import Message
+from starlette.types import Message, Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms import wire
@@ -104,14 +105,15 @@ def _sent(read_at: float) -> None:
 class Connection:
     __slots__ = ("busy_first", "busy_pause", "busy_until", "close_code", "close_frame",
                  "commands", "done", "drag_flood", "drags", "hub", "last_seq", "live",
-                 "outbox", "patience", "presence_id", "received", "role", "room_id", "runner",
-                 "running",
-                 "secret_hash", "sending", "sent_later", "settings", "store", "unsent",
-                 "writer_idle", "ws")
+                 "outbox", "patience", "presence_id", "receive_message", "received", "role",
+                 "room_id", "runner", "running", "secret_hash", "send_message", "sending",
+                 "sent_later", "settings", "store", "unsent", "writer_idle", "ws")
 
     def __init__(self, websocket: WebSocket, settings: Settings, store: Store,
-                 hub: Hub) -> None:
-        self.ws = websocket
+                 hub: Hub, receive: Receive, send: Send) -> None:
+        self.ws = websocket  # the handshake and the close
+        self.receive_message = receive  # the live frames, in and out
+        self.send_message = send
         self.settings = settings
         self.store = store
         self.hub = hub
@@ -180,7 +182,9 @@ class Connection:
         """Send in the caller's step; the writer is parked, so nothing is queued before it."""
         if not self._due(seq):
             return
-        sending = self.ws.send_bytes(frame)
+        # uvicorn's send and Starlette's wrapper of it are coroutine functions.
+        sending = cast(Coroutine[Any, Any, None],
+                       self.send_message({"type": "websocket.send", "bytes": frame}))
         try:
             waits_for = sending.send(None)
         except StopIteration:
@@ -365,13 +369,13 @@ class Connection:
             if not self._due(seq):
                 continue
             self.sending = True
-            await self.ws.send_bytes(frame)
+            await self.send_message({"type": "websocket.send", "bytes": frame})
             self.sending = False
             _sent(read_at)
 
     async def _read(self) -> None:
         try:
-            while await self._take(await self.ws.receive()):
+            while await self._take(await self.receive_message()):
                 pass
         except asyncio.CancelledError:
             raise
