@@ -27,6 +27,7 @@ import functools
 import heapq
 import itertools
 import json
+import os
 import random
 import socket
 import subprocess
@@ -46,7 +47,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.frames import DATA_OPCODES, Frame
-from websockets.protocol import Event
+from websockets.protocol import Event, State
 from websockets.typing import Subprotocol
 
 from client.backoff import backoff
@@ -73,9 +74,12 @@ BURST_HZ = 10.0  # drag updates per second while dragging
 MAX_EXTRA_PARTS = 12  # parts a partner adds during the load before it removes some
 PRESENCE_SETTLE = 2.0  # seconds after a room's last drop or reconnect before presence is judged
 EVERYONE = {"therapist": 1, "a": 1, "b": 1}
-# uvloop's timers count whole milliseconds: a shorter sleep is a turn of the loop, so
-# waiting for a message due sooner than half of one would spin the generator's core
-TIMER_RESOLUTION = 0.001
+# uvloop's timers count whole milliseconds, so the generator sleeps on them only until this
+# close to a message's due time, then polls, a turn of the loop at a time: the message
+# leaves on time, and what arrives meanwhile is read and timed as it comes, not after a
+# wake-up. Each turn yields the CPU first, to Redis, which shares it. Under load the
+# generator's CPU therefore reads near a whole core; its send lag tells whether it keeps up.
+POLL_BEFORE_DUE = 0.001
 
 
 class Refused(Exception):
@@ -125,12 +129,25 @@ class PushedConnection(ClientConnection):
     generator near its core's limit measures itself, not the server."""
 
     deliver: Callable[[bytes], None] = staticmethod(_ignore)
+    behind = 0  # messages handed to `send` and not yet sent: later ones go after them
 
     def process_event(self, event: Event) -> None:
         if isinstance(event, Frame) and event.fin and event.opcode in DATA_OPCODES:
             self.deliver(bytes(event.data))
         else:
             super().process_event(event)
+
+    def send_now(self, frame: bytes) -> bool:
+        """Send a binary message in the caller's step, as `send` would without its
+        coroutine; False if it cannot go at once (not open, or the socket is full), for
+        the caller to fall back to `send`."""
+        if (self.behind or self.protocol.state is not State.OPEN
+                or self.send_in_progress is not None or self.paused
+                or self.transport.is_closing()):
+            return False
+        self.protocol.send_binary(frame)
+        self.send_data()
+        return True
 
 
 @dataclass
@@ -169,6 +186,23 @@ class Room:
     learnt: dict[float, str] = field(default_factory=dict)
     # presence is judged only once the room's connections have been steady for a while
     settled_at: float = 0.0
+
+
+# a message due: (when, tie-break, what, room, member, part, left)
+Due = tuple[float, int, int, "Room", "Member | None", str, int]
+
+
+@dataclass
+class Schedule:
+    """A run's messages, by when they are due."""
+    heap: list[Due]
+    n: int
+    start: float
+    end: float
+    cmd_rate: float
+    burst_rate: float
+    fixed_rate: float
+    fixed: str
 
 
 @dataclass
@@ -213,6 +247,7 @@ class Worker:
         self.reveals: dict[str, str] = {}  # reveal command id -> part id
         self.waiters: dict[str, asyncio.Future[str]] = {}  # set-up commands awaiting answers
         self._sending: set[asyncio.Task[None]] = set()
+        self.schedule: Schedule | None = None  # while a run sends
 
     # ---- identifiers ------------------------------------------------------
 
@@ -272,7 +307,7 @@ class Worker:
         if resume:
             m.resumed_at = time.time()
             for frame in list(m.unacked.values()):
-                await ws.send(frame)
+                self._send(ws, frame)
                 self.totals["resent"] += 1
 
     def _welcomed(self, m: Member, ws: PushedConnection, welcome: dict[str, Any],
@@ -389,6 +424,9 @@ class Worker:
                 self.totals["ended"] += 1
             else:
                 self.totals["unknown_frames"] += 1
+            sched = self.schedule
+            if sched is not None and sched.heap and sched.heap[0][0] <= now:
+                self._pace(now)
         except Exception:
             self.totals["handler_errors"] += 1
             if self.handler_error is None:
@@ -399,9 +437,7 @@ class Worker:
         ws = m.ws
         if frame is not None and ws is not None:  # else the next resume resends it
             self.totals["resent_busy"] += 1
-            task = asyncio.get_running_loop().create_task(self._send_quiet(ws, frame))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            self._send(ws, frame)
 
     @staticmethod
     def _settled(room: Room, now: float) -> bool:
@@ -504,20 +540,36 @@ class Worker:
             self.pending[args["x"]] = Pending(now, "cmd", m.index, {0, 1, 2})
         ws = m.ws
         if ws is not None:
-            task = asyncio.get_running_loop().create_task(self._send_quiet(ws, frame))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            self._send(ws, frame)
         return cid
 
-    async def _send_quiet(self, ws: PushedConnection, frame: bytes) -> None:
-        with contextlib.suppress(ConnectionClosed):
+    def _send(self, ws: PushedConnection, frame: bytes,
+              unsent: Callable[[], None] | None = None) -> None:
+        """Send now if the socket takes it, else in a task, in order; `unsent` is called if
+        the connection closed first."""
+        if ws.send_now(frame):
+            return
+        ws.behind += 1
+        task = asyncio.get_running_loop().create_task(self._send_behind(ws, frame, unsent))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    @staticmethod
+    async def _send_behind(ws: PushedConnection, frame: bytes,
+                           unsent: Callable[[], None] | None) -> None:
+        try:
             await ws.send(frame)
+        except ConnectionClosed:
+            if unsent is not None:
+                unsent()
+        finally:
+            ws.behind -= 1
 
     def reveal(self, m: Member, pid: str) -> None:
         """Reveal a part added during the load; once acked, it can be moved and dragged."""
         self.reveals[self.command(m, PartReveal(id=pid))] = pid
 
-    async def drag(self, m: Member, pid: str) -> None:
+    def drag(self, m: Member, pid: str) -> None:
         x = self.next_x()
         frame = wire.drag(pid, x, self.rng.random())
         ws = m.ws
@@ -528,12 +580,12 @@ class Worker:
         self.pending[x] = Pending(now, "drag", m.index, {i for i in range(3) if i != m.index})
         self.drag_senders[x] = m.index
         self.window.sent["drag"] += 1
-        try:
-            await ws.send(frame)
-        except ConnectionClosed:
-            self.pending.pop(x, None)
-            self.window.sent["drag"] -= 1
-            self.window.counts["drag_skipped_offline"] += 1
+        self._send(ws, frame, functools.partial(self._drag_unsent, x))
+
+    def _drag_unsent(self, x: float) -> None:
+        self.pending.pop(x, None)
+        self.window.sent["drag"] -= 1
+        self.window.counts["drag_skipped_offline"] += 1
 
     def random_command(self, room: Room) -> None:
         index = self.rng.choice(PARTNERS)
@@ -692,7 +744,7 @@ class Worker:
             room.seq_sent.clear()
             room.ignore_seqs.clear()
         totals0 = Counter(self.totals)
-        heap: list[tuple[float, int, int, Room, Member | None, str, int]] = []
+        heap: list[Due] = []
         n = 0
         start = time.perf_counter()
         end = start + duration
@@ -711,58 +763,24 @@ class Worker:
                 n += 1
                 heap.append((start + self.rng.expovariate(burst_rate), n, 1, room, None, "", 0))
         heapq.heapify(heap)
-        sends = 0
-        while heap:
-            due = heap[0][0]
-            now = time.perf_counter()
-            if due >= end or now >= end + 1.0:
-                break
-            if due > now + TIMER_RESOLUTION / 2:
-                await asyncio.sleep(due - now)
-                continue
-            _, _, what, room, member, pid, left = heapq.heappop(heap)
-            w.lag.append((now - due) * 1000.0)
-            n += 1
-            if what == 0:  # a committed command
-                self.random_command(room)
-                heapq.heappush(heap, (due + self.rng.expovariate(cmd_rate), n, 0, room, None,
-                                      "", 0))
-            elif what == 1:  # a drag burst starts, by a partner not already dragging
-                idle = [room.members[i] for i in PARTNERS
-                        if not room.members[i].dragging and room.parts[i]]
-                heapq.heappush(heap, (due + self.rng.expovariate(burst_rate), n, 1, room, None,
-                                      "", 0))
-                if idle:
-                    m = self.rng.choice(idle)
-                    m.dragging = True
-                    n += 1
-                    heapq.heappush(heap, (due, n, 2, room, m,
-                                          self.rng.choice(room.parts[m.index]), BURST))
-                else:
-                    w.counts["bursts_skipped_busy"] += 1
-            elif what == 3:  # the fixed-rate shape: this room's next message
-                index = PARTNERS[(int(due - start) + left) % 2]
-                sender = room.members[index]
-                if room.parts[index]:
-                    pid = self.rng.choice(room.parts[index])
-                    if fixed == "cmd":
-                        self.command(sender, PartMove(id=pid, x=self.next_x(),
-                                                      y=self.rng.random()))
-                    else:
-                        await self.drag(sender, pid)
-                heapq.heappush(heap, (due + 1.0 / fixed_rate, n, 3, room, None, "", left))
-            else:  # the next update of a burst
-                assert member is not None
-                if pid in room.parts[member.index]:
-                    await self.drag(member, pid)
-                if left > 1:
-                    heapq.heappush(heap, (due + 1.0 / BURST_HZ, n, 2, room, member, pid,
-                                          left - 1))
-                else:
-                    member.dragging = False
-            sends += 1
-            if sends % 64 == 0:
+        self.schedule = Schedule(heap, n, start, end, cmd_rate, burst_rate, fixed_rate, fixed)
+        try:
+            while heap:
+                due = heap[0][0]
+                now = time.perf_counter()
+                if due >= end or now >= end + 1.0:
+                    break
+                if due > now + POLL_BEFORE_DUE:
+                    await asyncio.sleep(due - now - POLL_BEFORE_DUE)
+                    continue
+                if due > now:
+                    os.sched_yield()
+                    await asyncio.sleep(0)
+                    continue
+                self._pace(now)
                 await asyncio.sleep(0)
+        finally:
+            self.schedule = None
         for m in self.members:
             m.dragging = False
         sent_end = time.perf_counter()
@@ -778,6 +796,61 @@ class Worker:
                             if v - totals0.get(k, 0)}
         w.recording = False
         return result
+
+    def _pace(self, until: float, most: int = 64) -> None:
+        """Send what is due by `until` (at most `most` messages). The run's loop calls it,
+        and so does every frame received, so that a message due while the generator
+        reads a batch of frames is not held back until the batch is done."""
+        sched = self.schedule
+        assert sched is not None
+        heap, w = sched.heap, self.window
+        now = time.perf_counter()
+        for _ in range(most):
+            if not heap or heap[0][0] > until or heap[0][0] >= sched.end \
+                    or now >= sched.end + 1.0:
+                return
+            due, _, what, room, member, pid, left = heapq.heappop(heap)
+            w.lag.append(max(now - due, 0.0) * 1000.0)
+            sched.n += 1
+            n = sched.n
+            if what == 0:  # a committed command
+                self.random_command(room)
+                heapq.heappush(heap, (due + self.rng.expovariate(sched.cmd_rate), n, 0, room,
+                                      None, "", 0))
+            elif what == 1:  # a drag burst starts, by a partner not already dragging
+                idle = [room.members[i] for i in PARTNERS
+                        if not room.members[i].dragging and room.parts[i]]
+                heapq.heappush(heap, (due + self.rng.expovariate(sched.burst_rate), n, 1, room,
+                                      None, "", 0))
+                if idle:
+                    m = self.rng.choice(idle)
+                    m.dragging = True
+                    sched.n += 1
+                    heapq.heappush(heap, (due, sched.n, 2, room, m,
+                                          self.rng.choice(room.parts[m.index]), BURST))
+                else:
+                    w.counts["bursts_skipped_busy"] += 1
+            elif what == 3:  # the fixed-rate shape: this room's next message
+                index = PARTNERS[(int(due - sched.start) + left) % 2]
+                sender = room.members[index]
+                if room.parts[index]:
+                    pid = self.rng.choice(room.parts[index])
+                    if sched.fixed == "cmd":
+                        self.command(sender, PartMove(id=pid, x=self.next_x(),
+                                                      y=self.rng.random()))
+                    else:
+                        self.drag(sender, pid)
+                heapq.heappush(heap, (due + 1.0 / sched.fixed_rate, n, 3, room, None, "",
+                                      left))
+            else:  # the next update of a burst
+                assert member is not None
+                if pid in room.parts[member.index]:
+                    self.drag(member, pid)
+                if left > 1:
+                    heapq.heappush(heap, (due + 1.0 / BURST_HZ, n, 2, room, member, pid,
+                                          left - 1))
+                else:
+                    member.dragging = False
 
     def _outstanding(self, rooms: list[Room], in_flight: bool = True,
                      unacked: bool = True) -> int:

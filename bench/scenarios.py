@@ -55,8 +55,9 @@ class Plan:
     shape_cmd: tuple[float, ...] = (100, 200, 400, 600, 800, 1000, 1200, 1500, 2000, 2500,
                                     3000, 3500, 4000, 4500, 5000, 5750, 6500, 8000, 10000,
                                     13000)
+    # drags: up to where Partsboard's core passes 80% (about 20,000/s on a fast machine)
     shape_drag: tuple[float, ...] = (200, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000,
-                                     6500, 8000)
+                                     6500, 8000, 10000, 13000, 16000, 20000, 25000, 30000)
     shape_seconds: float = 5.0
     overload_factor: float = 2.0  # the overload step: this times the command saturation...
     overload_seconds: float = 10.0  # ...for this long
