@@ -485,7 +485,11 @@ def run_all(plan: Plan, log: Callable[[str], None] = print, keep_logs: bool = Fa
         log(f"server logs in {workdir.path}")
     benches: list[Bench] = []
     shape: dict[str, dict[str, Any]] = {}
+    shield = contextlib.ExitStack()
     try:
+        if pin:
+            moved = shield.enter_context(procs.shielded(SERVER_CPU))
+            log(f"CPU {SERVER_CPU} kept for the server: {moved} other tasks moved off it")
         if plan.shape_rooms:
             log(f"fixed-rate shape over {plan.shape_rooms} rooms, servers just started")
             shape = run_shape(plan, workdir.path, log, systems, nice, pin, profile)
@@ -523,5 +527,6 @@ def run_all(plan: Plan, log: Callable[[str], None] = print, keep_logs: bool = Fa
         for bench in benches:
             bench.close()
         workdir.close()
+        shield.close()
     results.seconds = time.monotonic() - t0
     return results
