@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gc
 import heapq
 import itertools
 import json
@@ -737,7 +738,7 @@ class Worker:
         the fixed-rate shape: each room sends `part.move` commands (or single drag
         updates) at exactly cmd_rate (drag_rate) per second, one partner at a time (a
         and b take turns each second, half the rooms starting with each)."""
-        self.window = w = Window(self.window.number + 1)
+        self.window = Window(self.window.number + 1)
         rooms = self.rooms[: active if active is not None else len(self.rooms)]
         for room in rooms:
             room.seq_arrivals.clear()
@@ -764,6 +765,20 @@ class Worker:
                 heap.append((start + self.rng.expovariate(burst_rate), n, 1, room, None, "", 0))
         heapq.heapify(heap)
         self.schedule = Schedule(heap, n, start, end, cmd_rate, burst_rate, fixed_rate, fixed)
+        # A collection over thousands of connections' objects takes the generator away
+        # for up to 100 ms, sending late and reading late, and Redis, which shares its
+        # core, waits as well: none runs until the window's figures are in.
+        gc.disable()
+        try:
+            return await self._drive(rooms, drain, storm, start, totals0)
+        finally:
+            gc.enable()
+
+    async def _drive(self, rooms: list[Room], drain: float, storm: bool, start: float,
+                     totals0: Counter[str]) -> dict[str, Any]:
+        sched = self.schedule
+        assert sched is not None
+        heap, end, w = sched.heap, sched.end, self.window
         try:
             while heap:
                 due = heap[0][0]
