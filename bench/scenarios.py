@@ -34,8 +34,9 @@ class Plan:
     step_seconds: float = 10.0
     drain: float = 5.0
     # saturation: offered messages in per second, over all rooms of the sweep's last step
+    # up to where the relay fails too (4,183/s in was not enough on a fast machine)
     sat_cmd: tuple[float, ...] = (50, 100, 200, 300, 450, 650, 900, 1200, 1600, 2100, 2800,
-                                  3600)
+                                  3600, 4600, 6000, 8000)
     sat_drag: tuple[float, ...] = (250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6500, 8000)
     sat_seconds: float = 4.0
     sat_p99_ms: float = 100.0
