@@ -81,6 +81,7 @@ EVERYONE = {"therapist": 1, "a": 1, "b": 1}
 # wake-up. Each turn yields the CPU first, to Redis, which shares it. Under load the
 # generator's CPU therefore reads near a whole core; its send lag tells whether it keeps up.
 POLL_BEFORE_DUE = 0.001
+PACE_AT_MOST = 64  # messages sent before the loop gets a turn to read
 
 
 class Refused(Exception):
@@ -427,7 +428,7 @@ class Worker:
                 self.totals["unknown_frames"] += 1
             sched = self.schedule
             if sched is not None and sched.heap and sched.heap[0][0] <= now:
-                self._pace(now)
+                self._pace()
         except Exception:
             self.totals["handler_errors"] += 1
             if self.handler_error is None:
@@ -792,7 +793,7 @@ class Worker:
                     os.sched_yield()
                     await asyncio.sleep(0)
                     continue
-                self._pace(now)
+                self._pace()
                 await asyncio.sleep(0)
         finally:
             self.schedule = None
@@ -812,16 +813,16 @@ class Worker:
         w.recording = False
         return result
 
-    def _pace(self, until: float, most: int = 64) -> None:
-        """Send what is due by `until` (at most `most` messages). The run's loop calls it,
-        and so does every frame received, so that a message due while the generator
+    def _pace(self) -> None:
+        """Send what is due (up to PACE_AT_MOST messages at a time). The run's loop calls
+        it, and so does every frame received, so that a message due while the generator
         reads a batch of frames is not held back until the batch is done."""
         sched = self.schedule
         assert sched is not None
         heap, w = sched.heap, self.window
         now = time.perf_counter()
-        for _ in range(most):
-            if not heap or heap[0][0] > until or heap[0][0] >= sched.end \
+        for _ in range(PACE_AT_MOST):
+            if not heap or heap[0][0] > now or heap[0][0] >= sched.end \
                     or now >= sched.end + 1.0:
                 return
             due, _, what, room, member, pid, left = heapq.heappop(heap)
