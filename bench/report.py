@@ -6,13 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .scenarios import Results, loss
+from .scenarios import GENERATOR_LATE_MS, Results, loss
 
 BEGIN = "<!-- bench:begin (written by python -m bench; edit outside these markers) -->"
 END = "<!-- bench:end -->"
-# the generator's send lag p99 (ms) from which a step's text names it: its CPU cannot tell,
-# as it polls through the last millisecond before each message is due
-GENERATOR_LATE_MS = 1.0
 
 
 def _num(value: float | int | None, digits: int = 1) -> str:
@@ -306,8 +303,11 @@ def _shape_cell(d: dict[str, Any] | None, what: str) -> str:
     if not d:
         return "- | - | -"
     mark = "" if d["ok"] else " **fail**"
-    if d.get("first_try"):
-        mark += f" (2nd try; 1st {_num(d['first_try']['p99'], 1)})"
+    first = d.get("first_try")
+    if first:
+        late = first.get("lag_p99") or 0.0
+        mark += f" (2nd try; 1st {_num(first['p99'], 1)}" + (
+            f", the generator {late:.1f} ms late" if late >= GENERATOR_LATE_MS else "") + ")"
     core = d["cpu"].get("core")
     return (f"{_num(_get(d, 'lat', what, 'p50'), 1)} / {_num(_get(d, 'lat', what, 'p99'), 1)}"
             f"{mark} | {d['cpu']['server']:.2f}{'' if core is None else f' ({core:.0%})'} | "
