@@ -28,7 +28,6 @@ import gc
 import heapq
 import itertools
 import json
-import os
 import random
 import socket
 import subprocess
@@ -66,6 +65,7 @@ from rooms.actions import (
 from rooms.errors import BadFrame, then_after
 
 from .procs import die_with_parent
+from .timer import PreciseTimer, precise_wakeups
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("therapist", "a", "b")
@@ -75,12 +75,6 @@ BURST_HZ = 10.0  # drag updates per second while dragging
 MAX_EXTRA_PARTS = 12  # parts a partner adds during the load before it removes some
 PRESENCE_SETTLE = 2.0  # seconds after a room's last drop or reconnect before presence is judged
 EVERYONE = {"therapist": 1, "a": 1, "b": 1}
-# uvloop's timers count whole milliseconds, so the generator sleeps on them only until this
-# close to a message's due time, then polls, a turn of the loop at a time: the message
-# leaves on time, and what arrives meanwhile is read and timed as it comes, not after a
-# wake-up. Each turn yields the CPU first, to Redis, which shares it. Under load the
-# generator's CPU therefore reads near a whole core; its send lag tells whether it keeps up.
-POLL_BEFORE_DUE = 0.001
 PACE_AT_MOST = 64  # messages sent before the loop gets a turn to read
 
 
@@ -780,23 +774,21 @@ class Worker:
         sched = self.schedule
         assert sched is not None
         heap, end, w = sched.heap, sched.end, self.window
+        timer = PreciseTimer()
         try:
             while heap:
                 due = heap[0][0]
                 now = time.perf_counter()
                 if due >= end or now >= end + 1.0:
                     break
-                if due > now + POLL_BEFORE_DUE:
-                    await asyncio.sleep(due - now - POLL_BEFORE_DUE)
-                    continue
                 if due > now:
-                    os.sched_yield()
-                    await asyncio.sleep(0)
+                    await timer.until(due)
                     continue
                 self._pace()
                 await asyncio.sleep(0)
         finally:
             self.schedule = None
+            timer.close()
         for m in self.members:
             m.dragging = False
         sent_end = time.perf_counter()
@@ -991,6 +983,7 @@ def worker_main(conn: Connection, config: Config) -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
+    precise_wakeups()
     runner(Worker(config).serve(conn))
 
 

@@ -485,11 +485,10 @@ def inside_server(system: dict[str, Any], label: str) -> list[str]:
                    f"{_num(_get(d, 'lat', label, 'p99'), 1)} | {_core_busy(d):.0%} | "
                    f"{_pct(d['cpu'].get('stolen'))} | {_num(d['cpu'].get('generator'), 2)} | "
                    f"{_num(d.get('lag_p99'), 1)} |")
-    out += ["", "The generators share CPU 1 with Redis. They poll through the last "
-            "millisecond before each message is due, so under load their CPU reads near a "
-            "whole core. Their send lag is how late a message left against its due time: a "
-            "generator that is late sends what it owes in a burst, and the end-to-end tail "
-            "includes that."]
+    out += ["", "The generators share CPU 1 with Redis. They sleep until each message is due "
+            "(a timerfd, to the microsecond). Their send lag is how late a message left "
+            "against its due time: a generator that is late sends what it owes in a burst, "
+            "and the end-to-end tail includes that."]
     return [*out, ""]
 
 

@@ -23,8 +23,7 @@ from .load import LoadGen, merge
 SYSTEMS = ("relay", "partsboard")
 SERVER_CPU, OTHER_CPU = 0, 1  # --pin
 # A generator whose send lag p99 (ms) reaches this has its own delays in the measured
-# latency; its CPU cannot tell, as it polls through the last millisecond before each
-# message is due.
+# latency (its CPU cannot tell: another task on its core delays it as well).
 GENERATOR_LATE_MS = 1.0
 # --cluster: Partsboard on one Redis (one process, then two) beside a 3-shard cluster (two)
 CLUSTER_SYSTEMS = ("partsboard", "partsboard-2", "cluster")
