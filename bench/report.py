@@ -60,6 +60,28 @@ def _others(results: Results) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _all_steps(results: Results) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    for system in results.systems.values():
+        steps += system.get("steady", [])
+        for sat in system.get("saturation", {}).values():
+            steps += sat["steps"]
+        for shape_steps in system.get("shape", {}).values():
+            steps += shape_steps
+    return steps
+
+
+def speed_text(results: Results) -> str:
+    """How far the machine's speed moved over the run (`procs.speed_probe_us` before each
+    step): a figure measured while the machine was slower is not the server's doing."""
+    probes = [d["probe_us"] for d in _all_steps(results) if d.get("probe_us")]
+    if not probes:
+        return ""
+    low, high = min(probes), max(probes)
+    return (f" The machine's speed: a fixed piece of Python took {low:,.0f} to {high:,.0f} µs "
+            f"of CPU before the steps ({high / low:.2f}x from its fastest to its slowest).")
+
+
 def render(results: Results) -> str:
     if "cluster" in results.systems:
         return render_cluster(results)
@@ -78,7 +100,7 @@ def render(results: Results) -> str:
         + (f" Benchmarked processes ran at nice {m['nice']}." if m.get("nice") else "")
         + (f" Other work on the machine used {_others(results):.2f} cores on average during "
            "the measured steps (the machine is shared; see \"other processes' CPU\")."
-           if _others(results) is not None else ""),
+           if _others(results) is not None else "") + speed_text(results),
         "",
         f"Load per room: {plan['cmd_rate']} committed commands/s (60% part.move, 25% "
         f"part.blend, 15% part.add then part.reveal; part.remove once a partner has added "
@@ -540,8 +562,19 @@ def _worst_ratio(steps: list[dict[str, Any]], p99_of: Callable[[dict[str, Any]],
             continue  # past 80% (other work can take the core at any step)
         ratio = (p99_of(d) or float("inf")) / low
         if ratio > worst:
-            worst, where = ratio, f"{d['offered']:.0f}/s, {_cpu_text(d)}"
+            worst, where = ratio, f"{d['offered']:.0f}/s, {_cpu_text(d)}{_slower(d, steps[0])}"
     return worst, low, where
+
+
+SLOWER_FROM = 1.15  # the probe's ratio from which a step's text says the machine was slower
+
+
+def _slower(d: dict[str, Any], low_load: dict[str, Any]) -> str:
+    if not (d.get("probe_us") and low_load.get("probe_us")):
+        return ""
+    slower = d["probe_us"] / low_load["probe_us"]
+    return (f"; the machine {slower:.2f}x slower than at the low-load step"
+            if slower >= SLOWER_FROM else "")
 
 
 def _flat_until_busy(system: dict[str, Any], label: str, what: str) -> tuple[float | None, str]:

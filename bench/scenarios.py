@@ -193,6 +193,7 @@ class Bench:
         spy = (procs.py_spy(self.service.pids()[0], self.profile / f"{profile}.txt",
                             run["duration"], cpus={OTHER_CPU} if self.pin else None)
                if self.profile and profile else None)
+        probe_us = procs.speed_probe_us()
         meters = self.meters()
         metrics0 = procs.metrics_texts(*self.service.ports)
         busy0, t0 = procs.machine_busy_seconds(), time.monotonic()
@@ -226,6 +227,7 @@ class Bench:
         result = merge(self.gen.gather(run["duration"] + run["drain"] + 120))
         d = digest(result)
         d["cpu"] = cpu
+        d["probe_us"] = probe_us
         d["gc"] = gc_pauses
         for key, metric in (("loop_lag", procs.LAG_METRIC),
                             ("loop_lag_off_cpu", procs.LAG_OFF_CPU_METRIC), ("drag_relay",
