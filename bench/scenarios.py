@@ -335,6 +335,24 @@ class Bench:
                  f"{_ms(lag['max'])} cpu {_cpu(d['cpu'])} ok={d['ok']}")
         return d
 
+    def settle(self, quiet: float = 0.1, most: float = 30.0) -> float:
+        """Wait (at most `most` seconds) until the server uses under `quiet` cores over half
+        a second, and return how long that took: a step past saturation leaves a backlog
+        that the next step would otherwise inherit (the relay, which does not push back, was
+        still delivering a failed step's messages 10 s later, and its next ramp failed its
+        first step on them)."""
+        t0 = time.monotonic()
+        meter = procs.CpuMeter(self.service.pids())
+        while time.monotonic() - t0 < most:
+            meter.start()
+            time.sleep(0.5)
+            if meter.stop() < quiet:
+                break
+        waited = time.monotonic() - t0
+        if waited > 1.0:
+            self.log(f"  {self.kind}: server busy with an earlier step for {waited:.1f} s")
+        return waited
+
     def ramp_step(self, what: str, rate: float) -> None:
         """A step of a ramp; one that fails, or one where the generator sent late (it
         measured its own delays, not the server's), is run once more and the second
@@ -345,6 +363,7 @@ class Bench:
         if not d["ok"] or late:
             steps = self.out["shape"][what]
             steps.pop()
+            self.settle()
             again = self.shape_step(what, rate, what)
             again["first_try"] = {"p99": d["lat"][what]["p99"], "cpu": d["cpu"],
                                   "ok": d["ok"], "lag_p99": d["lag_p99"]}
@@ -462,6 +481,8 @@ def run_shape(plan: Plan, workdir: Path, log: Callable[[str], None],
         for bench in benches:
             bench.shape_step("cmd", plan.shape_first, "first")
         for what, rates in (("cmd", plan.shape_cmd), ("drag", plan.shape_drag)):
+            for bench in benches:
+                bench.settle()
             for rate in rates:
                 running = [b for b in benches
                            if all(d["ok"] for d in b.out["shape"].get(what, []))]
@@ -470,6 +491,7 @@ def run_shape(plan: Plan, workdir: Path, log: Callable[[str], None],
                 for bench in running:
                     bench.ramp_step(what, rate)
         for bench in benches:
+            bench.settle()
             bench.overload()
         for bench in benches:
             out[bench.kind] = bench.out["shape"]
