@@ -244,6 +244,8 @@ class Worker:
         self.waiters: dict[str, asyncio.Future[str]] = {}  # set-up commands awaiting answers
         self._sending: set[asyncio.Task[None]] = set()
         self.schedule: Schedule | None = None  # while a run sends
+        # commands still unacknowledged when a window closed: counted in that window only
+        self.unacked_counted: set[str] = set()
 
     # ---- identifiers ------------------------------------------------------
 
@@ -901,7 +903,9 @@ class Worker:
             lost[p.kind] += len(p.expect)
             self.expired.add(x)
         self.pending.clear()
-        unacked = sum(len(m.unacked) for r in rooms for m in r.members)
+        waiting = {cid for r in rooms for m in r.members for cid in m.unacked}
+        unacked = len(waiting - self.unacked_counted)
+        self.unacked_counted = waiting
         unexpected = 0
         details: list[str] = []  # a few examples of what went wrong, for debugging
         if self.pb:
