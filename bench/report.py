@@ -49,26 +49,24 @@ def _per_msg(d: dict[str, Any] | None) -> float | None:
     return d["cpu"]["server"] / msgs * 1e6 if msgs else None
 
 
+def _standard_steps(system: dict[str, Any]) -> list[dict[str, Any]]:
+    steps = list(system.get("steady", []))
+    for sat in system.get("saturation", {}).values():
+        steps += sat["steps"]
+    return steps
+
+
 def _others(results: Results) -> float | None:
     """Mean CPU (cores) used by processes outside the benchmark during measured steps."""
-    values = []
-    for system in results.systems.values():
-        steps = list(system.get("steady", []))
-        for sat in system.get("saturation", {}).values():
-            steps += sat["steps"]
-        values += [d["cpu"]["others"] for d in steps if "others" in d.get("cpu", {})]
+    values = [d["cpu"]["others"] for system in results.systems.values()
+              for d in _standard_steps(system) if "others" in d.get("cpu", {})]
     return sum(values) / len(values) if values else None
 
 
 def _all_steps(results: Results) -> list[dict[str, Any]]:
-    steps: list[dict[str, Any]] = []
-    for system in results.systems.values():
-        steps += system.get("steady", [])
-        for sat in system.get("saturation", {}).values():
-            steps += sat["steps"]
-        for shape_steps in system.get("shape", {}).values():
-            steps += shape_steps
-    return steps
+    return [d for system in results.systems.values()
+            for d in _standard_steps(system)
+            + [d for shape in system.get("shape", {}).values() for d in shape]]
 
 
 def speed_text(results: Results) -> str:
